@@ -1,0 +1,128 @@
+//! Hash-partitioned interning: each partition's map is written by one worker per step, so
+//! interning and marking take no locks.
+
+use std::hash::{BuildHasher, Hash};
+
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+
+use crate::id::PARTITION_BITS;
+use crate::NodeId;
+
+/// The key's hash; stable for a given key (FxHash), so partitions and first-mark ordering do
+/// not depend on the run.
+#[inline]
+pub(crate) fn hash_key<K: Hash>(key: &K) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+/// The partition a hash belongs to. Uses bits 32.. so that hashbrown's bucket index (low bits)
+/// and tag (top 7 bits) stay well distributed inside a partition.
+#[inline]
+pub(crate) fn partition_of(hash: u64) -> usize {
+    ((hash >> 32) as usize) & ((1 << PARTITION_BITS) - 1)
+}
+
+/// A conditional dependency waiting for its condition, stored under the condition's partition.
+#[derive(Debug)]
+pub(crate) struct Waiting<K, C> {
+    pub(crate) target: K,
+    pub(crate) carry: C,
+}
+
+/// One interning partition: keys, map, marks and the conditional store of its nodes.
+#[derive(Debug)]
+pub(crate) struct Partition<K, C> {
+    pub(crate) index: usize,
+    pub(crate) keys: Vec<K>,
+    table: HashTable<u32>,
+    marked: Vec<u64>,
+    /// crossgen2's conditional dependency store, keyed by the condition's local index.
+    pub(crate) conditional: FxHashMap<u32, Vec<Waiting<K, C>>>,
+    /// Nodes marked during the current step, in marking order.
+    pub(crate) newly_marked: Vec<NodeId>,
+    /// Edges whose condition got marked: applied in the next step.
+    pub(crate) triggered: Vec<(K, C)>,
+}
+
+impl<K: Hash + Eq + Clone, C> Partition<K, C> {
+    pub(crate) fn new(index: usize) -> Self {
+        Partition {
+            index,
+            keys: Vec::new(),
+            table: HashTable::new(),
+            marked: Vec::new(),
+            conditional: FxHashMap::default(),
+            newly_marked: Vec::new(),
+            triggered: Vec::new(),
+        }
+    }
+
+    /// Interns `key` (whose hash is `hash`), returning its local index.
+    #[inline]
+    pub(crate) fn intern(&mut self, key: &K, hash: u64) -> u32 {
+        let keys = &mut self.keys;
+        let entry = self.table.entry(
+            hash,
+            |&local| keys[local as usize] == *key,
+            |&local| hash_key(&keys[local as usize]),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let local = keys.len() as u32;
+                // Panics (documented on NodeId) if the partition is full.
+                let _ = NodeId::new(self.index, local);
+                keys.push(key.clone());
+                v.insert(local);
+                if (local as usize) / 64 >= self.marked.len() {
+                    self.marked.push(0);
+                }
+                local
+            }
+        }
+    }
+
+    /// Looks `key` up without interning it.
+    pub(crate) fn find(&self, key: &K, hash: u64) -> Option<u32> {
+        self.table
+            .find(hash, |&local| self.keys[local as usize] == *key)
+            .copied()
+    }
+
+    #[inline]
+    pub(crate) fn is_marked(&self, local: u32) -> bool {
+        self.marked
+            .get(local as usize / 64)
+            .is_some_and(|w| w & (1 << (local % 64)) != 0)
+    }
+
+    /// Marks `local`; `true` if it was not marked before.
+    #[inline]
+    pub(crate) fn mark(&mut self, local: u32) -> bool {
+        let word = &mut self.marked[local as usize / 64];
+        let bit = 1u64 << (local % 64);
+        let newly = *word & bit == 0;
+        *word |= bit;
+        newly
+    }
+
+    /// Marked local indices, ascending.
+    pub(crate) fn marked_locals(&self) -> impl Iterator<Item = u32> + '_ {
+        self.marked.iter().enumerate().flat_map(|(w, &bits)| {
+            let mut bits = bits;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                Some(w as u32 * 64 + b)
+            })
+        })
+    }
+
+    pub(crate) fn id(&self, local: u32) -> NodeId {
+        NodeId::new(self.index, local)
+    }
+}
