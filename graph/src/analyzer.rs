@@ -19,20 +19,24 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::mem;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
 use crate::id::PARTITIONS;
-use crate::mark_log::sealed::{id as raw_id, EdgeOrigin, Strategy};
-use crate::mark_log::{LoggedEdge, MarkLog, MarkStrategy, NoLog, NONE};
-use crate::partition::{hash_key, partition_of, Partition, Waiting};
+use crate::mark_log::sealed::{EdgeOrigin, Strategy, id as raw_id};
+use crate::mark_log::{LoggedEdge, MarkLog, MarkStrategy, NONE, NoLog};
+use crate::partition::{Partition, Waiting, hash_key, partition_of};
 use crate::shuffle::Shuffler;
 use crate::{AnalysisError, Dependencies, MarkedNode, NodeId, NodeSource, Reason};
 
-/// Frontier nodes per expansion task (the unit of work stealing).
-const CHUNK: usize = 512;
-/// Frontier nodes per sub-step: bounds the memory of bucketed edges in one step.
-const SUB_STEP: usize = 64 * 1024;
+/// Frontier nodes per expansion task (the unit of work stealing). Large, so that each task's
+/// per-partition buckets are long runs the marking workers read sequentially.
+const CHUNK: usize = 16 * 1024;
+/// Frontier nodes per sub-step: bounds the memory of bucketed edges in one step (about 48 MiB
+/// with `NoLog` and 8-byte keys). Large, because every sub-step walks every partition's map
+/// once: fewer sub-steps, fewer cold walks.
+const SUB_STEP: usize = 1024 * 1024;
 
 /// Environment variable read by [`AnalyzerOptions::from_env`] (crossgen2 reads
 /// `CoreRT_DeterminismSeed`).
@@ -85,6 +89,14 @@ pub struct AnalysisStats {
     pub compute_batches: u32,
     /// Final phase.
     pub phase: u32,
+    /// Wall time spent expanding frontiers (asking nodes for dependencies, bucketing edges).
+    pub expand_time: Duration,
+    /// Wall time spent interning and marking.
+    pub mark_time: Duration,
+    /// Wall time spent in the compute routine.
+    pub compute_time: Duration,
+    /// Wall time spent sorting the marked nodes and building the log.
+    pub finish_time: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -188,6 +200,7 @@ pub struct Analyzer<'s, S: NodeSource, M: MarkStrategy = NoLog> {
     phase: u32,
     levels: u32,
     compute_batches: u32,
+    times: [Duration; 4],
     failed: bool,
     done: Option<Done<M::Log>>,
 }
@@ -222,6 +235,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             phase: 0,
             levels: 0,
             compute_batches: 0,
+            times: [Duration::ZERO; 4],
             failed: false,
             done: None,
         }
@@ -360,6 +374,10 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             levels: self.levels,
             compute_batches: self.compute_batches,
             phase: self.phase,
+            expand_time: self.times[0],
+            mark_time: self.times[1],
+            compute_time: self.times[2],
+            finish_time: self.times[3],
         }
     }
 
@@ -418,6 +436,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
                 self.buckets.push(Buckets::new());
             }
 
+            let started = Instant::now();
             let (source, parts, phase) = (self.source, &self.parts, self.phase);
             slice
                 .par_chunks(CHUNK)
@@ -434,6 +453,8 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
                 extra.push_conditional(condition, target, carry);
             }
 
+            let expanded = Instant::now();
+            self.times[0] += expanded - started;
             let buckets = &self.buckets[..=tasks];
             self.parts
                 .par_iter_mut()
@@ -443,12 +464,14 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             if M::NEEDS_HASH {
                 self.resolve_contests();
             }
+            self.times[1] += expanded.elapsed();
             for buckets in &mut self.buckets[..=tasks] {
                 for &node in &buckets.interesting {
                     self.interesting.push(node);
                 }
                 buckets.interesting.clear();
-                self.dynamic.extend(buckets.dynamic.drain(..).map(|n| (n, 0)));
+                self.dynamic
+                    .extend(buckets.dynamic.drain(..).map(|n| (n, 0)));
                 for (phase, node) in buckets.deferred.drain(..) {
                     self.deferred.entry(phase).or_default().push(node);
                 }
@@ -461,8 +484,11 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
         }
 
         for part in &mut self.parts {
-            self.frontier
-                .extend(part.newly_marked.drain(..).map(|node| Work { node, fresh: true }));
+            self.frontier.extend(
+                part.newly_marked
+                    .drain(..)
+                    .map(|node| Work { node, fresh: true }),
+            );
             self.pending_statics.append(&mut part.triggered);
         }
     }
@@ -511,11 +537,13 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
                 reason,
             };
             for (target, reason) in deps.statics {
-                self.pending_statics.push((target, M::carry(origin(reason))));
+                self.pending_statics
+                    .push((target, M::carry(origin(reason))));
             }
             for c in deps.conditionals {
                 let carry = M::carry(origin(c.reason));
-                self.pending_conditionals.push((c.condition, c.target, carry));
+                self.pending_conditionals
+                    .push((c.condition, c.target, carry));
             }
         }
         self.has_step_work()
@@ -527,6 +555,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             shuffler.shuffle(&mut batch);
         }
         self.compute_batches += 1;
+        let started = Instant::now();
         let (source, parts) = (self.source, &self.parts);
         batch
             .par_iter()
@@ -543,6 +572,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
         }
         self.frontier
             .extend(batch.into_iter().map(|node| Work { node, fresh: false }));
+        self.times[2] += started.elapsed();
         Ok(())
     }
 
@@ -577,13 +607,21 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
 
     /// Sorts the marked nodes and builds the log.
     fn finish(&mut self) {
-        let mut order: Vec<NodeId> = self
+        let started = Instant::now();
+        self.buckets = Vec::new();
+        // Sort (key, id) pairs rather than ids: comparing through an id would chase the key
+        // across partitions on every comparison.
+        let mut pairs: Vec<(S::Key, NodeId)> = self
             .parts
-            .iter()
-            .flat_map(|p| p.marked_locals().map(|l| p.id(l)))
+            .par_iter()
+            .flat_map_iter(|p| {
+                p.marked_locals()
+                    .map(|l| (p.keys[l as usize].clone(), p.id(l)))
+            })
             .collect();
-        let (source, parts) = (self.source, &self.parts);
-        order.par_sort_unstable_by(|&a, &b| source.compare(key_of(parts, a), key_of(parts, b)));
+        let source = self.source;
+        pairs.par_sort_unstable_by(|a, b| source.compare(&a.0, &b.0));
+        let order: Vec<NodeId> = pairs.into_iter().map(|(_, id)| id).collect();
         let id_bound = self
             .parts
             .iter()
@@ -592,8 +630,8 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             .unwrap_or(0);
         let stores = mem::take(&mut self.stores);
         let log = M::finish(stores, &order, id_bound);
-        self.buckets = Vec::new();
         self.done = Some(Done { order, log });
+        self.times[3] += started.elapsed();
     }
 }
 

@@ -31,6 +31,13 @@ impl NodeId {
         NodeId((local << PARTITION_BITS) | partition as u32)
     }
 
+    /// For ids built from a local index the partition already validated.
+    #[inline]
+    pub(crate) fn from_parts(partition: usize, local: u32) -> Self {
+        debug_assert!(partition < PARTITIONS && local <= MAX_LOCAL);
+        NodeId((local << PARTITION_BITS) | partition as u32)
+    }
+
     pub(crate) fn partition(self) -> usize {
         (self.0 as usize) & (PARTITIONS - 1)
     }

@@ -6,8 +6,8 @@ use std::hash::{BuildHasher, Hash};
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use crate::id::PARTITION_BITS;
 use crate::NodeId;
+use crate::id::PARTITION_BITS;
 
 /// The key's hash; stable for a given key (FxHash), so partitions and first-mark ordering do
 /// not depend on the run.
@@ -16,11 +16,13 @@ pub(crate) fn hash_key<K: Hash>(key: &K) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
-/// The partition a hash belongs to. Uses bits 32.. so that hashbrown's bucket index (low bits)
-/// and tag (top 7 bits) stay well distributed inside a partition.
+/// The partition a hash belongs to. FxHash's best-mixed bits are the top of its product,
+/// which its final rotate (by 26) moves to bits 0..26: hashbrown takes its bucket index from
+/// the lowest of them, the partition takes bits 20..26, which only tables beyond 2^20
+/// buckets per partition also use.
 #[inline]
 pub(crate) fn partition_of(hash: u64) -> usize {
-    ((hash >> 32) as usize) & ((1 << PARTITION_BITS) - 1)
+    ((hash >> 20) as usize) & ((1 << PARTITION_BITS) - 1)
 }
 
 /// A conditional dependency waiting for its condition, stored under the condition's partition.
@@ -35,6 +37,7 @@ pub(crate) struct Waiting<K, C> {
 pub(crate) struct Partition<K, C> {
     pub(crate) index: usize,
     pub(crate) keys: Vec<K>,
+    /// Key -> local index (4 bytes a slot; the key is compared through `keys`).
     table: HashTable<u32>,
     marked: Vec<u64>,
     /// crossgen2's conditional dependency store, keyed by the condition's local index.
@@ -122,7 +125,9 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
         })
     }
 
+    /// The id of a node of this partition (`local` came from `intern`, which checked it).
+    #[inline]
     pub(crate) fn id(&self, local: u32) -> NodeId {
-        NodeId::new(self.index, local)
+        NodeId::from_parts(self.index, local)
     }
 }
