@@ -51,7 +51,7 @@ fn for_each_dependency(key: u64, mut f: impl FnMut(u64, &'static str)) {
     let degree = 3 + h % 7;
     for j in 0..degree {
         let d = mix(h ^ (j + 1).wrapping_mul(0xd6e8_feb8_6659_fd93));
-        if d % 10 == 0 {
+        if d.is_multiple_of(10) {
             f((d >> 8) % HOT, "hot");
         } else {
             f((d >> 8) % NODES, "call");

@@ -354,7 +354,9 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
         self.parts[node.partition()].is_marked(node.local())
     }
 
-    /// The shortest chain of reasons from a root to `node`, root edge first.
+    /// The chain of reasons from a root to `node`, root edge first ("why is this here?"):
+    /// a shortest chain under [`FullGraph`](crate::FullGraph), the chain of first marks under
+    /// [`FirstMark`](crate::FirstMark) (see [`MarkLog::path_to`]).
     ///
     /// # Errors
     /// [`AnalysisError::NotCompleted`], [`AnalysisError::UnknownNode`], or

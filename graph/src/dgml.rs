@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::export::{layout, LinkKind};
+use crate::export::{LinkKind, layout};
 use crate::{AnalysisError, Analyzer, MarkStrategy, NodeSource};
 
 /// Escapes text for an XML attribute value; characters XML 1.0 cannot carry become U+FFFD.
@@ -38,7 +38,10 @@ pub fn write_dgml<S: NodeSource, M: MarkStrategy, W: Write>(
     let layout = layout(analyzer)?;
     let mut out = std::io::BufWriter::new(out);
     writeln!(out, r#"<?xml version="1.0" encoding="utf-8"?>"#)?;
-    writeln!(out, r#"<DirectedGraph xmlns="http://schemas.microsoft.com/vs/2009/dgml">"#)?;
+    writeln!(
+        out,
+        r#"<DirectedGraph xmlns="http://schemas.microsoft.com/vs/2009/dgml">"#
+    )?;
     writeln!(out, " <Nodes>")?;
     for (id, label) in layout.labels.iter().enumerate() {
         writeln!(out, r#"  <Node Id="{id}" Label="{}" />"#, xml_escape(label))?;
@@ -62,8 +65,14 @@ pub fn write_dgml<S: NodeSource, M: MarkStrategy, W: Write>(
     }
     writeln!(out, " </Links>")?;
     writeln!(out, " <Properties>")?;
-    writeln!(out, r#"  <Property Id="Label" Label="Label" DataType="String" />"#)?;
-    writeln!(out, r#"  <Property Id="Reason" Label="Reason" DataType="String" />"#)?;
+    writeln!(
+        out,
+        r#"  <Property Id="Label" Label="Label" DataType="String" />"#
+    )?;
+    writeln!(
+        out,
+        r#"  <Property Id="Reason" Label="Reason" DataType="String" />"#
+    )?;
     writeln!(out, " </Properties>")?;
     writeln!(out, "</DirectedGraph>")?;
     out.flush()?;

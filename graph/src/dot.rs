@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::export::{layout, LinkKind};
+use crate::export::{LinkKind, layout};
 use crate::{AnalysisError, Analyzer, MarkStrategy, NodeSource};
 
 /// Escapes text for a DOT double-quoted string.
@@ -51,7 +51,12 @@ pub fn write_dot<S: NodeSource, M: MarkStrategy, W: Write>(
         } else {
             ", shape=diamond"
         };
-        writeln!(out, "  {} [label=\"{}\"{style}];", name(i), dot_escape(label))?;
+        writeln!(
+            out,
+            "  {} [label=\"{}\"{style}];",
+            name(i),
+            dot_escape(label)
+        )?;
     }
     for link in &layout.links {
         let attrs = match link.kind {
@@ -64,7 +69,12 @@ pub fn write_dot<S: NodeSource, M: MarkStrategy, W: Write>(
                 format!(" [label=\"{}\", color=blue]", dot_escape(link.reason))
             }
         };
-        writeln!(out, "  {} -> {}{attrs};", name(link.source), name(link.target))?;
+        writeln!(
+            out,
+            "  {} -> {}{attrs};",
+            name(link.source),
+            name(link.target)
+        )?;
     }
     writeln!(out, "}}")?;
     out.flush()?;

@@ -7,7 +7,9 @@ use crate::{NodeId, Reason};
 pub enum AnalysisError {
     /// [`Analyzer::add_root`](crate::Analyzer::add_root) after marking completed: the marked
     /// set is final, so the root would be silently lost.
-    #[error("root {name} (reason {reason:?}) added after marking completed; create a new analyzer to analyze more roots")]
+    #[error(
+        "root {name} (reason {reason:?}) added after marking completed; create a new analyzer to analyze more roots"
+    )]
     RootAfterCompletion {
         /// The root's name.
         name: String,
@@ -16,7 +18,9 @@ pub enum AnalysisError {
     },
     /// A deferred node still reports uncomputed static dependencies after
     /// [`NodeSource::compute_dependencies`](crate::NodeSource::compute_dependencies) ran on it.
-    #[error("compute routine left node {node} ({name}) with uncomputed static dependencies in phase {phase}")]
+    #[error(
+        "compute routine left node {node} ({name}) with uncomputed static dependencies in phase {phase}"
+    )]
     Uncomputed {
         /// The node.
         node: NodeId,
@@ -35,7 +39,9 @@ pub enum AnalysisError {
     #[error("marking has not completed: call compute_marked_nodes first")]
     NotCompleted,
     /// `why` on a node the log knows nothing of (not marked, or the strategy is `NoLog`).
-    #[error("the mark log has no reason for node {node} ({name}): it is not marked, or the analyzer runs without a log")]
+    #[error(
+        "the mark log has no reason for node {node} ({name}): it is not marked, or the analyzer runs without a log"
+    )]
     NotLogged {
         /// The node.
         node: NodeId,

@@ -13,9 +13,9 @@
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 
+use petgraph::Direction;
 use petgraph::graph::{Graph, NodeIndex};
 use petgraph::visit::EdgeRef;
-use petgraph::Direction;
 
 use crate::{NodeId, Reason};
 
@@ -37,8 +37,10 @@ pub trait MarkLog {
     /// Calls `f` for every logged edge, in no particular order (exports sort them).
     fn for_each_edge(&self, f: &mut dyn FnMut(LoggedEdge));
 
-    /// The shortest chain of edges from a root to `node`, root edge first, or `None` when the
-    /// log does not know the node. Deterministic: ties break by node order.
+    /// A chain of edges from a root to `node`, root edge first, or `None` when the log does
+    /// not know the node. [`FullGraphLog`] returns a shortest chain (ties broken by node
+    /// order); [`FirstMarkLog`] follows first marks, which can be longer when a shorter path
+    /// went through a deferred node (crossgen2's first-mark log behaves the same).
     fn path_to(&self, node: NodeId) -> Option<Vec<LoggedEdge>>;
 }
 
@@ -94,7 +96,10 @@ pub(crate) mod sealed {
     }
 
     pub(crate) fn id(raw: u32) -> NodeId {
-        NodeId::new(raw as usize & (crate::id::PARTITIONS - 1), raw >> crate::id::PARTITION_BITS)
+        NodeId::new(
+            raw as usize & (crate::id::PARTITIONS - 1),
+            raw >> crate::id::PARTITION_BITS,
+        )
     }
 
     /// The per-strategy hooks of the marking loop. Sealed: the three strategies are the API.
@@ -202,13 +207,14 @@ impl Strategy for FirstMark {
             store.entries[local] = Some((level, c));
             return;
         }
-        if let Some(Some((marked_level, best))) = store.entries.get_mut(local) {
-            if *marked_level == level {
-                match c.fast_cmp(best) {
-                    Some(Ordering::Less) => *best = c,
-                    Some(_) => {}
-                    None => store.contests.push((local as u32, c)),
-                }
+        // Later edges compete only within the level that marked the node.
+        if let Some(Some((marked_level, best))) = store.entries.get_mut(local)
+            && *marked_level == level
+        {
+            match c.fast_cmp(best) {
+                Some(Ordering::Less) => *best = c,
+                Some(_) => {}
+                None => store.contests.push((local as u32, c)),
             }
         }
     }
@@ -216,7 +222,12 @@ impl Strategy for FirstMark {
         std::mem::take(&mut store.contests)
     }
     fn current(store: &FirstMarkStore, local: u32) -> Option<EdgeOrigin> {
-        store.entries.get(local as usize).copied().flatten().map(|(_, o)| o)
+        store
+            .entries
+            .get(local as usize)
+            .copied()
+            .flatten()
+            .map(|(_, o)| o)
     }
     fn replace(store: &mut FirstMarkStore, local: u32, origin: EdgeOrigin) {
         if let Some(Some((_, best))) = store.entries.get_mut(local as usize) {
@@ -315,7 +326,13 @@ impl Strategy for FullGraph {
     fn set_condition(carry: &mut FullOrigin, condition: NodeId) {
         carry.condition = condition.as_u32();
     }
-    fn record(store: &mut FullGraphStore, target: NodeId, _level: u32, _newly: bool, c: FullOrigin) {
+    fn record(
+        store: &mut FullGraphStore,
+        target: NodeId,
+        _level: u32,
+        _newly: bool,
+        c: FullOrigin,
+    ) {
         store.edges.push((target.local(), c));
     }
     fn finish(stores: Vec<FullGraphStore>, order: &[NodeId], id_bound: usize) -> FullGraphLog {
@@ -412,7 +429,9 @@ impl FullGraphLog {
 
     fn roots_of(&self, node: NodeId) -> impl Iterator<Item = Reason> + '_ {
         let rank = self.index.get(node.index()).copied().unwrap_or(u32::MAX);
-        let start = self.roots.partition_point(|&(n, _)| self.index[n.index()] < rank);
+        let start = self
+            .roots
+            .partition_point(|&(n, _)| self.index[n.index()] < rank);
         self.roots[start..]
             .iter()
             .take_while(move |&&(n, _)| n == node)

@@ -96,7 +96,12 @@ pub trait NodeSource: Sync {
 
     /// Fills `deps` with the node's static and conditional dependencies. Called once per
     /// marked node whose static dependencies are computed.
-    fn static_dependencies(&self, node: NodeId, key: &Self::Key, deps: &mut Dependencies<Self::Key>);
+    fn static_dependencies(
+        &self,
+        node: NodeId,
+        key: &Self::Key,
+        deps: &mut Dependencies<Self::Key>,
+    );
 
     /// Whether the node's static dependencies can be asked for now. A node answering `false`
     /// when marked is deferred: it is handed to
