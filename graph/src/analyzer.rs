@@ -27,6 +27,7 @@ use crate::id::PARTITIONS;
 use crate::mark_log::sealed::{EdgeOrigin, Strategy, id as raw_id};
 use crate::mark_log::{LoggedEdge, MarkLog, MarkStrategy, NONE, NoLog};
 use crate::partition::{Partition, Waiting, hash_key, partition_of};
+use crate::reason::{ReasonCache, Reasons};
 use crate::shuffle::Shuffler;
 use crate::{AnalysisError, Dependencies, MarkedNode, NodeId, NodeSource, Reason};
 
@@ -118,6 +119,7 @@ struct Buckets<K, C> {
     dynamic: Vec<NodeId>,
     deferred: Vec<(u32, NodeId)>,
     deps: Dependencies<K>,
+    reason_cache: ReasonCache,
 }
 
 impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
@@ -129,6 +131,7 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
             dynamic: Vec::new(),
             deferred: Vec::new(),
             deps: Dependencies::default(),
+            reason_cache: ReasonCache::default(),
         }
     }
 
@@ -148,14 +151,18 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
 
     /// Moves `self.deps` into the buckets as edges from `source`.
     #[inline]
-    fn commit<M: Strategy<Carry = C>>(&mut self, source: u32, source_hash: u64) {
+    fn commit<M: Strategy<Carry = C>>(&mut self, reasons: &Reasons, source: u32, source_hash: u32) {
         let mut deps = mem::take(&mut self.deps);
         for (target, reason) in deps.statics.drain(..) {
             let carry = M::carry(EdgeOrigin {
                 source,
                 condition: NONE,
                 source_hash,
-                reason,
+                reason: if M::LOGS {
+                    self.reason_cache.id(reasons, reason)
+                } else {
+                    0
+                },
             });
             self.push_static(target, carry);
         }
@@ -164,7 +171,11 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
                 source,
                 condition: NONE,
                 source_hash,
-                reason: c.reason,
+                reason: if M::LOGS {
+                    self.reason_cache.id(reasons, c.reason)
+                } else {
+                    0
+                },
             });
             self.push_conditional(c.condition, c.target, carry);
         }
@@ -202,6 +213,7 @@ pub struct Analyzer<'s, S: NodeSource, M: MarkStrategy = NoLog> {
     compute_batches: u32,
     times: [Duration; 4],
     failed: bool,
+    reasons: Reasons,
     done: Option<Done<M::Log>>,
 }
 
@@ -237,6 +249,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             compute_batches: 0,
             times: [Duration::ZERO; 4],
             failed: false,
+            reasons: Reasons::default(),
             done: None,
         }
     }
@@ -265,7 +278,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             source: NONE,
             condition: NONE,
             source_hash: 0,
-            reason,
+            reason: if M::LOGS { self.reasons.id(reason) } else { 0 },
         });
         self.pending_statics.push((key, carry));
         Ok(id)
@@ -439,11 +452,14 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             }
 
             let started = Instant::now();
-            let (source, parts, phase) = (self.source, &self.parts, self.phase);
+            let (source, parts, phase, reasons) =
+                (self.source, &self.parts, self.phase, &self.reasons);
             slice
                 .par_chunks(CHUNK)
                 .zip(self.buckets[..tasks].par_iter_mut())
-                .for_each(|(items, buckets)| expand::<S, M>(source, parts, phase, items, buckets));
+                .for_each(|(items, buckets)| {
+                    expand::<S, M>(source, parts, reasons, phase, items, buckets)
+                });
 
             // Pending edges ride in one extra bucket set, in the first sub-step.
             let extra = &mut self.buckets[tasks];
@@ -458,13 +474,20 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             let expanded = Instant::now();
             self.times[0] += expanded - started;
             let buckets = &self.buckets[..=tasks];
+            let names = if M::LOGS {
+                self.reasons.names()
+            } else {
+                Vec::new()
+            };
             self.parts
                 .par_iter_mut()
                 .zip(self.stores.par_iter_mut())
-                .for_each(|(part, store)| mark_partition::<S::Key, M>(part, store, buckets, level));
+                .for_each(|(part, store)| {
+                    mark_partition::<S::Key, M>(part, store, buckets, level, &names)
+                });
 
             if M::NEEDS_HASH {
-                self.resolve_contests();
+                self.resolve_contests(&names);
             }
             self.times[1] += expanded.elapsed();
             for buckets in &mut self.buckets[..=tasks] {
@@ -486,6 +509,9 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
         }
 
         for part in &mut self.parts {
+            if M::SAME_LEVEL_REPEATS_ONLY {
+                part.end_level();
+            }
             self.frontier.extend(
                 part.newly_marked
                     .drain(..)
@@ -528,15 +554,16 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
         }
         for (node, deps) in found {
             let source_hash = if M::NEEDS_HASH {
-                hash_key(key_of(&self.parts, node))
+                hash32(key_of(&self.parts, node))
             } else {
                 0
             };
+            let reasons = &self.reasons;
             let origin = |reason| EdgeOrigin {
                 source: node.as_u32(),
                 condition: NONE,
                 source_hash,
-                reason,
+                reason: if M::LOGS { reasons.id(reason) } else { 0 },
             };
             for (target, reason) in deps.statics {
                 self.pending_statics
@@ -579,11 +606,12 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
     }
 
     /// Replaces first-mark candidates that only keys could order.
-    fn resolve_contests(&mut self) {
+    fn resolve_contests(&mut self, names: &[Reason]) {
         for p in 0..PARTITIONS {
             for (local, candidate) in M::take_contests(&mut self.stores[p]) {
                 let current = M::current(&self.stores[p], local);
-                if current.is_some_and(|c| self.full_cmp(&candidate, &c) == Ordering::Less) {
+                let less = |c: &EdgeOrigin| self.full_cmp(&candidate, c, names) == Ordering::Less;
+                if current.is_some_and(|c| less(&c)) {
                     M::replace(&mut self.stores[p], local, candidate);
                 }
             }
@@ -591,7 +619,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
     }
 
     /// The total order of first-mark candidates (see [`crate::mark_log`]).
-    fn full_cmp(&self, a: &EdgeOrigin, b: &EdgeOrigin) -> Ordering {
+    fn full_cmp(&self, a: &EdgeOrigin, b: &EdgeOrigin, names: &[Reason]) -> Ordering {
         let key = |raw: u32| (raw != NONE).then(|| key_of(&self.parts, raw_id(raw)));
         let cmp_keys = |x: Option<&S::Key>, y: Option<&S::Key>| match (x, y) {
             (None, None) => Ordering::Equal,
@@ -603,7 +631,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             .cmp(&!b.is_root())
             .then(a.source_hash.cmp(&b.source_hash))
             .then_with(|| cmp_keys(key(a.source), key(b.source)))
-            .then(a.reason.cmp(b.reason))
+            .then_with(|| names[a.reason as usize].cmp(names[b.reason as usize]))
             .then_with(|| cmp_keys(key(a.condition), key(b.condition)))
     }
 
@@ -631,10 +659,16 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             .max()
             .unwrap_or(0);
         let stores = mem::take(&mut self.stores);
-        let log = M::finish(stores, &order, id_bound);
+        let log = M::finish(stores, &order, id_bound, self.reasons.names());
         self.done = Some(Done { order, log });
         self.times[3] += started.elapsed();
     }
+}
+
+/// High 32 bits of the key's hash: the first-mark order's cheap part.
+#[inline]
+fn hash32<K: std::hash::Hash>(key: &K) -> u32 {
+    (hash_key(key) >> 32) as u32
 }
 
 #[inline]
@@ -646,6 +680,7 @@ fn key_of<K, C>(parts: &[Partition<K, C>], node: NodeId) -> &K {
 fn expand<S: NodeSource, M: MarkStrategy>(
     source: &S,
     parts: &[Partition<S::Key, M::Carry>],
+    reasons: &Reasons,
     phase: u32,
     items: &[Work],
     buckets: &mut Buckets<S::Key, M::Carry>,
@@ -668,8 +703,8 @@ fn expand<S: NodeSource, M: MarkStrategy>(
             buckets.dynamic.push(node);
         }
         source.static_dependencies(node, key, &mut buckets.deps);
-        let source_hash = if M::NEEDS_HASH { hash_key(key) } else { 0 };
-        buckets.commit::<M>(node.as_u32(), source_hash);
+        let source_hash = if M::NEEDS_HASH { hash32(key) } else { 0 };
+        buckets.commit::<M>(reasons, node.as_u32(), source_hash);
         buckets.deps.clear();
     }
 }
@@ -681,6 +716,7 @@ fn mark_partition<K, M>(
     store: &mut M::Store,
     buckets: &[Buckets<K, M::Carry>],
     level: u32,
+    names: &[Reason],
 ) where
     K: Clone + Eq + std::hash::Hash,
     M: MarkStrategy,
@@ -693,6 +729,9 @@ fn mark_partition<K, M>(
             let target = part.id(local);
             if newly {
                 part.newly_marked.push(target);
+                if M::SAME_LEVEL_REPEATS_ONLY {
+                    part.set_this_level(local);
+                }
                 if !part.conditional.is_empty()
                     && let Some(waiting) = part.conditional.remove(&local)
                 {
@@ -700,7 +739,9 @@ fn mark_partition<K, M>(
                         .extend(waiting.into_iter().map(|w| (w.target, w.carry)));
                 }
             }
-            M::record(store, target, level, newly, *carry);
+            if newly || !M::SAME_LEVEL_REPEATS_ONLY || part.is_this_level(local) {
+                M::record(store, target, level, newly, *carry, names);
+            }
         }
     }
     // After every static edge of the step, so "condition already marked" does not depend on

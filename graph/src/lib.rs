@@ -54,6 +54,7 @@ mod export;
 mod id;
 pub mod mark_log;
 mod partition;
+mod reason;
 mod shuffle;
 mod source;
 

@@ -9,13 +9,16 @@
 //! from the roots in marking steps), and the first-mark log keeps, among the edges that reached
 //! a node in the level where it was marked, the least one in a fixed order (roots first, then
 //! by the source key's hash, the source key, the reason, the condition).
+//!
+//! While marking, logged edges carry 16 bytes (`FirstMark`: source, condition, 32 bits of the
+//! source key's hash, reason id) or 12 bytes (`FullGraph`), not heap objects and strings.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
+use std::sync::OnceLock;
 
-use petgraph::Direction;
 use petgraph::graph::{Graph, NodeIndex};
-use petgraph::visit::EdgeRef;
+use rayon::prelude::*;
 
 use crate::{NodeId, Reason};
 
@@ -47,6 +50,10 @@ pub trait MarkLog {
 /// Marker for "no source node": the edge is a root.
 pub(crate) const NONE: u32 = u32::MAX;
 
+pub(crate) fn opt_id(raw: u32) -> Option<NodeId> {
+    (raw != NONE).then(|| sealed::id(raw))
+}
+
 pub(crate) mod sealed {
     use super::*;
 
@@ -55,8 +62,10 @@ pub(crate) mod sealed {
     pub struct EdgeOrigin {
         pub(crate) source: u32,
         pub(crate) condition: u32,
-        pub(crate) source_hash: u64,
-        pub(crate) reason: Reason,
+        /// High 32 bits of the source key's hash (0 for roots).
+        pub(crate) source_hash: u32,
+        /// Id in the analyzer's reason table.
+        pub(crate) reason: u32,
     }
 
     impl EdgeOrigin {
@@ -64,22 +73,23 @@ pub(crate) mod sealed {
             self.source == NONE
         }
 
-        pub(crate) fn to_edge(self, target: NodeId) -> LoggedEdge {
+        pub(crate) fn to_edge(self, target: NodeId, names: &[Reason]) -> LoggedEdge {
             LoggedEdge {
-                source: (self.source != NONE).then(|| id(self.source)),
-                condition: (self.condition != NONE).then(|| id(self.condition)),
+                source: opt_id(self.source),
+                condition: opt_id(self.condition),
                 target,
-                reason: self.reason,
+                reason: names[self.reason as usize],
             }
         }
 
         /// Compares two candidate first edges without looking at keys; `None` when only the
         /// keys can decide (equal source hashes of distinct nodes, or distinct conditions).
-        pub(crate) fn fast_cmp(&self, other: &EdgeOrigin) -> Option<Ordering> {
+        pub(crate) fn fast_cmp(&self, other: &EdgeOrigin, names: &[Reason]) -> Option<Ordering> {
+            let reason = || names[self.reason as usize].cmp(names[other.reason as usize]);
             match (self.is_root(), other.is_root()) {
                 (true, false) => return Some(Ordering::Less),
                 (false, true) => return Some(Ordering::Greater),
-                (true, true) => return Some(self.reason.cmp(other.reason)),
+                (true, true) => return Some(reason()),
                 (false, false) => {}
             }
             if self.source_hash != other.source_hash {
@@ -88,7 +98,7 @@ pub(crate) mod sealed {
             if self.source != other.source {
                 return None;
             }
-            match self.reason.cmp(other.reason) {
+            match reason() {
                 Ordering::Equal if self.condition != other.condition => None,
                 ord => Some(ord),
             }
@@ -96,7 +106,7 @@ pub(crate) mod sealed {
     }
 
     pub(crate) fn id(raw: u32) -> NodeId {
-        NodeId::new(
+        NodeId::from_parts(
             raw as usize & (crate::id::PARTITIONS - 1),
             raw >> crate::id::PARTITION_BITS,
         )
@@ -108,6 +118,10 @@ pub(crate) mod sealed {
         const LOGS: bool;
         /// Whether the origin needs the source key's hash (first-mark ordering).
         const NEEDS_HASH: bool;
+        /// Whether edges into a node already marked matter only within the level that
+        /// marked it (first mark), so the marking loop can skip older nodes without
+        /// touching the store.
+        const SAME_LEVEL_REPEATS_ONLY: bool;
         /// Per-edge data carried from expansion to marking.
         type Carry: Copy + Send + Sync;
         /// Per-partition log storage, written by the partition's worker only.
@@ -117,7 +131,14 @@ pub(crate) mod sealed {
 
         fn carry(origin: EdgeOrigin) -> Self::Carry;
         fn set_condition(carry: &mut Self::Carry, condition: NodeId);
-        fn record(store: &mut Self::Store, target: NodeId, level: u32, newly: bool, c: Self::Carry);
+        fn record(
+            store: &mut Self::Store,
+            target: NodeId,
+            level: u32,
+            newly: bool,
+            c: Self::Carry,
+            names: &[Reason],
+        );
         /// Contested first-edge candidates (only keys can order them), drained after each step.
         fn take_contests(_store: &mut Self::Store) -> Vec<(u32, EdgeOrigin)> {
             Vec::new()
@@ -127,7 +148,12 @@ pub(crate) mod sealed {
         }
         fn replace(_store: &mut Self::Store, _local: u32, _origin: EdgeOrigin) {}
         /// Builds the log; `order` is the final node order, `id_bound` exceeds every id index.
-        fn finish(stores: Vec<Self::Store>, order: &[NodeId], id_bound: usize) -> Self::Log;
+        fn finish(
+            stores: Vec<Self::Store>,
+            order: &[NodeId],
+            id_bound: usize,
+            names: Vec<Reason>,
+        ) -> Self::Log;
     }
 }
 
@@ -144,7 +170,7 @@ pub struct NoLog;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FirstMark;
 
-/// Records every edge, in a petgraph [`Graph`].
+/// Records every edge; the log offers them as a petgraph [`Graph`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FullGraph;
 
@@ -162,6 +188,7 @@ impl MarkLog for () {
 impl Strategy for NoLog {
     const LOGS: bool = false;
     const NEEDS_HASH: bool = false;
+    const SAME_LEVEL_REPEATS_ONLY: bool = false;
     type Carry = ();
     type Store = ();
     type Log = ();
@@ -171,22 +198,33 @@ impl Strategy for NoLog {
     #[inline(always)]
     fn set_condition(_carry: &mut (), _condition: NodeId) {}
     #[inline(always)]
-    fn record(_store: &mut (), _target: NodeId, _level: u32, _newly: bool, _c: ()) {}
-    fn finish(_stores: Vec<()>, _order: &[NodeId], _id_bound: usize) {}
+    fn record(_: &mut (), _: NodeId, _: u32, _: bool, _: (), _: &[Reason]) {}
+    fn finish(_stores: Vec<()>, _order: &[NodeId], _id_bound: usize, _names: Vec<Reason>) {}
 }
 
 /// First-mark storage of one partition.
 #[derive(Debug, Default)]
 #[doc(hidden)]
 pub struct FirstMarkStore {
-    /// Indexed by local index: (level marked, best edge so far).
-    entries: Vec<Option<(u32, EdgeOrigin)>>,
+    /// Indexed by local index: level marked (`u32::MAX`: not marked) and best edge so far.
+    entries: Vec<(u32, EdgeOrigin)>,
     contests: Vec<(u32, EdgeOrigin)>,
 }
+
+const UNMARKED: (u32, EdgeOrigin) = (
+    u32::MAX,
+    EdgeOrigin {
+        source: NONE,
+        condition: NONE,
+        source_hash: 0,
+        reason: 0,
+    },
+);
 
 impl Strategy for FirstMark {
     const LOGS: bool = true;
     const NEEDS_HASH: bool = true;
+    const SAME_LEVEL_REPEATS_ONLY: bool = true;
     type Carry = EdgeOrigin;
     type Store = FirstMarkStore;
     type Log = FirstMarkLog;
@@ -198,20 +236,28 @@ impl Strategy for FirstMark {
     fn set_condition(carry: &mut EdgeOrigin, condition: NodeId) {
         carry.condition = condition.as_u32();
     }
-    fn record(store: &mut FirstMarkStore, target: NodeId, level: u32, newly: bool, c: EdgeOrigin) {
+    #[inline]
+    fn record(
+        store: &mut FirstMarkStore,
+        target: NodeId,
+        level: u32,
+        newly: bool,
+        c: EdgeOrigin,
+        names: &[Reason],
+    ) {
         let local = target.local() as usize;
         if newly {
             if store.entries.len() <= local {
-                store.entries.resize(local + 1, None);
+                store.entries.resize(local + 1, UNMARKED);
             }
-            store.entries[local] = Some((level, c));
+            store.entries[local] = (level, c);
             return;
         }
         // Later edges compete only within the level that marked the node.
-        if let Some(Some((marked_level, best))) = store.entries.get_mut(local)
+        if let Some((marked_level, best)) = store.entries.get_mut(local)
             && *marked_level == level
         {
-            match c.fast_cmp(best) {
+            match c.fast_cmp(best, names) {
                 Some(Ordering::Less) => *best = c,
                 Some(_) => {}
                 None => store.contests.push((local as u32, c)),
@@ -225,45 +271,54 @@ impl Strategy for FirstMark {
         store
             .entries
             .get(local as usize)
-            .copied()
-            .flatten()
-            .map(|(_, o)| o)
+            .filter(|(level, _)| *level != u32::MAX)
+            .map(|&(_, o)| o)
     }
     fn replace(store: &mut FirstMarkStore, local: u32, origin: EdgeOrigin) {
-        if let Some(Some((_, best))) = store.entries.get_mut(local as usize) {
+        if let Some((_, best)) = store.entries.get_mut(local as usize) {
             *best = origin;
         }
     }
-    fn finish(stores: Vec<FirstMarkStore>, _order: &[NodeId], id_bound: usize) -> FirstMarkLog {
-        let mut first = vec![None; id_bound];
-        for (p, store) in stores.into_iter().enumerate() {
-            for (local, entry) in store.entries.into_iter().enumerate() {
-                if let Some((_, origin)) = entry {
-                    let target = NodeId::new(p, local as u32);
-                    first[target.index()] = Some(origin.to_edge(target));
-                }
-            }
-        }
-        FirstMarkLog { first }
+    fn finish(
+        stores: Vec<FirstMarkStore>,
+        _order: &[NodeId],
+        _id_bound: usize,
+        names: Vec<Reason>,
+    ) -> FirstMarkLog {
+        // The stores already are the log: no per-node rebuilding.
+        let entries = stores.into_iter().map(|s| s.entries).collect();
+        FirstMarkLog { entries, names }
     }
 }
 
-/// The first-mark log: for each marked node, the edge that marked it.
+/// The first-mark log: for each marked node, the edge that marked it (16 bytes a node).
 #[derive(Clone, Debug)]
 pub struct FirstMarkLog {
-    first: Vec<Option<LoggedEdge>>,
+    /// Per partition, by local index: (level, edge); level `u32::MAX` = not marked.
+    entries: Vec<Vec<(u32, EdgeOrigin)>>,
+    names: Vec<Reason>,
 }
 
 impl FirstMarkLog {
     /// The edge that marked `node`, or `None` if the node is not marked (or not of this log).
-    pub fn first_edge(&self, node: NodeId) -> Option<&LoggedEdge> {
-        self.first.get(node.index()).and_then(Option::as_ref)
+    pub fn first_edge(&self, node: NodeId) -> Option<LoggedEdge> {
+        let &(level, origin) = self
+            .entries
+            .get(node.partition())?
+            .get(node.local() as usize)?;
+        (level != u32::MAX).then(|| origin.to_edge(node, &self.names))
     }
 }
 
 impl MarkLog for FirstMarkLog {
     fn for_each_edge(&self, f: &mut dyn FnMut(LoggedEdge)) {
-        self.first.iter().flatten().for_each(|e| f(*e));
+        for (p, entries) in self.entries.iter().enumerate() {
+            for (local, &(level, origin)) in entries.iter().enumerate() {
+                if level != u32::MAX {
+                    f(origin.to_edge(NodeId::from_parts(p, local as u32), &self.names));
+                }
+            }
+        }
     }
 
     fn path_to(&self, node: NodeId) -> Option<Vec<LoggedEdge>> {
@@ -271,7 +326,7 @@ impl MarkLog for FirstMarkLog {
         let mut path = Vec::new();
         let mut at = node;
         loop {
-            let edge = *self.first_edge(at)?;
+            let edge = self.first_edge(at)?;
             path.push(edge);
             match edge.source {
                 Some(source) => at = source,
@@ -283,6 +338,15 @@ impl MarkLog for FirstMarkLog {
     }
 }
 
+/// Origin of an edge in the full-graph log (no hash: nothing is compared while marking).
+#[derive(Clone, Copy, Debug)]
+#[doc(hidden)]
+pub struct FullOrigin {
+    source: u32,
+    condition: u32,
+    reason: u32,
+}
+
 /// Full-graph storage of one partition: every edge into the partition's nodes.
 #[derive(Debug, Default)]
 #[doc(hidden)]
@@ -290,13 +354,54 @@ pub struct FullGraphStore {
     edges: Vec<(u32, FullOrigin)>,
 }
 
-/// Origin of an edge in the full-graph log (no hash: nothing is compared while marking).
-#[derive(Clone, Copy, Debug)]
-#[doc(hidden)]
-pub struct FullOrigin {
-    source: u32,
-    condition: u32,
-    reason: Reason,
+/// Incoming edges of one partition's nodes, grouped by target (compressed rows).
+#[derive(Debug, Default)]
+struct IncomingRows {
+    /// `offsets[local]..offsets[local + 1]` indexes `edges`.
+    offsets: Vec<u32>,
+    edges: Vec<FullOrigin>,
+}
+
+impl IncomingRows {
+    /// Counting sort of the partition's edges by target.
+    fn build(store: FullGraphStore) -> Self {
+        let locals = store
+            .edges
+            .iter()
+            .map(|&(t, _)| t as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut offsets = vec![0u32; locals + 1];
+        for &(t, _) in &store.edges {
+            offsets[t as usize + 1] += 1;
+        }
+        for i in 1..offsets.len() {
+            offsets[i] += offsets[i - 1];
+        }
+        let mut next = offsets.clone();
+        let filler = FullOrigin {
+            source: NONE,
+            condition: NONE,
+            reason: 0,
+        };
+        let mut edges = vec![filler; store.edges.len()];
+        for (t, origin) in store.edges {
+            let slot = &mut next[t as usize];
+            edges[*slot as usize] = origin;
+            *slot += 1;
+        }
+        IncomingRows { offsets, edges }
+    }
+
+    fn row(&self, local: u32) -> &[FullOrigin] {
+        match (
+            self.offsets.get(local as usize),
+            self.offsets.get(local as usize + 1),
+        ) {
+            (Some(&a), Some(&b)) => &self.edges[a as usize..b as usize],
+            _ => &[],
+        }
+    }
 }
 
 /// Weight of an edge in [`FullGraphLog::graph`].
@@ -311,6 +416,7 @@ pub struct LogEdge {
 impl Strategy for FullGraph {
     const LOGS: bool = true;
     const NEEDS_HASH: bool = false;
+    const SAME_LEVEL_REPEATS_ONLY: bool = false;
     type Carry = FullOrigin;
     type Store = FullGraphStore;
     type Log = FullGraphLog;
@@ -326,164 +432,179 @@ impl Strategy for FullGraph {
     fn set_condition(carry: &mut FullOrigin, condition: NodeId) {
         carry.condition = condition.as_u32();
     }
+    #[inline]
     fn record(
         store: &mut FullGraphStore,
         target: NodeId,
         _level: u32,
         _newly: bool,
         c: FullOrigin,
+        _names: &[Reason],
     ) {
         store.edges.push((target.local(), c));
     }
-    fn finish(stores: Vec<FullGraphStore>, order: &[NodeId], id_bound: usize) -> FullGraphLog {
-        let mut index = vec![u32::MAX; id_bound];
-        let edge_count = stores.iter().map(|s| s.edges.len()).sum();
-        let mut graph = Graph::with_capacity(order.len(), edge_count);
-        for &node in order {
-            index[node.index()] = graph.add_node(node).index() as u32;
+    fn finish(
+        stores: Vec<FullGraphStore>,
+        order: &[NodeId],
+        id_bound: usize,
+        names: Vec<Reason>,
+    ) -> FullGraphLog {
+        let rows: Vec<IncomingRows> = stores.into_par_iter().map(IncomingRows::build).collect();
+        let mut rank = vec![u32::MAX; id_bound];
+        for (i, node) in order.iter().enumerate() {
+            rank[node.index()] = i as u32;
         }
-        let mut roots = Vec::new();
-        for (p, store) in stores.into_iter().enumerate() {
-            for (local, origin) in store.edges {
-                let target = NodeId::new(p, local);
-                let weight = LogEdge {
-                    reason: origin.reason,
-                    condition: (origin.condition != NONE).then(|| sealed::id(origin.condition)),
-                };
-                if origin.source == NONE {
-                    roots.push((target, origin.reason));
-                } else {
-                    let from = NodeIndex::new(index[sealed::id(origin.source).index()] as usize);
-                    let to = NodeIndex::new(index[target.index()] as usize);
-                    graph.add_edge(from, to, weight);
-                }
-            }
-        }
-        // Node indices are ranks in the final order, so this sort is deterministic.
-        roots.sort_unstable_by_key(|&(node, reason)| (index[node.index()], reason));
-        roots.dedup();
         FullGraphLog {
-            graph,
-            index,
-            roots,
+            rows,
+            rank,
+            order: order.to_vec(),
+            names,
+            roots: OnceLock::new(),
+            graph: OnceLock::new(),
         }
     }
 }
 
-/// The full-graph log: every edge, in a petgraph [`Graph`] whose node indices are the nodes'
-/// ranks in the final order (so they are deterministic; edge indices are not).
-#[derive(Clone, Debug)]
+/// The full-graph log: every edge, grouped by target.
+///
+/// [`graph`](FullGraphLog::graph) offers it as a petgraph [`Graph`] whose node indices are the
+/// nodes' ranks in the final order (deterministic; edge indices follow the same order). The
+/// `Graph` is built on first access: marking records compact rows, and a user who never
+/// asks for petgraph never pays for its node and edge lists.
+#[derive(Debug)]
 pub struct FullGraphLog {
-    graph: Graph<NodeId, LogEdge>,
-    index: Vec<u32>,
-    roots: Vec<(NodeId, Reason)>,
+    rows: Vec<IncomingRows>,
+    /// Rank in the final order, by id index.
+    rank: Vec<u32>,
+    order: Vec<NodeId>,
+    names: Vec<Reason>,
+    roots: OnceLock<Vec<(NodeId, Reason)>>,
+    graph: OnceLock<Graph<NodeId, LogEdge>>,
 }
 
 impl FullGraphLog {
-    /// The graph: node weights are node ids, edge weights carry the reason.
+    fn row(&self, node: NodeId) -> &[FullOrigin] {
+        self.rows
+            .get(node.partition())
+            .map_or(&[], |rows| rows.row(node.local()))
+    }
+
+    fn rank(&self, node: NodeId) -> Option<u32> {
+        self.rank
+            .get(node.index())
+            .copied()
+            .filter(|&r| r != u32::MAX)
+    }
+
+    /// The log as a petgraph graph: node weights are node ids, edge weights carry the reason;
+    /// root edges are in [`roots`](FullGraphLog::roots). Built on first call (linear in edges).
     pub fn graph(&self) -> &Graph<NodeId, LogEdge> {
-        &self.graph
+        self.graph.get_or_init(|| {
+            let edges: usize = self.rows.iter().map(|r| r.edges.len()).sum();
+            let mut graph = Graph::with_capacity(self.order.len(), edges);
+            for &node in &self.order {
+                graph.add_node(node);
+            }
+            for &node in &self.order {
+                for e in self.edges_into(node) {
+                    if let Some(source) = e.source {
+                        graph.add_edge(
+                            NodeIndex::new(self.rank[source.index()] as usize),
+                            NodeIndex::new(self.rank[node.index()] as usize),
+                            LogEdge {
+                                reason: e.reason,
+                                condition: e.condition,
+                            },
+                        );
+                    }
+                }
+            }
+            graph
+        })
     }
 
-    /// Root edges `(node, reason)`, in final node order.
+    /// Root edges `(node, reason)`, in final node order (a node's reasons by text).
     pub fn roots(&self) -> &[(NodeId, Reason)] {
-        &self.roots
+        self.roots.get_or_init(|| {
+            let mut roots = Vec::new();
+            for &node in &self.order {
+                let mut reasons: Vec<Reason> = self
+                    .row(node)
+                    .iter()
+                    .filter(|o| o.source == NONE)
+                    .map(|o| self.names[o.reason as usize])
+                    .collect();
+                reasons.sort_unstable();
+                reasons.dedup();
+                roots.extend(reasons.into_iter().map(|r| (node, r)));
+            }
+            roots
+        })
     }
 
-    fn node_index(&self, node: NodeId) -> Option<NodeIndex> {
-        match self.index.get(node.index()) {
-            Some(&i) if i != u32::MAX => Some(NodeIndex::new(i as usize)),
-            _ => None,
-        }
-    }
-
-    /// Every logged edge into `node` (root edges first), in a deterministic order.
+    /// Every logged edge into `node` (root edges first, then by source rank, reason,
+    /// condition rank), duplicates included.
     pub fn edges_into(&self, node: NodeId) -> Vec<LoggedEdge> {
         let mut edges: Vec<LoggedEdge> = self
-            .roots_of(node)
-            .map(|reason| LoggedEdge {
-                source: None,
-                condition: None,
+            .row(node)
+            .iter()
+            .map(|o| LoggedEdge {
+                source: opt_id(o.source),
+                condition: opt_id(o.condition),
                 target: node,
-                reason,
+                reason: self.names[o.reason as usize],
             })
             .collect();
-        if let Some(at) = self.node_index(node) {
-            let mut incoming: Vec<_> = self
-                .graph
-                .edges_directed(at, Direction::Incoming)
-                .map(|e| (e.source().index(), *e.weight()))
-                .collect();
-            incoming.sort_unstable_by_key(|&(source, w)| {
-                (source, w.reason, w.condition.map(|c| self.index[c.index()]))
-            });
-            edges.extend(incoming.into_iter().map(|(source, w)| LoggedEdge {
-                source: Some(self.graph[NodeIndex::new(source)]),
-                condition: w.condition,
-                target: node,
-                reason: w.reason,
-            }));
-        }
+        let rank = |n: Option<NodeId>| n.map(|n| self.rank(n));
+        edges.sort_by(|a, b| {
+            (rank(a.source), a.reason, rank(a.condition)).cmp(&(
+                rank(b.source),
+                b.reason,
+                rank(b.condition),
+            ))
+        });
         edges
-    }
-
-    fn roots_of(&self, node: NodeId) -> impl Iterator<Item = Reason> + '_ {
-        let rank = self.index.get(node.index()).copied().unwrap_or(u32::MAX);
-        let start = self
-            .roots
-            .partition_point(|&(n, _)| self.index[n.index()] < rank);
-        self.roots[start..]
-            .iter()
-            .take_while(move |&&(n, _)| n == node)
-            .map(|&(_, reason)| reason)
     }
 }
 
 impl MarkLog for FullGraphLog {
     fn for_each_edge(&self, f: &mut dyn FnMut(LoggedEdge)) {
-        for &(target, reason) in &self.roots {
-            f(LoggedEdge {
-                source: None,
-                condition: None,
-                target,
-                reason,
-            });
-        }
-        for e in self.graph.edge_references() {
-            f(LoggedEdge {
-                source: Some(self.graph[e.source()]),
-                condition: e.weight().condition,
-                target: self.graph[e.target()],
-                reason: e.weight().reason,
-            });
+        for &node in &self.order {
+            for o in self.row(node) {
+                f(LoggedEdge {
+                    source: opt_id(o.source),
+                    condition: opt_id(o.condition),
+                    target: node,
+                    reason: self.names[o.reason as usize],
+                });
+            }
         }
     }
 
     fn path_to(&self, node: NodeId) -> Option<Vec<LoggedEdge>> {
-        let start = self.node_index(node)?;
+        let start = self.rank(node)? as usize;
         // Breadth-first over incoming edges (each node's in-edges in rank order) until a node
-        // with a root edge: the shortest chain, chosen deterministically.
-        let mut via: Vec<Option<LoggedEdge>> = vec![None; self.graph.node_count()];
-        let mut seen = vec![false; self.graph.node_count()];
+        // with a root edge: a shortest chain, chosen deterministically. Indexed by rank.
+        let mut via: Vec<Option<LoggedEdge>> = vec![None; self.order.len()];
+        let mut seen = vec![false; self.order.len()];
         let mut queue = VecDeque::from([start]);
-        seen[start.index()] = true;
+        seen[start] = true;
         while let Some(at) = queue.pop_front() {
-            let here = self.graph[at];
-            let into = self.edges_into(here);
+            let into = self.edges_into(self.order[at]);
             if let Some(root) = into.iter().find(|e| e.source.is_none()) {
                 let mut path = vec![*root];
                 let mut cursor = at;
-                while let Some(edge) = via[cursor.index()] {
+                while let Some(edge) = via[cursor] {
                     path.push(edge);
-                    cursor = self.node_index(edge.target)?;
+                    cursor = self.rank(edge.target)? as usize;
                 }
                 return Some(path);
             }
             for edge in into {
-                let source = self.node_index(edge.source?)?;
-                if !seen[source.index()] {
-                    seen[source.index()] = true;
-                    via[source.index()] = Some(edge);
+                let source = self.rank(edge.source?)? as usize;
+                if !seen[source] {
+                    seen[source] = true;
+                    via[source] = Some(edge);
                     queue.push_back(source);
                 }
             }

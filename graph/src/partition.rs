@@ -40,6 +40,8 @@ pub(crate) struct Partition<K, C> {
     /// Key -> local index (4 bytes a slot; the key is compared through `keys`).
     table: HashTable<u32>,
     marked: Vec<u64>,
+    /// Nodes marked in the current level (kept only for first-mark logs).
+    this_level: Vec<u64>,
     /// crossgen2's conditional dependency store, keyed by the condition's local index.
     pub(crate) conditional: FxHashMap<u32, Vec<Waiting<K, C>>>,
     /// Nodes marked during the current step, in marking order.
@@ -55,6 +57,7 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
             keys: Vec::new(),
             table: HashTable::new(),
             marked: Vec::new(),
+            this_level: Vec::new(),
             conditional: FxHashMap::default(),
             newly_marked: Vec::new(),
             triggered: Vec::new(),
@@ -80,6 +83,7 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
                 v.insert(local);
                 if (local as usize) / 64 >= self.marked.len() {
                     self.marked.push(0);
+                    self.this_level.push(0);
                 }
                 local
             }
@@ -108,6 +112,24 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
         let newly = *word & bit == 0;
         *word |= bit;
         newly
+    }
+
+    /// Remembers that `local` was marked in the current level.
+    #[inline]
+    pub(crate) fn set_this_level(&mut self, local: u32) {
+        self.this_level[local as usize / 64] |= 1 << (local % 64);
+    }
+
+    #[inline]
+    pub(crate) fn is_this_level(&self, local: u32) -> bool {
+        self.this_level[local as usize / 64] & (1 << (local % 64)) != 0
+    }
+
+    /// Ends the level: forgets which nodes it marked.
+    pub(crate) fn end_level(&mut self) {
+        for id in &self.newly_marked {
+            self.this_level[id.local() as usize / 64] = 0;
+        }
     }
 
     /// Marked local indices, ascending.

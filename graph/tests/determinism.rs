@@ -80,7 +80,7 @@ impl LogView for FirstMark {
                     .first_edge(n)
                     .expect("every marked node has a first edge");
                 assert_eq!(first.target, n);
-                vec![key_edge(a, first)]
+                vec![key_edge(a, &first)]
             })
             .collect()
     }

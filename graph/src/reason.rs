@@ -1,0 +1,97 @@
+//! Reason interning for the logs: edges carry a `u32` reason id instead of a 16-byte
+//! `&'static str`, which keeps logged bucket entries small.
+
+use std::sync::RwLock;
+
+use rustc_hash::FxHashMap;
+
+use crate::Reason;
+
+/// Identity of a `&'static str` (its address and length). Two literals with the same text
+/// may have two ids; comparisons always go through the text, so ids never leak into results.
+type Identity = (usize, usize);
+
+fn identity(reason: Reason) -> Identity {
+    (reason.as_ptr() as usize, reason.len())
+}
+
+/// The analyzer-wide reason table: dense ids, assigned on first sight.
+#[derive(Debug, Default)]
+pub(crate) struct Reasons {
+    table: RwLock<(FxHashMap<Identity, u32>, Vec<Reason>)>,
+}
+
+impl Reasons {
+    /// The id of `reason`, assigning one if it is new.
+    pub(crate) fn id(&self, reason: Reason) -> u32 {
+        let key = identity(reason);
+        if let Some(&id) = self
+            .table
+            .read()
+            .expect("reason table poisoned")
+            .0
+            .get(&key)
+        {
+            return id;
+        }
+        let mut table = self.table.write().expect("reason table poisoned");
+        let (ids, names) = &mut *table;
+        *ids.entry(key).or_insert_with(|| {
+            names.push(reason);
+            names.len() as u32 - 1
+        })
+    }
+
+    /// The texts, indexed by id.
+    pub(crate) fn names(&self) -> Vec<Reason> {
+        self.table.read().expect("reason table poisoned").1.clone()
+    }
+}
+
+/// A per-task cache in front of [`Reasons`], so the shared table is read once per distinct
+/// reason per task: a few recent reasons in an array, then a map.
+#[derive(Debug, Default)]
+pub(crate) struct ReasonCache {
+    recent: [(Identity, u32); 4],
+    next: usize,
+    ids: FxHashMap<Identity, u32>,
+}
+
+impl ReasonCache {
+    #[inline]
+    pub(crate) fn id(&mut self, reasons: &Reasons, reason: Reason) -> u32 {
+        let key = identity(reason);
+        if let Some(&(_, id)) = self.recent.iter().find(|(k, _)| *k == key && k.1 != 0) {
+            return id;
+        }
+        self.slow(reasons, reason, key)
+    }
+
+    #[cold]
+    fn slow(&mut self, reasons: &Reasons, reason: Reason, key: Identity) -> u32 {
+        let id = *self.ids.entry(key).or_insert_with(|| reasons.id(reason));
+        if key.1 != 0 {
+            self.recent[self.next] = (key, id);
+            self.next = (self.next + 1) % self.recent.len();
+        }
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_dense_and_stable() {
+        let reasons = Reasons::default();
+        let mut cache = ReasonCache::default();
+        let (call, field) = ("call", "field");
+        let a = cache.id(&reasons, call);
+        let b = cache.id(&reasons, field);
+        assert_eq!(cache.id(&reasons, call), a);
+        assert_eq!(reasons.id(field), b);
+        assert_eq!((a, b), (0, 1));
+        assert_eq!(reasons.names(), vec![call, field]);
+    }
+}
