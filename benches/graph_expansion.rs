@@ -218,9 +218,24 @@ fn proc_status_kib(field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Peak RSS growth (bytes) while running `f` once, or `None` where the peak cannot be reset.
-fn peak_growth(f: &dyn Fn() -> usize) -> Option<u64> {
-    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+/// Peak RSS growth (bytes) of one run of `name`, measured in a fresh process (this bench
+/// binary, re-run with `GRAPH_EXPANSION_RSS=name`) so that memory freed by earlier runs and
+/// kept by the allocator cannot hide it. `None` where the peak cannot be read.
+fn peak_growth(name: &str) -> Option<u64> {
+    let output = std::process::Command::new(std::env::current_exe().ok()?)
+        .env("GRAPH_EXPANSION_RSS", name)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+/// The child side of [`peak_growth`]: the petgraph peers build their graph first (it is
+/// their input, not their work), then the peak is reset and one run measured.
+fn measure_peak_growth(name: &str, f: &dyn Fn() -> usize) -> Option<u64> {
+    if name.starts_with("petgraph") {
+        black_box(f());
+        std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    }
     let before = proc_status_kib("VmRSS:")?;
     black_box(f());
     let peak = proc_status_kib("VmHWM:")?;
@@ -243,6 +258,17 @@ fn median_ns(id: &str) -> Option<f64> {
 
 fn main() {
     let runs = runs();
+
+    if let Ok(name) = std::env::var("GRAPH_EXPANSION_RSS") {
+        let (_, f) = runs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("no run of that name");
+        if let Some(bytes) = measure_peak_growth(&name, f.as_ref()) {
+            println!("{bytes}");
+        }
+        return;
+    }
 
     // Profiling aid: `GRAPH_EXPANSION_ONLY='crossgraph NoLog 1 thread' perf record ...` runs
     // one configuration 20 times and nothing else.
@@ -314,7 +340,7 @@ fn main() {
         "| run | median | nodes/s | vs Csr Dfs | vs Graph Dfs | vs worklist | vs 1 thread | bytes/node (peak RSS growth) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (i, (name, f)) in runs.iter().enumerate() {
+    for (i, (name, _)) in runs.iter().enumerate() {
         let Some(ns) = medians[i] else {
             println!("| {name} | (no criterion estimate) | | | | | | |");
             continue;
@@ -323,7 +349,7 @@ fn main() {
             .strip_suffix("2 threads")
             .and_then(|prefix| find(&format!("{prefix}1 thread")))
             .map_or("-".to_string(), |one| format!("{:.2}x", one / ns));
-        let bytes = peak_growth(f.as_ref()).map_or("n/a".to_string(), |b| {
+        let bytes = peak_growth(name).map_or("n/a".to_string(), |b| {
             format!("{:.1}", b as f64 / marked as f64)
         });
         println!(

@@ -132,6 +132,11 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
         }
     }
 
+    /// Number of marked nodes.
+    pub(crate) fn marked_count(&self) -> usize {
+        self.marked.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
     /// Marked local indices, ascending.
     pub(crate) fn marked_locals(&self) -> impl Iterator<Item = u32> + '_ {
         self.marked.iter().enumerate().flat_map(|(w, &bits)| {
