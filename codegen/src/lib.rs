@@ -1,7 +1,36 @@
-//! crossgraph-codegen: wasm ABI lowering, signature strings, thunk bodies, the IL -> wasm
-//! method compiler and the object writer.
+//! crossgraph-codegen: wasm ABI lowering and the canonical signature strings, shared by the
+//! compiler, the runtime and the thunk tables. Thunk bodies, the IL -> wasm method compiler
+//! and the object writer come next (issue "Wasm ABI lowering, signature strings, thunk code
+//! and the object writer").
 //!
-//! Not built yet: this crate only fixes its place in the workspace (it will depend on
-//! `crossgraph-runtime-core` for the image format). Its content arrives with the issue
-//! "Wasm ABI lowering, signature strings, thunk code and the object writer".
+//! ```
+//! use crossgraph_codegen::{AbiType, MethodAbi, PointerWidth, Primitive, WasmSignature};
+//!
+//! // static int Add(int, int), managed: [SP, i32, i32, PE] -> [i32]
+//! let add = MethodAbi {
+//!     ret: AbiType::Primitive(Primitive::I32),
+//!     has_this: false,
+//!     params: vec![AbiType::Primitive(Primitive::I32); 2],
+//!     generic_context: false,
+//!     async_call: false,
+//!     unmanaged: false,
+//! };
+//! let sig = WasmSignature::lower(&add, PointerWidth::Wasm32)?;
+//! assert_eq!(sig.as_str(), "iiip");
+//! assert_eq!(sig.func_type().to_string(), "[i32 i32 i32 i32] -> [i32]");
+//! assert_eq!(WasmSignature::parse("iiip", PointerWidth::Wasm32)?, sig);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
+
+pub mod abi;
+pub mod signature;
+
+pub use abi::{
+    AbiType, Lowered, LoweringError, PointerKind, PointerWidth, Primitive, StructLayout,
+    WasmValueType,
+};
+pub use signature::{
+    MethodAbi, ParamAbi, ParseErrorKind, ReturnAbi, SignatureError, SignatureParseError,
+    SignatureParts, ThunkDirection, WasmFuncType, WasmSignature,
+};
