@@ -1,0 +1,353 @@
+//! The image format: round trips, sharing, and errors with offsets on bad bytes.
+
+use crossgraph_runtime_core::format::{
+    FixupRef, FixupSignature, FormatError, Image, ImportCell, ImportSection, ImportSectionFlags,
+    ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
+};
+use proptest::prelude::*;
+
+fn method(token: u32) -> MethodRef {
+    MethodRef {
+        flags: MethodSigFlags::NONE,
+        token,
+    }
+}
+
+fn sample() -> Image {
+    let entry = FixupSignature::MethodEntry(method(0x0600_0002));
+    Image {
+        minor_version: 0,
+        compiler: Some("crossgraph test".into()),
+        import_sections: vec![
+            ImportSection {
+                flags: ImportSectionFlags::EAGER,
+                kind: ImportSectionType::UNKNOWN,
+                entry_size: 4,
+                cells: vec![ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::InjectStringThunks(vec![
+                        StringThunk {
+                            key: "Iiiip".into(),
+                            code: 3,
+                        },
+                        StringThunk {
+                            key: "Miiip".into(),
+                            code: 4,
+                        },
+                    ]),
+                }],
+            },
+            ImportSection {
+                flags: ImportSectionFlags::PCODE,
+                kind: ImportSectionType::UNKNOWN,
+                entry_size: 4,
+                cells: vec![
+                    ImportCell {
+                        initial: 9,
+                        signature: entry.clone(),
+                    },
+                    ImportCell {
+                        initial: 9,
+                        signature: entry,
+                    },
+                    ImportCell {
+                        initial: 0,
+                        signature: FixupSignature::ResumptionStubEntryPoint {
+                            method: MethodRef {
+                                flags: MethodSigFlags::ASYNC_VARIANT,
+                                token: 0x0600_0005,
+                            },
+                            stub: 12,
+                        },
+                    },
+                ],
+            },
+        ],
+        method_entry_points: vec![MethodEntryPoint {
+            method: method(0x0600_0001),
+            code: 1,
+            fixups: vec![FixupRef {
+                section: 1,
+                cell: 0,
+            }],
+        }],
+        instance_entry_points: vec![MethodEntryPoint {
+            method: MethodRef {
+                flags: MethodSigFlags::ASYNC_VARIANT,
+                token: 0x0600_0005,
+            },
+            code: 11,
+            fixups: vec![FixupRef {
+                section: 1,
+                cell: 2,
+            }],
+        }],
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+fn sample_round_trips_and_shares_identical_signatures() {
+    let image = sample();
+    let bytes = image.encode().unwrap();
+    assert_eq!(Image::decode(&bytes).unwrap(), image);
+    // The second import section's signature list: cells 0 and 1 share one blob.
+    let directory_entry = (0..u32_at(&bytes, 12) as usize)
+        .map(|i| 16 + 12 * i)
+        .find(|&at| u32_at(&bytes, at) == 101)
+        .unwrap();
+    let descriptors = u32_at(&bytes, directory_entry + 4) as usize;
+    let signatures = u32_at(&bytes, descriptors + 20 + 12) as usize;
+    assert_eq!(u32_at(&bytes, signatures), u32_at(&bytes, signatures + 4));
+    assert_ne!(u32_at(&bytes, signatures), u32_at(&bytes, signatures + 8));
+}
+
+#[test]
+fn string_thunks_are_written_sorted_as_string_nul_code_then_zero() {
+    let mut image = sample();
+    if let FixupSignature::InjectStringThunks(thunks) =
+        &mut image.import_sections[0].cells[0].signature
+    {
+        thunks.reverse();
+    }
+    let bytes = image.encode().unwrap();
+    let expected: Vec<u8> = [
+        &[0x39][..],
+        b"Iiiip\0",
+        &3u32.to_le_bytes(),
+        b"Miiip\0",
+        &4u32.to_le_bytes(),
+        &[0],
+    ]
+    .concat();
+    assert!(bytes.windows(expected.len()).any(|w| w == expected));
+    assert_eq!(Image::decode(&bytes).unwrap(), sample());
+}
+
+#[test]
+fn encoding_rejects_bad_models() {
+    let mut image = sample();
+    image.import_sections[0].entry_size = 3;
+    assert!(matches!(
+        image.encode(),
+        Err(FormatError::InvalidEntrySize {
+            section: 0,
+            entry_size: 3
+        })
+    ));
+    let mut image = sample();
+    image.method_entry_points[0].fixups[0].cell = 7;
+    assert!(matches!(
+        image.encode(),
+        Err(FormatError::FixupOutOfRange { cell: 7, .. })
+    ));
+    let mut image = sample();
+    image.import_sections[0].cells[0].signature =
+        FixupSignature::InjectStringThunks(vec![StringThunk {
+            key: String::new(),
+            code: 1,
+        }]);
+    assert!(matches!(
+        image.encode(),
+        Err(FormatError::InvalidThunkKey { .. })
+    ));
+}
+
+#[test]
+fn decoding_errors_name_offsets() {
+    let bytes = sample().encode().unwrap();
+    let err = Image::decode(&bytes[..10]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FormatError::Truncated {
+                offset: 0,
+                needed: 16,
+                available: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let mut bad = bytes.clone();
+    bad[0] = b'X';
+    assert!(matches!(
+        Image::decode(&bad),
+        Err(FormatError::BadMagic { .. })
+    ));
+
+    let mut bad = bytes.clone();
+    bad[4] = 2;
+    assert!(matches!(
+        Image::decode(&bad),
+        Err(FormatError::UnsupportedVersion { major: 2, .. })
+    ));
+
+    // Duplicate section: make the second directory entry the same kind as the first.
+    let mut bad = bytes.clone();
+    let first_kind = u32_at(&bad, 16);
+    bad[28..32].copy_from_slice(&first_kind.to_le_bytes());
+    assert!(matches!(
+        Image::decode(&bad),
+        Err(FormatError::DuplicateSection { offset: 28, .. })
+    ));
+
+    // A section running past the end.
+    let mut bad = bytes.clone();
+    bad[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+    let err = Image::decode(&bad).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FormatError::Truncated {
+                what: "section",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // An unknown fixup kind: find the MethodEntry blob (0x13 + flags 0 + token) and break it.
+    let needle: Vec<u8> = [
+        &[0x13u8][..],
+        &0u32.to_le_bytes(),
+        &0x0600_0002u32.to_le_bytes(),
+    ]
+    .concat();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    let mut bad = bytes.clone();
+    bad[at] = 0x7f;
+    let err = Image::decode(&bad).unwrap_err();
+    assert_eq!(
+        err,
+        FormatError::UnknownFixupKind {
+            kind: 0x7f,
+            offset: at as u64
+        }
+    );
+    assert!(err.to_string().contains(&format!("offset {at}")));
+}
+
+fn image_strategy() -> impl Strategy<Value = Image> {
+    let method = (
+        any::<u32>(),
+        prop_oneof![Just(0u32), Just(0x100), Just(0x200)],
+    )
+        .prop_map(|(token, flags)| MethodRef {
+            flags: MethodSigFlags(flags),
+            token,
+        });
+    let thunks =
+        prop::collection::btree_map("[IM][a-zA-Z0-9]{1,12}", any::<u32>(), 0..6).prop_map(|m| {
+            m.into_iter()
+                .map(|(key, code)| StringThunk { key, code })
+                .collect()
+        });
+    let signature = prop_oneof![
+        method.clone().prop_map(FixupSignature::MethodEntry),
+        any::<u32>().prop_map(FixupSignature::Helper),
+        (method.clone(), any::<u32>())
+            .prop_map(|(method, stub)| FixupSignature::ResumptionStubEntryPoint { method, stub }),
+        thunks.prop_map(FixupSignature::InjectStringThunks),
+    ];
+    let cell = (any::<u32>(), signature)
+        .prop_map(|(initial, signature)| ImportCell { initial, signature });
+    let section = (
+        prop_oneof![Just(0u16), Just(1), Just(4), Just(5)],
+        prop_oneof![Just(0u8), Just(2), Just(3)],
+        prop_oneof![Just(4u8), Just(8)],
+        prop::collection::vec(cell, 0..6),
+    )
+        .prop_map(|(flags, kind, entry_size, cells)| ImportSection {
+            flags: ImportSectionFlags(flags),
+            kind: ImportSectionType(kind),
+            entry_size,
+            cells,
+        });
+    (
+        any::<u16>(),
+        prop::option::of("[ -~]{0,20}"),
+        prop::collection::vec(section, 0..4),
+        prop::collection::vec((method.clone(), any::<u32>(), any::<u64>()), 0..6),
+        prop::collection::vec((method, any::<u32>(), any::<u64>()), 0..6),
+    )
+        .prop_map(
+            |(minor_version, compiler, import_sections, defs, instances)| {
+                let cells: Vec<FixupRef> = import_sections
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(s, sec)| {
+                        (0..sec.cells.len()).map(move |c| FixupRef {
+                            section: s as u32,
+                            cell: c as u32,
+                        })
+                    })
+                    .collect();
+                let entries = |list: Vec<(MethodRef, u32, u64)>| -> Vec<MethodEntryPoint> {
+                    list.into_iter()
+                        .map(|(method, code, pick)| MethodEntryPoint {
+                            method,
+                            code,
+                            fixups: if cells.is_empty() {
+                                vec![]
+                            } else {
+                                (0..pick % 3)
+                                    .map(|k| {
+                                        cells[((pick >> 8) as usize + k as usize) % cells.len()]
+                                    })
+                                    .collect()
+                            },
+                        })
+                        .collect()
+                };
+                Image {
+                    minor_version,
+                    compiler,
+                    method_entry_points: entries(defs),
+                    instance_entry_points: entries(instances),
+                    import_sections,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn encode_decode_round_trips(image in image_strategy()) {
+        let bytes = image.encode().unwrap();
+        prop_assert_eq!(Image::decode(&bytes).unwrap(), image);
+    }
+
+    #[test]
+    fn decoding_mutated_images_never_panics(
+        image in image_strategy(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut bytes = image.encode().unwrap();
+        for (at, value) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        let _ = Image::decode(&bytes);
+        let len = cut.index(bytes.len() + 1);
+        let _ = Image::decode(&bytes[..len]);
+    }
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = Image::decode(&bytes);
+        let mut with_magic = b"CGR2\x01\x00\x00\x00\x00\x00\x00\x00".to_vec();
+        with_magic.extend_from_slice(&bytes);
+        let _ = Image::decode(&with_magic);
+    }
+}
