@@ -1,7 +1,8 @@
-//! crossgraph-codegen: wasm ABI lowering and the canonical signature strings, shared by the
-//! compiler, the runtime and the thunk tables. Thunk bodies, the IL -> wasm method compiler
-//! and the object writer come next (issue "Wasm ABI lowering, signature strings, thunk code
-//! and the object writer").
+//! crossgraph-codegen: wasm ABI lowering and the canonical signature strings (shared by the
+//! compiler, the runtime and the thunk tables), thunk bodies for both interpreter directions
+//! and delay-load imports, and the object writer that turns functions with symbolic
+//! relocations plus the image into one validated wasm module. The IL -> wasm method compiler
+//! comes with the issue "Compile real .NET assemblies".
 //!
 //! ```
 //! use crossgraph_codegen::{AbiType, MethodAbi, PointerWidth, Primitive, WasmSignature};
@@ -24,11 +25,16 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod object_writer;
 pub mod signature;
+pub mod thunk;
 
 pub use abi::{
     AbiType, Lowered, LoweringError, PointerKind, PointerWidth, Primitive, StructLayout,
     WasmValueType,
+};
+pub use object_writer::{
+    Code, DataReloc, DefinedFunction, EmittedModule, ImportedFunction, ObjectModule, Op, WriteError,
 };
 pub use signature::{
     MethodAbi, ParamAbi, ParseErrorKind, ReturnAbi, SignatureError, SignatureParseError,

@@ -1,0 +1,533 @@
+//! Thunk bodies: R2R -> interpreter, interpreter -> R2R, and the delay-load import thunks,
+//! all from one argument-layout computation ([`ArgLayout`]).
+//!
+//! The interpreter's argument block (the transition block): the arguments `this`, generic
+//! context, async continuation, then the explicit parameters, in that order, each in a slot
+//! aligned to 8 bytes (16 for `v128` and for structs aligned beyond 8) and padded to a multiple
+//! of 8; a by-reference struct is copied into its slot by value. Then the return slot (8 bytes,
+//! 16 for `v128`) when the method returns a value. The block is a multiple of 16 bytes and
+//! 16-byte aligned on the shadow stack. A struct return goes through the caller's return
+//! buffer, whose address is the return pointer. The same layout serves both directions.
+
+use wasm_encoder::{Instruction, MemArg};
+
+use crate::abi::WasmValueType;
+use crate::object_writer::{Code, DefinedFunction, ImportedFunction, Op};
+use crate::signature::{ParamAbi, ReturnAbi, WasmFuncType, WasmSignature};
+
+/// Symbol of the runtime's interpreter entry: `[entry_point i32, args i32, size i32, ret i32]
+/// -> []` (entry point: the callee's portable entry point; args: the argument block; size:
+/// its size in bytes; ret: return slot or return buffer address, 0 for none).
+pub const INTERPRETER_ENTRY: &str = "crossgraph_interpreter_entry";
+/// Symbol of the runtime's delay-load helper: `[cell i32] -> [i32]`: resolves the import
+/// cell (or portable entry point) at that address, patches it, and returns the absolute
+/// table index of the target's code.
+pub const DELAY_LOAD_HELPER: &str = "crossgraph_delay_load";
+
+/// The runtime helpers thunks call, as module imports (module `env`).
+pub fn runtime_helper_imports() -> Vec<ImportedFunction> {
+    use WasmValueType::I32;
+    vec![
+        ImportedFunction {
+            symbol: INTERPRETER_ENTRY.into(),
+            module: "env".into(),
+            name: INTERPRETER_ENTRY.into(),
+            ty: WasmFuncType {
+                params: vec![I32; 4],
+                results: vec![],
+            },
+        },
+        ImportedFunction {
+            symbol: DELAY_LOAD_HELPER.into(),
+            module: "env".into(),
+            name: DELAY_LOAD_HELPER.into(),
+            ty: WasmFuncType {
+                params: vec![I32],
+                results: vec![I32],
+            },
+        },
+    ]
+}
+
+/// What an argument of the block is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgRole {
+    /// `this`.
+    This,
+    /// The hidden generic context.
+    GenericContext,
+    /// The async continuation.
+    AsyncContinuation,
+    /// Explicit parameter `n`.
+    Param(usize),
+}
+
+/// How an argument sits in its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotKind {
+    /// One value.
+    Value(WasmValueType),
+    /// A struct copy of `size` bytes (the wasm argument is a pointer to it).
+    Struct {
+        /// Size in bytes.
+        size: u32,
+    },
+}
+
+/// One argument slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgSlot {
+    /// Which argument.
+    pub role: ArgRole,
+    /// Its wasm parameter index in the signature's function type.
+    pub wasm_param: u32,
+    /// How it is stored.
+    pub kind: SlotKind,
+    /// Byte offset in the block.
+    pub offset: u32,
+    /// Slot size in bytes (a multiple of 8).
+    pub size: u32,
+}
+
+/// Where the result goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetSlot {
+    /// No result.
+    None,
+    /// A value in the block at `offset`.
+    Value {
+        /// Its type.
+        ty: WasmValueType,
+        /// Byte offset in the block.
+        offset: u32,
+    },
+    /// The caller's return buffer (wasm parameter `wasm_param`).
+    Buffer {
+        /// Struct size in bytes.
+        size: u32,
+        /// Wasm parameter index of the buffer pointer.
+        wasm_param: u32,
+    },
+}
+
+/// The argument block of a signature (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArgLayout {
+    /// Argument slots in block order (empty structs have none).
+    pub args: Vec<ArgSlot>,
+    /// The result.
+    pub ret: RetSlot,
+    /// Block size in bytes, a multiple of 16.
+    pub size: u32,
+}
+
+/// Why a thunk cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ThunkError {
+    /// Interpreter thunks exist for managed signatures only (`UnmanagedCallersOnly` methods
+    /// are entered natively, never through the interpreter).
+    #[error("signature {signature:?} is unmanaged: it has no interpreter thunk")]
+    Unmanaged {
+        /// The signature string.
+        signature: String,
+    },
+    /// The block would not fit in 32 bits.
+    #[error("signature {signature:?}: argument block exceeds 4 GiB")]
+    TooLarge {
+        /// The signature string.
+        signature: String,
+    },
+}
+
+/// A slot kind and its alignment in bytes.
+type Placed = (SlotKind, u64);
+
+fn round_up(n: u64, to: u64) -> u64 {
+    n.div_ceil(to) * to
+}
+
+impl ArgLayout {
+    /// Computes the layout of `sig` (wasm32).
+    ///
+    /// # Errors
+    /// [`ThunkError::TooLarge`] when the structs add up beyond 4 GiB.
+    pub fn of(sig: &WasmSignature) -> Result<ArgLayout, ThunkError> {
+        let p = sig.parts();
+        let ptr = sig.pointer().value_type();
+        let mut wasm_param = u32::from(p.managed); // SP first on managed calls
+        let mut roles: Vec<(ArgRole, Option<Placed>, u32)> = Vec::new();
+        let mut push = |role, kind: Option<Placed>, wasm_param: &mut u32| {
+            roles.push((role, kind, *wasm_param));
+            if kind.is_some() {
+                *wasm_param += 1;
+            }
+        };
+        if p.has_this {
+            push(
+                ArgRole::This,
+                Some((SlotKind::Value(ptr), 8)),
+                &mut wasm_param,
+            );
+        }
+        let buffer = match p.ret {
+            ReturnAbi::Buffer { size } => {
+                let at = wasm_param;
+                wasm_param += 1;
+                Some((size, at))
+            }
+            _ => None,
+        };
+        if p.generic_context {
+            push(
+                ArgRole::GenericContext,
+                Some((SlotKind::Value(ptr), 8)),
+                &mut wasm_param,
+            );
+        }
+        if p.async_continuation {
+            push(
+                ArgRole::AsyncContinuation,
+                Some((SlotKind::Value(ptr), 8)),
+                &mut wasm_param,
+            );
+        }
+        for (i, param) in p.params.iter().enumerate() {
+            let kind = match *param {
+                ParamAbi::Value(v) => Some((SlotKind::Value(v), value_align(v))),
+                ParamAbi::ByRef { size } => Some((SlotKind::Struct { size }, 8)),
+                ParamAbi::ByRefOverAligned { size } => Some((SlotKind::Struct { size }, 16)),
+                ParamAbi::Empty => None,
+            };
+            push(ArgRole::Param(i), kind, &mut wasm_param);
+        }
+        let mut cursor: u64 = 0;
+        let mut args = Vec::new();
+        for (role, kind, wasm_param) in roles {
+            let Some((kind, align)) = kind else { continue };
+            let size = match kind {
+                SlotKind::Value(v) => value_align(v),
+                SlotKind::Struct { size } => round_up(u64::from(size), 8),
+            };
+            cursor = round_up(cursor, align);
+            args.push((role, wasm_param, kind, cursor, size));
+            cursor += size;
+        }
+        let ret = match (p.ret, buffer) {
+            (ReturnAbi::Value(ty), _) => {
+                cursor = round_up(cursor, value_align(ty));
+                let offset = cursor;
+                cursor += value_align(ty);
+                (Some(ty), offset)
+            }
+            _ => (None, 0),
+        };
+        let total = round_up(cursor, 16);
+        let too_large = || ThunkError::TooLarge {
+            signature: sig.as_str().to_string(),
+        };
+        let fits = |v: u64| u32::try_from(v).map_err(|_| too_large());
+        Ok(ArgLayout {
+            args: args
+                .into_iter()
+                .map(|(role, wasm_param, kind, offset, size)| {
+                    Ok(ArgSlot {
+                        role,
+                        wasm_param,
+                        kind,
+                        offset: fits(offset)?,
+                        size: fits(size)?,
+                    })
+                })
+                .collect::<Result<_, ThunkError>>()?,
+            ret: match (ret, buffer) {
+                ((Some(ty), offset), _) => RetSlot::Value {
+                    ty,
+                    offset: fits(offset)?,
+                },
+                (_, Some((size, wasm_param))) => RetSlot::Buffer { size, wasm_param },
+                _ => RetSlot::None,
+            },
+            size: fits(total)?,
+        })
+    }
+}
+
+fn value_align(v: WasmValueType) -> u64 {
+    match v {
+        WasmValueType::V128 => 16,
+        _ => 8,
+    }
+}
+
+fn mem(offset: u32, align_log2: u32) -> MemArg {
+    MemArg {
+        offset: u64::from(offset),
+        align: align_log2,
+        memory_index: 0,
+    }
+}
+
+fn store(v: WasmValueType, offset: u32) -> Instruction<'static> {
+    match v {
+        WasmValueType::I32 => Instruction::I32Store(mem(offset, 2)),
+        WasmValueType::I64 => Instruction::I64Store(mem(offset, 3)),
+        WasmValueType::F32 => Instruction::F32Store(mem(offset, 2)),
+        WasmValueType::F64 => Instruction::F64Store(mem(offset, 3)),
+        WasmValueType::V128 => Instruction::V128Store(mem(offset, 4)),
+    }
+}
+
+fn load(v: WasmValueType, offset: u32) -> Instruction<'static> {
+    match v {
+        WasmValueType::I32 => Instruction::I32Load(mem(offset, 2)),
+        WasmValueType::I64 => Instruction::I64Load(mem(offset, 3)),
+        WasmValueType::F32 => Instruction::F32Load(mem(offset, 2)),
+        WasmValueType::F64 => Instruction::F64Load(mem(offset, 3)),
+        WasmValueType::V128 => Instruction::V128Load(mem(offset, 4)),
+    }
+}
+
+fn managed(sig: &WasmSignature) -> Result<(), ThunkError> {
+    if sig.parts().managed {
+        Ok(())
+    } else {
+        Err(ThunkError::Unmanaged {
+            signature: sig.as_str().to_string(),
+        })
+    }
+}
+
+/// Symbol of the R2R -> interpreter thunk of `sig` (its lookup string, `I` + signature).
+pub fn r2r_to_interpreter_symbol(sig: &WasmSignature) -> String {
+    sig.thunk_key(crate::signature::ThunkDirection::R2RToInterpreter)
+}
+
+/// Symbol of the interpreter -> R2R thunk of `sig` (its lookup string, `M` + signature).
+pub fn interpreter_to_r2r_symbol(sig: &WasmSignature) -> String {
+    sig.thunk_key(crate::signature::ThunkDirection::InterpreterToR2R)
+}
+
+/// The R2R -> interpreter thunk: R2R code calls it with the callee's own wasm type; it
+/// spills the arguments to a 16-byte aligned block below the incoming SP (copying
+/// by-reference structs with `memory.copy`, zeroing their padding with `memory.fill`), moves
+/// `__stack_pointer` below the block for the runtime, calls [`INTERPRETER_ENTRY`] with the
+/// portable entry point, restores `__stack_pointer`, and returns the result.
+///
+/// # Errors
+/// [`ThunkError::Unmanaged`] for unmanaged signatures; [`ThunkError::TooLarge`].
+pub fn r2r_to_interpreter(sig: &WasmSignature) -> Result<DefinedFunction, ThunkError> {
+    managed(sig)?;
+    let layout = ArgLayout::of(sig)?;
+    let ty = sig.func_type();
+    let params = ty.params.len() as u32;
+    let (sp, pe) = (0, params - 1);
+    let (block, saved) = (params, params + 1);
+    let mut ops = vec![
+        Op::StackPointerGet,
+        Op::Ins(Instruction::LocalSet(saved)),
+        Op::Ins(Instruction::LocalGet(sp)),
+        Op::Ins(Instruction::I32Const(layout.size as i32)),
+        Op::Ins(Instruction::I32Sub),
+        Op::Ins(Instruction::I32Const(-16)),
+        Op::Ins(Instruction::I32And),
+        Op::Ins(Instruction::LocalTee(block)),
+        Op::StackPointerSet,
+    ];
+    for slot in &layout.args {
+        match slot.kind {
+            SlotKind::Value(v) => ops.extend([
+                Op::Ins(Instruction::LocalGet(block)),
+                Op::Ins(Instruction::LocalGet(slot.wasm_param)),
+                Op::Ins(store(v, slot.offset)),
+            ]),
+            SlotKind::Struct { size } => {
+                ops.extend(address(block, slot.offset));
+                ops.extend([
+                    Op::Ins(Instruction::LocalGet(slot.wasm_param)),
+                    Op::Ins(Instruction::I32Const(size as i32)),
+                    Op::Ins(Instruction::MemoryCopy {
+                        src_mem: 0,
+                        dst_mem: 0,
+                    }),
+                ]);
+                if slot.size > size {
+                    ops.extend(address(block, slot.offset + size));
+                    ops.extend([
+                        Op::Ins(Instruction::I32Const(0)),
+                        Op::Ins(Instruction::I32Const((slot.size - size) as i32)),
+                        Op::Ins(Instruction::MemoryFill(0)),
+                    ]);
+                }
+            }
+        }
+    }
+    ops.extend([
+        Op::Ins(Instruction::LocalGet(pe)),
+        Op::Ins(Instruction::LocalGet(block)),
+        Op::Ins(Instruction::I32Const(layout.size as i32)),
+    ]);
+    match layout.ret {
+        RetSlot::None => ops.push(Op::Ins(Instruction::I32Const(0))),
+        RetSlot::Value { offset, .. } => ops.extend(address(block, offset)),
+        RetSlot::Buffer { wasm_param, .. } => ops.push(Op::Ins(Instruction::LocalGet(wasm_param))),
+    }
+    ops.extend([
+        Op::Call(INTERPRETER_ENTRY.into()),
+        Op::Ins(Instruction::LocalGet(saved)),
+        Op::StackPointerSet,
+    ]);
+    if let RetSlot::Value { ty, offset } = layout.ret {
+        ops.extend([
+            Op::Ins(Instruction::LocalGet(block)),
+            Op::Ins(load(ty, offset)),
+        ]);
+    }
+    Ok(DefinedFunction {
+        symbol: r2r_to_interpreter_symbol(sig),
+        ty,
+        code: Code {
+            locals: vec![WasmValueType::I32, WasmValueType::I32],
+            ops,
+        },
+        table_slot: true,
+        export: None,
+    })
+}
+
+fn address(base: u32, offset: u32) -> [Op; 3] {
+    [
+        Op::Ins(Instruction::LocalGet(base)),
+        Op::Ins(Instruction::I32Const(offset as i32)),
+        Op::Ins(Instruction::I32Add),
+    ]
+}
+
+/// The type of every interpreter -> R2R thunk: `[entry_point i32, code i32, args i32, ret
+/// i32] -> []` (entry point: the callee's portable entry point, passed on as its PE argument;
+/// code: absolute table index of the callee; args: an argument block laid out by
+/// [`ArgLayout`]; ret: return slot or return buffer, 0 for none).
+pub fn interpreter_to_r2r_type() -> WasmFuncType {
+    WasmFuncType {
+        params: vec![WasmValueType::I32; 4],
+        results: vec![],
+    }
+}
+
+/// The interpreter -> R2R thunk: loads the arguments from the interpreter's block at their
+/// offsets (a struct argument is passed as the address of its copy in the block),
+/// `call_indirect`s the target with the current `__stack_pointer` as SP, and stores the
+/// result in the return slot.
+///
+/// # Errors
+/// [`ThunkError::Unmanaged`] for unmanaged signatures; [`ThunkError::TooLarge`].
+pub fn interpreter_to_r2r(sig: &WasmSignature) -> Result<DefinedFunction, ThunkError> {
+    managed(sig)?;
+    let layout = ArgLayout::of(sig)?;
+    let (pe, code, args, ret) = (0, 1, 2, 3);
+    let mut ops = Vec::new();
+    if let RetSlot::Value { .. } = layout.ret {
+        ops.push(Op::Ins(Instruction::LocalGet(ret)));
+    }
+    ops.push(Op::StackPointerGet);
+    // Wasm parameters in order; the block slots and the return buffer fill them.
+    let ty = sig.func_type();
+    for wasm_param in 1..ty.params.len() as u32 - 1 {
+        if let RetSlot::Buffer { wasm_param: b, .. } = layout.ret
+            && b == wasm_param
+        {
+            ops.push(Op::Ins(Instruction::LocalGet(ret)));
+            continue;
+        }
+        let slot = layout
+            .args
+            .iter()
+            .find(|s| s.wasm_param == wasm_param)
+            .copied();
+        let Some(slot) = slot else { continue };
+        match slot.kind {
+            SlotKind::Value(v) => ops.extend([
+                Op::Ins(Instruction::LocalGet(args)),
+                Op::Ins(load(v, slot.offset)),
+            ]),
+            SlotKind::Struct { .. } => ops.extend(address(args, slot.offset)),
+        }
+    }
+    ops.extend([
+        Op::Ins(Instruction::LocalGet(pe)),
+        Op::Ins(Instruction::LocalGet(code)),
+        Op::CallIndirect(ty),
+    ]);
+    if let RetSlot::Value { ty, .. } = layout.ret {
+        ops.push(Op::Ins(store(ty, 0)));
+    }
+    Ok(DefinedFunction {
+        symbol: interpreter_to_r2r_symbol(sig),
+        ty: interpreter_to_r2r_type(),
+        code: Code {
+            locals: vec![],
+            ops,
+        },
+        table_slot: true,
+        export: None,
+    })
+}
+
+/// The portable-entry-point import thunk of a managed signature (crossgen2
+/// `WasmImportThunk`, keyed by signature): a delay-load cell first points here; the call
+/// site passes the cell's address as the PE argument; the thunk asks
+/// [`DELAY_LOAD_HELPER`] to resolve it and `call_indirect`s the target with the same
+/// arguments.
+///
+/// # Errors
+/// [`ThunkError::Unmanaged`]: unmanaged signatures have no PE argument; use
+/// [`cell_import_thunk`].
+pub fn portable_entry_point_import_thunk(
+    sig: &WasmSignature,
+) -> Result<DefinedFunction, ThunkError> {
+    managed(sig)?;
+    let ty = sig.func_type();
+    let pe = ty.params.len() as u32 - 1;
+    let mut ops: Vec<Op> = (0..ty.params.len() as u32)
+        .map(|i| Op::Ins(Instruction::LocalGet(i)))
+        .collect();
+    ops.extend([
+        Op::Ins(Instruction::LocalGet(pe)),
+        Op::Call(DELAY_LOAD_HELPER.into()),
+        Op::CallIndirect(ty.clone()),
+    ]);
+    Ok(DefinedFunction {
+        symbol: format!("ImportThunkPE_{}", sig.as_str()),
+        ty,
+        code: Code {
+            locals: vec![],
+            ops,
+        },
+        table_slot: true,
+        export: None,
+    })
+}
+
+/// The per-cell import thunk (any signature, managed or not): the cell's image offset is a
+/// relocation in the body; the thunk resolves the cell through [`DELAY_LOAD_HELPER`] and
+/// `call_indirect`s the target.
+pub fn cell_import_thunk(sig: &WasmSignature, cell_rva: u32) -> DefinedFunction {
+    let ty = sig.func_type();
+    let mut ops: Vec<Op> = (0..ty.params.len() as u32)
+        .map(|i| Op::Ins(Instruction::LocalGet(i)))
+        .collect();
+    ops.extend([
+        Op::ImageAddress(cell_rva),
+        Op::Call(DELAY_LOAD_HELPER.into()),
+        Op::CallIndirect(ty.clone()),
+    ]);
+    DefinedFunction {
+        symbol: format!("ImportThunk_{}_{cell_rva}", sig.as_str()),
+        ty,
+        code: Code {
+            locals: vec![],
+            ops,
+        },
+        table_slot: true,
+        export: None,
+    }
+}

@@ -1,0 +1,356 @@
+//! A module with both thunk directions, an import thunk, an `UnmanagedCallersOnly` method
+//! and an image, written by the object writer, validated, instantiated in wasmtime with the
+//! runtime's imports stubbed, and run.
+
+use std::sync::{Arc, Mutex};
+
+use crossgraph_codegen::thunk::{
+    self, interpreter_to_r2r, interpreter_to_r2r_symbol, portable_entry_point_import_thunk,
+    r2r_to_interpreter, r2r_to_interpreter_symbol,
+};
+use crossgraph_codegen::{
+    Code, DataReloc, DefinedFunction, EmittedModule, ObjectModule, Op, PointerWidth, WasmSignature,
+};
+use crossgraph_runtime_core::format::{
+    FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags, ImportSectionType,
+    StringThunk,
+};
+use wasm_encoder::Instruction;
+use wasmtime::{
+    Caller, Engine, Global, GlobalType, Instance, Linker, Memory, MemoryType, Mutability, Ref,
+    RefType, Store, Table, TableType, Val, ValType,
+};
+
+const IMAGE_BASE: i32 = 1024;
+const TABLE_BASE: u32 = 1;
+const STACK_TOP: i32 = 2 * 65536;
+
+fn sig(s: &str) -> WasmSignature {
+    WasmSignature::parse(s, PointerWidth::Wasm32).unwrap()
+}
+
+fn function(
+    symbol: &str,
+    s: &str,
+    ops: Vec<Instruction<'static>>,
+    export: bool,
+) -> DefinedFunction {
+    DefinedFunction {
+        symbol: symbol.into(),
+        ty: sig(s).func_type(),
+        code: Code {
+            locals: vec![],
+            ops: ops.into_iter().map(Op::Ins).collect(),
+        },
+        table_slot: true,
+        export: export.then(|| symbol.to_string()),
+    }
+}
+
+fn exported(mut f: DefinedFunction, name: &str) -> DefinedFunction {
+    f.export = Some(name.into());
+    f
+}
+
+/// An image whose InjectStringThunks cell names the two thunks of `iiip`; returns the image
+/// and the offsets of the two code references to relocate.
+fn image() -> (Vec<u8>, Vec<DataReloc>) {
+    let iiip = sig("iiip");
+    let keys = [
+        r2r_to_interpreter_symbol(&iiip),
+        interpreter_to_r2r_symbol(&iiip),
+    ];
+    let placeholder = |i: u32| 0xdead_0000 + i;
+    let image = Image {
+        compiler: Some("crossgraph link test".into()),
+        import_sections: vec![ImportSection {
+            flags: ImportSectionFlags::EAGER,
+            kind: ImportSectionType::UNKNOWN,
+            entry_size: 4,
+            cells: vec![ImportCell {
+                initial: 0,
+                signature: FixupSignature::InjectStringThunks(
+                    keys.iter()
+                        .enumerate()
+                        .map(|(i, key)| StringThunk {
+                            key: key.clone(),
+                            code: placeholder(i as u32),
+                        })
+                        .collect(),
+                ),
+            }],
+        }],
+        ..Image::default()
+    };
+    let bytes = image.encode().unwrap();
+    let relocs = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let needle = placeholder(i as u32).to_le_bytes();
+            let offset = bytes.windows(4).position(|w| w == needle).unwrap();
+            DataReloc {
+                offset: offset as u32,
+                symbol: key.clone(),
+            }
+        })
+        .collect();
+    (bytes, relocs)
+}
+
+fn module() -> EmittedModule {
+    let iiip = sig("iiip");
+    let add = vec![
+        Instruction::LocalGet(1),
+        Instruction::LocalGet(2),
+        Instruction::I32Add,
+    ];
+    let add_native = vec![
+        Instruction::LocalGet(0),
+        Instruction::LocalGet(1),
+        Instruction::I32Add,
+    ];
+    // call_native(fnptr, a, b): an unmanaged call through the table.
+    let call_native = DefinedFunction {
+        symbol: "call_native".into(),
+        ty: sig("iiii").func_type(),
+        code: Code {
+            locals: vec![],
+            ops: vec![
+                Op::Ins(Instruction::LocalGet(1)),
+                Op::Ins(Instruction::LocalGet(2)),
+                Op::Ins(Instruction::LocalGet(0)),
+                Op::CallIndirect(sig("iii").func_type()),
+            ],
+        },
+        table_slot: false,
+        export: Some("call_native".into()),
+    };
+    // call_managed(fnptr, a, b): the same pointer called with the managed shape.
+    let call_managed = DefinedFunction {
+        symbol: "call_managed".into(),
+        ty: sig("iiii").func_type(),
+        code: Code {
+            locals: vec![],
+            ops: vec![
+                Op::StackPointerGet,
+                Op::Ins(Instruction::LocalGet(1)),
+                Op::Ins(Instruction::LocalGet(2)),
+                Op::Ins(Instruction::I32Const(0)),
+                Op::Ins(Instruction::LocalGet(0)),
+                Op::CallIndirect(iiip.func_type()),
+            ],
+        },
+        table_slot: false,
+        export: Some("call_managed".into()),
+    };
+    let (image, image_relocs) = image();
+    ObjectModule {
+        imports: thunk::runtime_helper_imports(),
+        functions: vec![
+            function("Program.Add", "iiip", add, true),
+            function("Program.AddNative", "iii", add_native, true),
+            exported(r2r_to_interpreter(&iiip).unwrap(), "r2r_to_interpreter"),
+            exported(interpreter_to_r2r(&iiip).unwrap(), "interpreter_to_r2r"),
+            exported(
+                portable_entry_point_import_thunk(&iiip).unwrap(),
+                "import_thunk",
+            ),
+            call_native,
+            call_managed,
+        ],
+        image,
+        image_relocs,
+    }
+    .emit()
+    .unwrap()
+}
+
+/// (entry point, args, size, ret) of one interpreter entry.
+type InterpreterCall = (i32, i32, i32, i32);
+
+struct Host {
+    store: Store<()>,
+    instance: Instance,
+    memory: Memory,
+    /// (entry point, args, size, ret) of each interpreter entry.
+    interpreted: Arc<Mutex<Vec<InterpreterCall>>>,
+}
+
+fn instantiate(emitted: &EmittedModule) -> Host {
+    let engine = Engine::default();
+    let module = wasmtime::Module::new(&engine, &emitted.bytes).unwrap();
+    let mut store = Store::new(&engine, ());
+    let memory = Memory::new(&mut store, MemoryType::new(2, None)).unwrap();
+    let slots = emitted.table_slots.len() as u32 + TABLE_BASE;
+    let table = Table::new(
+        &mut store,
+        TableType::new(RefType::FUNCREF, slots, None),
+        Ref::Func(None),
+    )
+    .unwrap();
+    let global = |store: &mut Store<()>, mutability, value| {
+        Global::new(
+            store,
+            GlobalType::new(ValType::I32, mutability),
+            Val::I32(value),
+        )
+        .unwrap()
+    };
+    let sp = global(&mut store, Mutability::Var, STACK_TOP);
+    let image_base = global(&mut store, Mutability::Const, IMAGE_BASE);
+    let table_base = global(&mut store, Mutability::Const, TABLE_BASE as i32);
+    let mut linker = Linker::new(&engine);
+    linker.define(&store, "env", "memory", memory).unwrap();
+    linker
+        .define(&store, "env", "__indirect_function_table", table)
+        .unwrap();
+    linker.define(&store, "env", "__stack_pointer", sp).unwrap();
+    linker
+        .define(&store, "env", "__image_base", image_base)
+        .unwrap();
+    linker
+        .define(&store, "env", "__table_base", table_base)
+        .unwrap();
+    let interpreted = Arc::new(Mutex::new(Vec::new()));
+    let log = interpreted.clone();
+    // The stub interpreter runs `iiip` methods as "a + b" from the argument block.
+    linker
+        .func_wrap(
+            "env",
+            thunk::INTERPRETER_ENTRY,
+            move |mut caller: Caller<'_, ()>, pe: i32, args: i32, size: i32, ret: i32| {
+                log.lock().unwrap().push((pe, args, size, ret));
+                let data = memory.data_mut(&mut caller);
+                let read = |at: i32| {
+                    i32::from_le_bytes(data[at as usize..at as usize + 4].try_into().unwrap())
+                };
+                let sum = read(args) + read(args + 8);
+                data[ret as usize..ret as usize + 4].copy_from_slice(&sum.to_le_bytes());
+            },
+        )
+        .unwrap();
+    let add_slot = emitted.table_slots["Program.Add"];
+    linker
+        .func_wrap("env", thunk::DELAY_LOAD_HELPER, move |_cell: i32| {
+            (add_slot + TABLE_BASE) as i32
+        })
+        .unwrap();
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    Host {
+        store,
+        instance,
+        memory,
+        interpreted,
+    }
+}
+
+#[test]
+fn module_links_and_runs_both_thunk_directions() {
+    let emitted = module();
+    let mut host = instantiate(&emitted);
+    let add_slot = (emitted.table_slots["Program.Add"] + TABLE_BASE) as i32;
+
+    // Interpreter -> R2R: the interpreter's block holds 2 and 40; the thunk calls Add.
+    let block = 4096;
+    host.memory.data_mut(&mut host.store)[block..block + 4].copy_from_slice(&2i32.to_le_bytes());
+    host.memory.data_mut(&mut host.store)[block + 8..block + 12]
+        .copy_from_slice(&40i32.to_le_bytes());
+    let invoke = host
+        .instance
+        .get_typed_func::<(i32, i32, i32, i32), ()>(&mut host.store, "interpreter_to_r2r")
+        .unwrap();
+    invoke
+        .call(&mut host.store, (0, add_slot, block as i32, 8192))
+        .unwrap();
+    let result = i32::from_le_bytes(
+        host.memory.data(&host.store)[8192..8196]
+            .try_into()
+            .unwrap(),
+    );
+    assert_eq!(result, 42);
+
+    // R2R -> interpreter: the thunk spills 5 and 6 below SP and the stub interpreter adds.
+    let call = host
+        .instance
+        .get_typed_func::<(i32, i32, i32, i32), i32>(&mut host.store, "r2r_to_interpreter")
+        .unwrap();
+    assert_eq!(
+        call.call(&mut host.store, (STACK_TOP, 5, 6, 77)).unwrap(),
+        11
+    );
+    let (pe, args, size, ret) = host.interpreted.lock().unwrap()[0];
+    assert_eq!((pe, size), (77, 32));
+    assert_eq!(args % 16, 0, "argument block is 16-byte aligned");
+    assert!((STACK_TOP - 32..STACK_TOP).contains(&args));
+    assert_eq!(ret, args + 16);
+
+    // Import thunk: resolves through the delay-load helper, then calls Add.
+    let import = host
+        .instance
+        .get_typed_func::<(i32, i32, i32, i32), i32>(&mut host.store, "import_thunk")
+        .unwrap();
+    assert_eq!(
+        import
+            .call(&mut host.store, (STACK_TOP, 20, 22, 512))
+            .unwrap(),
+        42
+    );
+}
+
+#[test]
+fn unmanaged_callers_only_has_its_own_unmanaged_slot() {
+    let emitted = module();
+    let native = emitted.table_slots["Program.AddNative"];
+    let managed = emitted.table_slots["Program.Add"];
+    assert_ne!(native, managed);
+    let mut host = instantiate(&emitted);
+    let fnptr = (native + TABLE_BASE) as i32;
+    let call_native = host
+        .instance
+        .get_typed_func::<(i32, i32, i32), i32>(&mut host.store, "call_native")
+        .unwrap();
+    assert_eq!(call_native.call(&mut host.store, (fnptr, 3, 4)).unwrap(), 7);
+    // The failure mode crossgen2 had: calling the unmanaged slot with the managed shape.
+    let call_managed = host
+        .instance
+        .get_typed_func::<(i32, i32, i32), i32>(&mut host.store, "call_managed")
+        .unwrap();
+    let trap = call_managed
+        .call(&mut host.store, (fnptr, 3, 4))
+        .unwrap_err();
+    assert_eq!(
+        trap.downcast_ref::<wasmtime::Trap>(),
+        Some(&wasmtime::Trap::BadSignature),
+        "{trap:?}"
+    );
+}
+
+#[test]
+fn image_in_the_data_segment_names_the_thunk_slots() {
+    let emitted = module();
+    let host = instantiate(&emitted);
+    let image_len = image().0.len();
+    let start = IMAGE_BASE as usize;
+    let bytes = host.memory.data(&host.store)[start..start + image_len].to_vec();
+    let image = Image::decode(&bytes).unwrap();
+    let FixupSignature::InjectStringThunks(thunks) = &image.import_sections[0].cells[0].signature
+    else {
+        panic!("expected the InjectStringThunks cell");
+    };
+    let iiip = sig("iiip");
+    let slots: Vec<(String, u32)> = thunks.iter().map(|t| (t.key.clone(), t.code)).collect();
+    assert_eq!(
+        slots,
+        [
+            (
+                r2r_to_interpreter_symbol(&iiip),
+                emitted.table_slots[&r2r_to_interpreter_symbol(&iiip)]
+            ),
+            (
+                interpreter_to_r2r_symbol(&iiip),
+                emitted.table_slots[&interpreter_to_r2r_symbol(&iiip)]
+            ),
+        ]
+    );
+}

@@ -1,0 +1,169 @@
+//! Thunks and the object writer: WAT snapshots of both thunk directions and the import thunk
+//! for a table of signatures, argument layouts, and writer errors.
+
+use crossgraph_codegen::thunk::{
+    self, ArgLayout, ArgRole, RetSlot, SlotKind, ThunkError, interpreter_to_r2r,
+    portable_entry_point_import_thunk, r2r_to_interpreter,
+};
+use crossgraph_codegen::{
+    Code, DataReloc, DefinedFunction, ObjectModule, Op, PointerWidth, WasmSignature, WasmValueType,
+    WriteError,
+};
+
+fn sig(s: &str) -> WasmSignature {
+    WasmSignature::parse(s, PointerWidth::Wasm32).unwrap()
+}
+
+fn thunk_module(s: &str) -> ObjectModule {
+    let sig = sig(s);
+    let mut functions = vec![
+        r2r_to_interpreter(&sig).unwrap(),
+        interpreter_to_r2r(&sig).unwrap(),
+    ];
+    functions.push(portable_entry_point_import_thunk(&sig).unwrap());
+    ObjectModule {
+        imports: thunk::runtime_helper_imports(),
+        functions,
+        ..ObjectModule::default()
+    }
+}
+
+#[test]
+fn thunk_wat_snapshots() {
+    for s in [
+        "vp", "iiip", "lTlp", "S16Tip", "vS24dp", "VVp", "viaip", "vTA32ep", "fS12ffp",
+    ] {
+        let emitted = thunk_module(s)
+            .emit()
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+        let wat = wasmprinter::print_bytes(&emitted.bytes).unwrap();
+        insta::assert_snapshot!(format!("thunks_{s}"), wat);
+    }
+}
+
+#[test]
+fn unmanaged_signatures_get_cell_import_thunks_only() {
+    let native = sig("iii");
+    assert!(matches!(
+        r2r_to_interpreter(&native),
+        Err(ThunkError::Unmanaged { .. })
+    ));
+    assert!(matches!(
+        interpreter_to_r2r(&native),
+        Err(ThunkError::Unmanaged { .. })
+    ));
+    assert!(portable_entry_point_import_thunk(&native).is_err());
+    let module = ObjectModule {
+        imports: thunk::runtime_helper_imports(),
+        functions: vec![thunk::cell_import_thunk(&native, 64)],
+        image: vec![0; 128],
+        ..ObjectModule::default()
+    };
+    let wat = wasmprinter::print_bytes(module.emit().unwrap().bytes).unwrap();
+    insta::assert_snapshot!("cell_import_thunk_iii", wat);
+}
+
+#[test]
+fn arg_layout_is_shared_and_aligned() {
+    let layout = ArgLayout::of(&sig("S16TiaVS24A32dp")).unwrap();
+    let slots: Vec<(ArgRole, SlotKind, u32, u32)> = layout
+        .args
+        .iter()
+        .map(|s| (s.role, s.kind, s.offset, s.wasm_param))
+        .collect();
+    use WasmValueType::*;
+    assert_eq!(
+        slots,
+        [
+            (ArgRole::This, SlotKind::Value(I32), 0, 1),
+            (ArgRole::GenericContext, SlotKind::Value(I32), 8, 3),
+            (ArgRole::AsyncContinuation, SlotKind::Value(I32), 16, 4),
+            (ArgRole::Param(0), SlotKind::Value(V128), 32, 5),
+            (ArgRole::Param(1), SlotKind::Struct { size: 24 }, 48, 6),
+            (ArgRole::Param(2), SlotKind::Struct { size: 32 }, 80, 7),
+            (ArgRole::Param(3), SlotKind::Value(F64), 112, 8),
+        ]
+    );
+    // The return buffer is wasm parameter 2: this before retbuf.
+    assert_eq!(
+        layout.ret,
+        RetSlot::Buffer {
+            size: 16,
+            wasm_param: 2
+        }
+    );
+    assert_eq!(layout.size, 128);
+    let iiip = ArgLayout::of(&sig("iiip")).unwrap();
+    assert_eq!(
+        iiip.ret,
+        RetSlot::Value {
+            ty: I32,
+            offset: 16
+        }
+    );
+    assert_eq!(iiip.size, 32);
+}
+
+#[test]
+fn writer_errors_name_the_symbol() {
+    let caller = DefinedFunction {
+        symbol: "Caller".into(),
+        ty: sig("vp").func_type(),
+        code: Code {
+            locals: vec![],
+            ops: vec![
+                Op::StackPointerGet,
+                Op::Ins(wasm_encoder::Instruction::I32Const(0)),
+                Op::Call("Missing".into()),
+            ],
+        },
+        table_slot: false,
+        export: None,
+    };
+    let module = ObjectModule {
+        functions: vec![caller.clone()],
+        ..ObjectModule::default()
+    };
+    assert_eq!(
+        module.emit().unwrap_err(),
+        WriteError::MissingSymbol {
+            symbol: "Missing".into(),
+            referenced_by: "Caller".into()
+        }
+    );
+    let twice = ObjectModule {
+        functions: vec![caller.clone(), caller.clone()],
+        ..ObjectModule::default()
+    };
+    assert!(matches!(
+        twice.emit(),
+        Err(WriteError::DuplicateSymbol { .. })
+    ));
+    let reloc = ObjectModule {
+        image: vec![0; 8],
+        image_relocs: vec![DataReloc {
+            offset: 6,
+            symbol: "Caller".into(),
+        }],
+        ..ObjectModule::default()
+    };
+    assert!(matches!(
+        reloc.emit(),
+        Err(WriteError::RelocOutOfImage { offset: 6, size: 8 })
+    ));
+    // Code the validator rejects is reported, not returned.
+    let bad = ObjectModule {
+        functions: vec![DefinedFunction {
+            symbol: "Bad".into(),
+            ty: sig("vp").func_type(),
+            code: Code {
+                locals: vec![],
+                ops: vec![Op::Ins(wasm_encoder::Instruction::I32Add)],
+            },
+            table_slot: false,
+            export: None,
+        }],
+        ..ObjectModule::default()
+    };
+    assert!(matches!(bad.emit(), Err(WriteError::Invalid { .. })));
+}
