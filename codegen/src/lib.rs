@@ -34,7 +34,8 @@ pub use abi::{
     WasmValueType,
 };
 pub use object_writer::{
-    Code, DataReloc, DefinedFunction, EmittedModule, ImportedFunction, ObjectModule, Op, WriteError,
+    Code, DataReloc, DefinedFunction, EmittedModule, ImportedFunction, ObjectModule, Op, SymbolId,
+    WriteError,
 };
 pub use signature::{
     MethodAbi, ParamAbi, ParseErrorKind, ReturnAbi, SignatureError, SignatureParseError,

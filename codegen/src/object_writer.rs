@@ -1,10 +1,11 @@
 //! The object writer: emitted functions with symbolic relocations and the image become one
 //! wasm module, built with wasm-encoder and validated with wasmparser before it is returned.
 //!
-//! Wasm indices exist only here (walrus `IdsToIndices`): code refers to functions by symbol
-//! and to types by [`WasmFuncType`]; the writer assigns type, function and table indices in a
-//! deterministic order (types by first use, imported then defined functions in the given
-//! order, table slots in function order) and resolves every relocation.
+//! Wasm indices exist only here (walrus `IdsToIndices`): code refers to functions by
+//! [`SymbolId`] (handed out by the module, interned by name) and to types by
+//! [`WasmFuncType`]; the writer assigns type, function and table indices in a deterministic
+//! order (types by first use, imported then defined functions in the order they were added,
+//! table slots in function order) and resolves every relocation.
 //!
 //! Module imports (module `env`): `memory`; `__indirect_function_table` (funcref, at least as
 //! many slots as the module fills); globals `__stack_pointer` (mutable i32), `__image_base`
@@ -12,7 +13,7 @@
 //! slot); then the runtime helpers the code calls. A code reference (table index) in the
 //! image is a slot relative to `__table_base`.
 
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
 
 use wasm_encoder::{
     CodeSection, ConstExpr, DataSection, ElementSection, Elements, EntityType, ExportKind,
@@ -30,6 +31,24 @@ pub const IMAGE_BASE_GLOBAL: u32 = 1;
 /// Index of the imported `__table_base` global.
 pub const TABLE_BASE_GLOBAL: u32 = 2;
 
+/// A function symbol of one [`ObjectModule`], which hands them out ([`ObjectModule::symbol`]).
+/// `Display` prints `s<n>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SymbolId(u32);
+
+impl SymbolId {
+    /// The id as an index.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl std::fmt::Display for SymbolId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
 /// One operation of a function body: a plain instruction, or one that names something whose
 /// index only exists at emit time (a relocation).
 #[derive(Clone, Debug)]
@@ -37,13 +56,13 @@ pub enum Op {
     /// An instruction without indices to resolve (no `call`, `call_indirect`, globals).
     Ins(Instruction<'static>),
     /// `call` a function symbol (function-index relocation).
-    Call(String),
+    Call(SymbolId),
     /// `call_indirect` through table 0 with this type (type-index relocation); the table
     /// index operand is on the stack.
     CallIndirect(WasmFuncType),
     /// Push the absolute table index of a symbol's slot: `__table_base + slot` (table-index
     /// relocation).
-    TableIndex(String),
+    TableIndex(SymbolId),
     /// Push the address of an image offset: `__image_base + rva` (image-offset relocation).
     ImageAddress(u32),
     /// `global.get __stack_pointer`.
@@ -65,8 +84,6 @@ pub struct Code {
 /// A function defined in the module.
 #[derive(Clone, Debug)]
 pub struct DefinedFunction {
-    /// Unique symbol.
-    pub symbol: String,
     /// Its wasm type.
     pub ty: WasmFuncType,
     /// Its body.
@@ -80,8 +97,6 @@ pub struct DefinedFunction {
 /// A runtime helper the module imports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportedFunction {
-    /// Unique symbol code uses to call it.
-    pub symbol: String,
     /// Import module name.
     pub module: String,
     /// Import field name.
@@ -92,53 +107,65 @@ pub struct ImportedFunction {
 
 /// A 4-byte little-endian slot in the image that receives a symbol's table slot (relative to
 /// `__table_base`) at emit time.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataReloc {
     /// Byte offset in the image (RVA).
     pub offset: u32,
     /// The symbol whose table slot goes there.
-    pub symbol: String,
+    pub symbol: SymbolId,
 }
 
-/// Everything one module is made of.
+/// Everything one module is made of: symbols, imported and defined functions, the image.
 #[derive(Clone, Debug, Default)]
 pub struct ObjectModule {
-    /// Imported runtime helpers.
-    pub imports: Vec<ImportedFunction>,
-    /// Defined functions.
-    pub functions: Vec<DefinedFunction>,
+    names: Vec<String>,
+    by_name: FxHashMap<String, SymbolId>,
+    imports: Vec<(SymbolId, ImportedFunction)>,
+    functions: Vec<(SymbolId, DefinedFunction)>,
     /// The image bytes (see `docs/image-format.md`), placed at `__image_base`.
     pub image: Vec<u8>,
     /// Table-slot relocations inside the image.
     pub image_relocs: Vec<DataReloc>,
 }
 
-/// A written, validated module and the indices the writer chose.
+/// A written, validated module and the indices the writer chose, by symbol.
 #[derive(Clone, Debug)]
 pub struct EmittedModule {
     /// The module bytes.
     pub bytes: Vec<u8>,
-    /// Table slot (relative to `__table_base`) of each symbol that has one.
-    pub table_slots: BTreeMap<String, u32>,
-    /// Function index of each symbol.
-    pub function_indices: BTreeMap<String, u32>,
+    function_indices: Vec<Option<u32>>,
+    table_slots: Vec<Option<u32>>,
     /// Number of distinct function types.
     pub type_count: u32,
+    /// Number of table slots the module fills.
+    pub slot_count: u32,
+}
+
+impl EmittedModule {
+    /// The function index of `symbol`.
+    pub fn function_index(&self, symbol: SymbolId) -> Option<u32> {
+        self.function_indices.get(symbol.index()).copied().flatten()
+    }
+
+    /// The table slot (relative to `__table_base`) of `symbol`, if it has one.
+    pub fn table_slot(&self, symbol: SymbolId) -> Option<u32> {
+        self.table_slots.get(symbol.index()).copied().flatten()
+    }
 }
 
 /// Why a module cannot be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
-    /// Two functions (or imports) with one symbol.
+    /// A symbol defined or imported twice.
     #[error("symbol {symbol:?} is defined twice")]
     DuplicateSymbol {
-        /// The symbol.
+        /// The symbol's name.
         symbol: String,
     },
-    /// A relocation to a symbol that does not exist.
+    /// A relocation to a symbol that is never defined or imported.
     #[error("{referenced_by}: relocation to missing symbol {symbol:?}")]
     MissingSymbol {
-        /// The missing symbol.
+        /// The missing symbol's name.
         symbol: String,
         /// Who refers to it (a function symbol, or "image").
         referenced_by: String,
@@ -146,7 +173,7 @@ pub enum WriteError {
     /// A table-index relocation to a function without a table slot.
     #[error("{referenced_by}: {symbol:?} has no table slot")]
     NoTableSlot {
-        /// The symbol.
+        /// The symbol's name.
         symbol: String,
         /// Who refers to it.
         referenced_by: String,
@@ -179,65 +206,148 @@ pub fn val_type(v: WasmValueType) -> ValType {
 }
 
 impl ObjectModule {
+    /// An empty module.
+    pub fn new() -> Self {
+        ObjectModule::default()
+    }
+
+    /// The symbol named `name`, created on first use (get or create). A symbol may be used
+    /// in code before it is defined; at emit time it must be defined or imported once.
+    pub fn symbol(&mut self, name: &str) -> SymbolId {
+        if let Some(&id) = self.by_name.get(name) {
+            return id;
+        }
+        let id = SymbolId(self.names.len() as u32);
+        self.names.push(name.to_string());
+        self.by_name.insert(name.to_string(), id);
+        id
+    }
+
+    /// The symbol named `name`, if it exists.
+    pub fn lookup(&self, name: &str) -> Option<SymbolId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The name of `symbol`.
+    ///
+    /// # Panics
+    /// If `symbol` comes from another module.
+    pub fn name(&self, symbol: SymbolId) -> &str {
+        &self.names[symbol.index()]
+    }
+
+    /// Imports `symbol` as a runtime helper.
+    pub fn import(&mut self, symbol: SymbolId, function: ImportedFunction) {
+        self.imports.push((symbol, function));
+    }
+
+    /// Defines `symbol`.
+    pub fn define(&mut self, symbol: SymbolId, function: DefinedFunction) {
+        self.functions.push((symbol, function));
+    }
+
+    /// Imported functions, in import order.
+    pub fn imports(&self) -> impl Iterator<Item = (SymbolId, &ImportedFunction)> {
+        self.imports.iter().map(|(s, f)| (*s, f))
+    }
+
+    /// Defined functions, in definition order.
+    pub fn functions(&self) -> impl Iterator<Item = (SymbolId, &DefinedFunction)> {
+        self.functions.iter().map(|(s, f)| (*s, f))
+    }
+
+    /// The definition of `symbol`, to amend it (e.g. export a thunk).
+    pub fn lookup_function_mut(&mut self, symbol: SymbolId) -> Option<&mut DefinedFunction> {
+        self.functions
+            .iter_mut()
+            .find(|(s, _)| *s == symbol)
+            .map(|(_, f)| f)
+    }
+
+    /// Whether `symbol` is already imported or defined.
+    pub fn is_bound(&self, symbol: SymbolId) -> bool {
+        self.imports.iter().any(|(s, _)| *s == symbol)
+            || self.functions.iter().any(|(s, _)| *s == symbol)
+    }
+
     /// Writes and validates the module.
     ///
     /// # Errors
     /// [`WriteError`] naming the symbol or offset at fault.
     pub fn emit(&self) -> Result<EmittedModule, WriteError> {
         // Symbols -> function indices (imports first) and table slots.
-        let mut function_indices = BTreeMap::new();
-        let symbols = self
+        let mut function_indices: Vec<Option<u32>> = vec![None; self.names.len()];
+        let bound = self
             .imports
             .iter()
-            .map(|i| &i.symbol)
-            .chain(self.functions.iter().map(|f| &f.symbol));
-        for (index, symbol) in symbols.enumerate() {
-            if function_indices
-                .insert(symbol.clone(), index as u32)
-                .is_some()
-            {
+            .map(|(s, _)| *s)
+            .chain(self.functions.iter().map(|(s, _)| *s));
+        for (index, symbol) in bound.enumerate() {
+            let slot = &mut function_indices[symbol.index()];
+            if slot.is_some() {
                 return Err(WriteError::DuplicateSymbol {
-                    symbol: symbol.clone(),
+                    symbol: self.name(symbol).to_string(),
                 });
             }
+            *slot = Some(index as u32);
         }
-        let mut table_slots = BTreeMap::new();
+        let mut table_slots: Vec<Option<u32>> = vec![None; self.names.len()];
         let mut slot_functions = Vec::new();
-        for f in self.functions.iter().filter(|f| f.table_slot) {
-            table_slots.insert(f.symbol.clone(), slot_functions.len() as u32);
-            slot_functions.push(function_indices[&f.symbol]);
+        for (symbol, f) in &self.functions {
+            if f.table_slot {
+                table_slots[symbol.index()] = Some(slot_functions.len() as u32);
+                slot_functions.push(function_indices[symbol.index()].unwrap_or(0));
+            }
         }
-
-        // Types, deduplicated in order of first use.
-        let mut types: HashMap<WasmFuncType, u32> = HashMap::new();
-        let mut type_list: Vec<WasmFuncType> = Vec::new();
-        let mut type_index = |ty: &WasmFuncType| -> u32 {
-            *types.entry(ty.clone()).or_insert_with(|| {
-                type_list.push(ty.clone());
-                type_list.len() as u32 - 1
+        let missing = |symbol: SymbolId, referenced_by: &str| WriteError::MissingSymbol {
+            symbol: self.name(symbol).to_string(),
+            referenced_by: referenced_by.to_string(),
+        };
+        let slot_of = |symbol: SymbolId, referenced_by: &str| {
+            if function_indices[symbol.index()].is_none() {
+                return Err(missing(symbol, referenced_by));
+            }
+            table_slots[symbol.index()].ok_or_else(|| WriteError::NoTableSlot {
+                symbol: self.name(symbol).to_string(),
+                referenced_by: referenced_by.to_string(),
             })
         };
-        let import_types: Vec<u32> = self.imports.iter().map(|i| type_index(&i.ty)).collect();
-        let function_types: Vec<u32> = self.functions.iter().map(|f| type_index(&f.ty)).collect();
+
+        // Types, deduplicated in order of first use.
+        let mut types: FxHashMap<WasmFuncType, u32> = FxHashMap::default();
+        let mut type_list: Vec<WasmFuncType> = Vec::new();
+        let mut type_index = |ty: &WasmFuncType| -> u32 {
+            if let Some(&index) = types.get(ty) {
+                return index;
+            }
+            type_list.push(ty.clone());
+            types.insert(ty.clone(), type_list.len() as u32 - 1);
+            type_list.len() as u32 - 1
+        };
+        let import_types: Vec<u32> = self
+            .imports
+            .iter()
+            .map(|(_, i)| type_index(&i.ty))
+            .collect();
+        let function_types: Vec<u32> = self
+            .functions
+            .iter()
+            .map(|(_, f)| type_index(&f.ty))
+            .collect();
 
         // Bodies, with relocations resolved.
         let mut code = CodeSection::new();
-        for f in &self.functions {
+        for (symbol, f) in &self.functions {
             let locals = f.code.locals.iter().map(|&v| (1, val_type(v)));
             let mut body = Function::new(locals);
             for op in &f.code.ops {
-                let missing = |symbol: &String| WriteError::MissingSymbol {
-                    symbol: symbol.clone(),
-                    referenced_by: f.symbol.clone(),
-                };
                 match op {
                     Op::Ins(ins) => {
                         body.instruction(ins);
                     }
-                    Op::Call(symbol) => {
-                        let index = *function_indices
-                            .get(symbol)
-                            .ok_or_else(|| missing(symbol))?;
+                    Op::Call(target) => {
+                        let index = function_indices[target.index()]
+                            .ok_or_else(|| missing(*target, self.name(*symbol)))?;
                         body.instruction(&Instruction::Call(index));
                     }
                     Op::CallIndirect(ty) => {
@@ -246,17 +356,8 @@ impl ObjectModule {
                             table_index: 0,
                         });
                     }
-                    Op::TableIndex(symbol) => {
-                        if !function_indices.contains_key(symbol) {
-                            return Err(missing(symbol));
-                        }
-                        let slot =
-                            *table_slots
-                                .get(symbol)
-                                .ok_or_else(|| WriteError::NoTableSlot {
-                                    symbol: symbol.clone(),
-                                    referenced_by: f.symbol.clone(),
-                                })?;
+                    Op::TableIndex(target) => {
+                        let slot = slot_of(*target, self.name(*symbol))?;
                         body.instruction(&Instruction::GlobalGet(TABLE_BASE_GLOBAL))
                             .instruction(&Instruction::I32Const(slot as i32))
                             .instruction(&Instruction::I32Add);
@@ -288,21 +389,7 @@ impl ObjectModule {
                     size: image.len(),
                 });
             }
-            let slot = match table_slots.get(&reloc.symbol) {
-                Some(&slot) => slot,
-                None if function_indices.contains_key(&reloc.symbol) => {
-                    return Err(WriteError::NoTableSlot {
-                        symbol: reloc.symbol.clone(),
-                        referenced_by: "image".into(),
-                    });
-                }
-                None => {
-                    return Err(WriteError::MissingSymbol {
-                        symbol: reloc.symbol.clone(),
-                        referenced_by: "image".into(),
-                    });
-                }
-            };
+            let slot = slot_of(reloc.symbol, "image")?;
             image[at..at + 4].copy_from_slice(&slot.to_le_bytes());
         }
 
@@ -347,7 +434,7 @@ impl ObjectModule {
         imports.import("env", "__stack_pointer", global(true));
         imports.import("env", "__image_base", global(false));
         imports.import("env", "__table_base", global(false));
-        for (import, &ty) in self.imports.iter().zip(&import_types) {
+        for ((_, import), &ty) in self.imports.iter().zip(&import_types) {
             imports.import(&import.module, &import.name, EntityType::Function(ty));
         }
         let mut functions = FunctionSection::new();
@@ -355,11 +442,12 @@ impl ObjectModule {
             functions.function(ty);
         }
         let mut exports = ExportSection::new();
-        for f in &self.functions {
-            if let Some(name) = &f.export {
-                exports.export(name, ExportKind::Func, function_indices[&f.symbol]);
+        for (symbol, f) in &self.functions {
+            if let (Some(name), Some(index)) = (&f.export, function_indices[symbol.index()]) {
+                exports.export(name, ExportKind::Func, index);
             }
         }
+        let slot_count = slot_functions.len() as u32;
         let mut elements = ElementSection::new();
         if !slot_functions.is_empty() {
             elements.active(
@@ -372,6 +460,18 @@ impl ObjectModule {
         if !image.is_empty() {
             data.active(0, &ConstExpr::global_get(IMAGE_BASE_GLOBAL), image);
         }
+        // Function names (the symbols), for WAT dumps and wasmtime backtraces.
+        let mut function_names = NameMap::new();
+        let bound = self
+            .imports
+            .iter()
+            .map(|(s, _)| *s)
+            .chain(self.functions.iter().map(|(s, _)| *s));
+        for (index, symbol) in bound.enumerate() {
+            function_names.append(index as u32, self.name(symbol));
+        }
+        let mut names = NameSection::new();
+        names.functions(&function_names);
 
         let mut module = Module::new();
         module.section(&type_section);
@@ -385,16 +485,6 @@ impl ObjectModule {
         if !data.is_empty() {
             module.section(&data);
         }
-        // Function names (the symbols), for WAT dumps and wasmtime backtraces.
-        let mut function_names = NameMap::new();
-        let mut by_index: Vec<(&u32, &String)> =
-            function_indices.iter().map(|(s, i)| (i, s)).collect();
-        by_index.sort();
-        for (&index, symbol) in by_index {
-            function_names.append(index, symbol);
-        }
-        let mut names = NameSection::new();
-        names.functions(&function_names);
         module.section(&names);
         let bytes = module.finish();
         wasmparser::Validator::new()
@@ -404,9 +494,10 @@ impl ObjectModule {
             })?;
         Ok(EmittedModule {
             bytes,
-            table_slots,
             function_indices,
+            table_slots,
             type_count: type_list.len() as u32,
+            slot_count,
         })
     }
 }

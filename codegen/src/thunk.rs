@@ -12,7 +12,7 @@
 use wasm_encoder::{Instruction, MemArg};
 
 use crate::abi::WasmValueType;
-use crate::object_writer::{Code, DefinedFunction, ImportedFunction, Op};
+use crate::object_writer::{Code, DefinedFunction, ImportedFunction, ObjectModule, Op, SymbolId};
 use crate::signature::{ParamAbi, ReturnAbi, WasmFuncType, WasmSignature};
 
 /// Symbol of the runtime's interpreter entry: `[entry_point i32, args i32, size i32, ret i32]
@@ -24,29 +24,48 @@ pub const INTERPRETER_ENTRY: &str = "crossgraph_interpreter_entry";
 /// table index of the target's code.
 pub const DELAY_LOAD_HELPER: &str = "crossgraph_delay_load";
 
-/// The runtime helpers thunks call, as module imports (module `env`).
-pub fn runtime_helper_imports() -> Vec<ImportedFunction> {
+/// Imports the runtime helpers thunks call (module `env`) unless already bound, and returns
+/// their symbols `(interpreter entry, delay-load helper)`.
+pub fn import_runtime_helpers(module: &mut ObjectModule) -> (SymbolId, SymbolId) {
     use WasmValueType::I32;
-    vec![
-        ImportedFunction {
-            symbol: INTERPRETER_ENTRY.into(),
-            module: "env".into(),
-            name: INTERPRETER_ENTRY.into(),
-            ty: WasmFuncType {
-                params: vec![I32; 4],
-                results: vec![],
+    let entry = module.symbol(INTERPRETER_ENTRY);
+    if !module.is_bound(entry) {
+        module.import(
+            entry,
+            ImportedFunction {
+                module: "env".into(),
+                name: INTERPRETER_ENTRY.into(),
+                ty: WasmFuncType {
+                    params: vec![I32; 4],
+                    results: vec![],
+                },
             },
-        },
-        ImportedFunction {
-            symbol: DELAY_LOAD_HELPER.into(),
-            module: "env".into(),
-            name: DELAY_LOAD_HELPER.into(),
-            ty: WasmFuncType {
-                params: vec![I32],
-                results: vec![I32],
+        );
+    }
+    let delay_load = module.symbol(DELAY_LOAD_HELPER);
+    if !module.is_bound(delay_load) {
+        module.import(
+            delay_load,
+            ImportedFunction {
+                module: "env".into(),
+                name: DELAY_LOAD_HELPER.into(),
+                ty: WasmFuncType {
+                    params: vec![I32],
+                    results: vec![I32],
+                },
             },
-        },
-    ]
+        );
+    }
+    (entry, delay_load)
+}
+
+/// Defines `symbol` as `function` unless it is already bound (thunks are interned by key).
+fn define_once(module: &mut ObjectModule, name: &str, function: DefinedFunction) -> SymbolId {
+    let symbol = module.symbol(name);
+    if !module.is_bound(symbol) {
+        module.define(symbol, function);
+    }
+    symbol
 }
 
 /// What an argument of the block is.
@@ -313,10 +332,17 @@ pub fn interpreter_to_r2r_symbol(sig: &WasmSignature) -> String {
 /// `__stack_pointer` below the block for the runtime, calls [`INTERPRETER_ENTRY`] with the
 /// portable entry point, restores `__stack_pointer`, and returns the result.
 ///
+/// Adds the thunk to `module` (once per signature) and returns its symbol, named by its
+/// lookup string.
+///
 /// # Errors
 /// [`ThunkError::Unmanaged`] for unmanaged signatures; [`ThunkError::TooLarge`].
-pub fn r2r_to_interpreter(sig: &WasmSignature) -> Result<DefinedFunction, ThunkError> {
+pub fn r2r_to_interpreter(
+    sig: &WasmSignature,
+    module: &mut ObjectModule,
+) -> Result<SymbolId, ThunkError> {
     managed(sig)?;
+    let (interpreter_entry, _) = import_runtime_helpers(module);
     let layout = ArgLayout::of(sig)?;
     let ty = sig.func_type();
     let params = ty.params.len() as u32;
@@ -372,7 +398,7 @@ pub fn r2r_to_interpreter(sig: &WasmSignature) -> Result<DefinedFunction, ThunkE
         RetSlot::Buffer { wasm_param, .. } => ops.push(Op::Ins(Instruction::LocalGet(wasm_param))),
     }
     ops.extend([
-        Op::Call(INTERPRETER_ENTRY.into()),
+        Op::Call(interpreter_entry),
         Op::Ins(Instruction::LocalGet(saved)),
         Op::StackPointerSet,
     ]);
@@ -382,8 +408,7 @@ pub fn r2r_to_interpreter(sig: &WasmSignature) -> Result<DefinedFunction, ThunkE
             Op::Ins(load(ty, offset)),
         ]);
     }
-    Ok(DefinedFunction {
-        symbol: r2r_to_interpreter_symbol(sig),
+    let function = DefinedFunction {
         ty,
         code: Code {
             locals: vec![WasmValueType::I32, WasmValueType::I32],
@@ -391,7 +416,12 @@ pub fn r2r_to_interpreter(sig: &WasmSignature) -> Result<DefinedFunction, ThunkE
         },
         table_slot: true,
         export: None,
-    })
+    };
+    Ok(define_once(
+        module,
+        &r2r_to_interpreter_symbol(sig),
+        function,
+    ))
 }
 
 fn address(base: u32, offset: u32) -> [Op; 3] {
@@ -418,9 +448,14 @@ pub fn interpreter_to_r2r_type() -> WasmFuncType {
 /// `call_indirect`s the target with the current `__stack_pointer` as SP, and stores the
 /// result in the return slot.
 ///
+/// Adds the thunk to `module` (once per signature) and returns its symbol.
+///
 /// # Errors
 /// [`ThunkError::Unmanaged`] for unmanaged signatures; [`ThunkError::TooLarge`].
-pub fn interpreter_to_r2r(sig: &WasmSignature) -> Result<DefinedFunction, ThunkError> {
+pub fn interpreter_to_r2r(
+    sig: &WasmSignature,
+    module: &mut ObjectModule,
+) -> Result<SymbolId, ThunkError> {
     managed(sig)?;
     let layout = ArgLayout::of(sig)?;
     let (pe, code, args, ret) = (0, 1, 2, 3);
@@ -460,8 +495,7 @@ pub fn interpreter_to_r2r(sig: &WasmSignature) -> Result<DefinedFunction, ThunkE
     if let RetSlot::Value { ty, .. } = layout.ret {
         ops.push(Op::Ins(store(ty, 0)));
     }
-    Ok(DefinedFunction {
-        symbol: interpreter_to_r2r_symbol(sig),
+    let function = DefinedFunction {
         ty: interpreter_to_r2r_type(),
         code: Code {
             locals: vec![],
@@ -469,7 +503,12 @@ pub fn interpreter_to_r2r(sig: &WasmSignature) -> Result<DefinedFunction, ThunkE
         },
         table_slot: true,
         export: None,
-    })
+    };
+    Ok(define_once(
+        module,
+        &interpreter_to_r2r_symbol(sig),
+        function,
+    ))
 }
 
 /// The portable-entry-point import thunk of a managed signature (crossgen2
@@ -478,13 +517,17 @@ pub fn interpreter_to_r2r(sig: &WasmSignature) -> Result<DefinedFunction, ThunkE
 /// [`DELAY_LOAD_HELPER`] to resolve it and `call_indirect`s the target with the same
 /// arguments.
 ///
+/// Adds the thunk to `module` (once per signature) and returns its symbol.
+///
 /// # Errors
 /// [`ThunkError::Unmanaged`]: unmanaged signatures have no PE argument; use
 /// [`cell_import_thunk`].
 pub fn portable_entry_point_import_thunk(
     sig: &WasmSignature,
-) -> Result<DefinedFunction, ThunkError> {
+    module: &mut ObjectModule,
+) -> Result<SymbolId, ThunkError> {
     managed(sig)?;
+    let (_, delay_load) = import_runtime_helpers(module);
     let ty = sig.func_type();
     let pe = ty.params.len() as u32 - 1;
     let mut ops: Vec<Op> = (0..ty.params.len() as u32)
@@ -492,11 +535,10 @@ pub fn portable_entry_point_import_thunk(
         .collect();
     ops.extend([
         Op::Ins(Instruction::LocalGet(pe)),
-        Op::Call(DELAY_LOAD_HELPER.into()),
+        Op::Call(delay_load),
         Op::CallIndirect(ty.clone()),
     ]);
-    Ok(DefinedFunction {
-        symbol: format!("ImportThunkPE_{}", sig.as_str()),
+    let function = DefinedFunction {
         ty,
         code: Code {
             locals: vec![],
@@ -504,24 +546,30 @@ pub fn portable_entry_point_import_thunk(
         },
         table_slot: true,
         export: None,
-    })
+    };
+    let name = format!("ImportThunkPE_{}", sig.as_str());
+    Ok(define_once(module, &name, function))
 }
 
 /// The per-cell import thunk (any signature, managed or not): the cell's image offset is a
 /// relocation in the body; the thunk resolves the cell through [`DELAY_LOAD_HELPER`] and
-/// `call_indirect`s the target.
-pub fn cell_import_thunk(sig: &WasmSignature, cell_rva: u32) -> DefinedFunction {
+/// `call_indirect`s the target. Adds it to `module` (once per cell) and returns its symbol.
+pub fn cell_import_thunk(
+    sig: &WasmSignature,
+    cell_rva: u32,
+    module: &mut ObjectModule,
+) -> SymbolId {
+    let (_, delay_load) = import_runtime_helpers(module);
     let ty = sig.func_type();
     let mut ops: Vec<Op> = (0..ty.params.len() as u32)
         .map(|i| Op::Ins(Instruction::LocalGet(i)))
         .collect();
     ops.extend([
         Op::ImageAddress(cell_rva),
-        Op::Call(DELAY_LOAD_HELPER.into()),
+        Op::Call(delay_load),
         Op::CallIndirect(ty.clone()),
     ]);
-    DefinedFunction {
-        symbol: format!("ImportThunk_{}_{cell_rva}", sig.as_str()),
+    let function = DefinedFunction {
         ty,
         code: Code {
             locals: vec![],
@@ -529,5 +577,10 @@ pub fn cell_import_thunk(sig: &WasmSignature, cell_rva: u32) -> DefinedFunction 
         },
         table_slot: true,
         export: None,
-    }
+    };
+    define_once(
+        module,
+        &format!("ImportThunk_{}_{cell_rva}", sig.as_str()),
+        function,
+    )
 }

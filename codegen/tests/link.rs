@@ -29,32 +29,21 @@ fn sig(s: &str) -> WasmSignature {
     WasmSignature::parse(s, PointerWidth::Wasm32).unwrap()
 }
 
-fn function(
-    symbol: &str,
-    s: &str,
-    ops: Vec<Instruction<'static>>,
-    export: bool,
-) -> DefinedFunction {
+fn function(s: &str, ops: Vec<Instruction<'static>>, export: &str) -> DefinedFunction {
     DefinedFunction {
-        symbol: symbol.into(),
         ty: sig(s).func_type(),
         code: Code {
             locals: vec![],
             ops: ops.into_iter().map(Op::Ins).collect(),
         },
         table_slot: true,
-        export: export.then(|| symbol.to_string()),
+        export: Some(export.into()),
     }
 }
 
-fn exported(mut f: DefinedFunction, name: &str) -> DefinedFunction {
-    f.export = Some(name.into());
-    f
-}
-
-/// An image whose InjectStringThunks cell names the two thunks of `iiip`; returns the image
-/// and the offsets of the two code references to relocate.
-fn image() -> (Vec<u8>, Vec<DataReloc>) {
+/// An image whose InjectStringThunks cell names the two thunks of `iiip`, with the two code
+/// references relocated to the thunks' table slots.
+fn image(module: &mut ObjectModule) -> (Vec<u8>, Vec<DataReloc>) {
     let iiip = sig("iiip");
     let keys = [
         r2r_to_interpreter_symbol(&iiip),
@@ -91,48 +80,68 @@ fn image() -> (Vec<u8>, Vec<DataReloc>) {
             let offset = bytes.windows(4).position(|w| w == needle).unwrap();
             DataReloc {
                 offset: offset as u32,
-                symbol: key.clone(),
+                symbol: module.symbol(key),
             }
         })
         .collect();
     (bytes, relocs)
 }
 
-fn module() -> EmittedModule {
+fn module() -> (ObjectModule, EmittedModule) {
     let iiip = sig("iiip");
-    let add = vec![
+    let mut object = ObjectModule::new();
+    let add = object.symbol("Program.Add");
+    let add_body = vec![
         Instruction::LocalGet(1),
         Instruction::LocalGet(2),
         Instruction::I32Add,
     ];
-    let add_native = vec![
+    object.define(add, function("iiip", add_body, "add"));
+    let add_native = object.symbol("Program.AddNative");
+    let native_body = vec![
         Instruction::LocalGet(0),
         Instruction::LocalGet(1),
         Instruction::I32Add,
     ];
-    // call_native(fnptr, a, b): an unmanaged call through the table.
-    let call_native = DefinedFunction {
-        symbol: "call_native".into(),
+    object.define(add_native, function("iii", native_body, "add_native"));
+    let export = |object: &mut ObjectModule, symbol, name: &str| {
+        object.lookup_function_mut(symbol).unwrap().export = Some(name.into());
+    };
+    let i = r2r_to_interpreter(&iiip, &mut object).unwrap();
+    export(&mut object, i, "r2r_to_interpreter");
+    let m = interpreter_to_r2r(&iiip, &mut object).unwrap();
+    export(&mut object, m, "interpreter_to_r2r");
+    let pe = portable_entry_point_import_thunk(&iiip, &mut object).unwrap();
+    export(&mut object, pe, "import_thunk");
+    // call_native(fnptr, a, b): an unmanaged call through the table;
+    // call_managed(fnptr, a, b): the same pointer called with the managed shape.
+    let indirect = |ops: Vec<Op>, name: &str| DefinedFunction {
         ty: sig("iiii").func_type(),
         code: Code {
             locals: vec![],
-            ops: vec![
+            ops,
+        },
+        table_slot: false,
+        export: Some(name.into()),
+    };
+    let call_native = object.symbol("call_native");
+    object.define(
+        call_native,
+        indirect(
+            vec![
                 Op::Ins(Instruction::LocalGet(1)),
                 Op::Ins(Instruction::LocalGet(2)),
                 Op::Ins(Instruction::LocalGet(0)),
                 Op::CallIndirect(sig("iii").func_type()),
             ],
-        },
-        table_slot: false,
-        export: Some("call_native".into()),
-    };
-    // call_managed(fnptr, a, b): the same pointer called with the managed shape.
-    let call_managed = DefinedFunction {
-        symbol: "call_managed".into(),
-        ty: sig("iiii").func_type(),
-        code: Code {
-            locals: vec![],
-            ops: vec![
+            "call_native",
+        ),
+    );
+    let call_managed = object.symbol("call_managed");
+    object.define(
+        call_managed,
+        indirect(
+            vec![
                 Op::StackPointerGet,
                 Op::Ins(Instruction::LocalGet(1)),
                 Op::Ins(Instruction::LocalGet(2)),
@@ -140,30 +149,18 @@ fn module() -> EmittedModule {
                 Op::Ins(Instruction::LocalGet(0)),
                 Op::CallIndirect(iiip.func_type()),
             ],
-        },
-        table_slot: false,
-        export: Some("call_managed".into()),
-    };
-    let (image, image_relocs) = image();
-    ObjectModule {
-        imports: thunk::runtime_helper_imports(),
-        functions: vec![
-            function("Program.Add", "iiip", add, true),
-            function("Program.AddNative", "iii", add_native, true),
-            exported(r2r_to_interpreter(&iiip).unwrap(), "r2r_to_interpreter"),
-            exported(interpreter_to_r2r(&iiip).unwrap(), "interpreter_to_r2r"),
-            exported(
-                portable_entry_point_import_thunk(&iiip).unwrap(),
-                "import_thunk",
-            ),
-            call_native,
-            call_managed,
-        ],
-        image,
-        image_relocs,
-    }
-    .emit()
-    .unwrap()
+            "call_managed",
+        ),
+    );
+    let (image, image_relocs) = image(&mut object);
+    object.image = image;
+    object.image_relocs = image_relocs;
+    let emitted = object.emit().unwrap();
+    (object, emitted)
+}
+
+fn slot(object: &ObjectModule, emitted: &EmittedModule, name: &str) -> u32 {
+    emitted.table_slot(object.lookup(name).unwrap()).unwrap()
 }
 
 /// (entry point, args, size, ret) of one interpreter entry.
@@ -177,12 +174,12 @@ struct Host {
     interpreted: Arc<Mutex<Vec<InterpreterCall>>>,
 }
 
-fn instantiate(emitted: &EmittedModule) -> Host {
+fn instantiate(object: &ObjectModule, emitted: &EmittedModule) -> Host {
     let engine = Engine::default();
     let module = wasmtime::Module::new(&engine, &emitted.bytes).unwrap();
     let mut store = Store::new(&engine, ());
     let memory = Memory::new(&mut store, MemoryType::new(2, None)).unwrap();
-    let slots = emitted.table_slots.len() as u32 + TABLE_BASE;
+    let slots = emitted.slot_count + TABLE_BASE;
     let table = Table::new(
         &mut store,
         TableType::new(RefType::FUNCREF, slots, None),
@@ -230,7 +227,7 @@ fn instantiate(emitted: &EmittedModule) -> Host {
             },
         )
         .unwrap();
-    let add_slot = emitted.table_slots["Program.Add"];
+    let add_slot = slot(object, emitted, "Program.Add");
     linker
         .func_wrap("env", thunk::DELAY_LOAD_HELPER, move |_cell: i32| {
             (add_slot + TABLE_BASE) as i32
@@ -247,9 +244,9 @@ fn instantiate(emitted: &EmittedModule) -> Host {
 
 #[test]
 fn module_links_and_runs_both_thunk_directions() {
-    let emitted = module();
-    let mut host = instantiate(&emitted);
-    let add_slot = (emitted.table_slots["Program.Add"] + TABLE_BASE) as i32;
+    let (object, emitted) = module();
+    let mut host = instantiate(&object, &emitted);
+    let add_slot = (slot(&object, &emitted, "Program.Add") + TABLE_BASE) as i32;
 
     // Interpreter -> R2R: the interpreter's block holds 2 and 40; the thunk calls Add.
     let block = 4096;
@@ -300,11 +297,11 @@ fn module_links_and_runs_both_thunk_directions() {
 
 #[test]
 fn unmanaged_callers_only_has_its_own_unmanaged_slot() {
-    let emitted = module();
-    let native = emitted.table_slots["Program.AddNative"];
-    let managed = emitted.table_slots["Program.Add"];
+    let (object, emitted) = module();
+    let native = slot(&object, &emitted, "Program.AddNative");
+    let managed = slot(&object, &emitted, "Program.Add");
     assert_ne!(native, managed);
-    let mut host = instantiate(&emitted);
+    let mut host = instantiate(&object, &emitted);
     let fnptr = (native + TABLE_BASE) as i32;
     let call_native = host
         .instance
@@ -328,9 +325,9 @@ fn unmanaged_callers_only_has_its_own_unmanaged_slot() {
 
 #[test]
 fn image_in_the_data_segment_names_the_thunk_slots() {
-    let emitted = module();
-    let host = instantiate(&emitted);
-    let image_len = image().0.len();
+    let (object, emitted) = module();
+    let host = instantiate(&object, &emitted);
+    let image_len = object.image.len();
     let start = IMAGE_BASE as usize;
     let bytes = host.memory.data(&host.store)[start..start + image_len].to_vec();
     let image = Image::decode(&bytes).unwrap();
@@ -345,11 +342,11 @@ fn image_in_the_data_segment_names_the_thunk_slots() {
         [
             (
                 r2r_to_interpreter_symbol(&iiip),
-                emitted.table_slots[&r2r_to_interpreter_symbol(&iiip)]
+                slot(&object, &emitted, &r2r_to_interpreter_symbol(&iiip))
             ),
             (
                 interpreter_to_r2r_symbol(&iiip),
-                emitted.table_slots[&interpreter_to_r2r_symbol(&iiip)]
+                slot(&object, &emitted, &interpreter_to_r2r_symbol(&iiip))
             ),
         ]
     );

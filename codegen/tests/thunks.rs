@@ -16,16 +16,13 @@ fn sig(s: &str) -> WasmSignature {
 
 fn thunk_module(s: &str) -> ObjectModule {
     let sig = sig(s);
-    let mut functions = vec![
-        r2r_to_interpreter(&sig).unwrap(),
-        interpreter_to_r2r(&sig).unwrap(),
-    ];
-    functions.push(portable_entry_point_import_thunk(&sig).unwrap());
-    ObjectModule {
-        imports: thunk::runtime_helper_imports(),
-        functions,
-        ..ObjectModule::default()
-    }
+    let mut module = ObjectModule::new();
+    let r2r = r2r_to_interpreter(&sig, &mut module).unwrap();
+    interpreter_to_r2r(&sig, &mut module).unwrap();
+    portable_entry_point_import_thunk(&sig, &mut module).unwrap();
+    // Thunks are interned by key: asking again returns the same symbol, adds nothing.
+    assert_eq!(r2r_to_interpreter(&sig, &mut module).unwrap(), r2r);
+    module
 }
 
 #[test]
@@ -44,21 +41,18 @@ fn thunk_wat_snapshots() {
 #[test]
 fn unmanaged_signatures_get_cell_import_thunks_only() {
     let native = sig("iii");
+    let mut module = ObjectModule::new();
     assert!(matches!(
-        r2r_to_interpreter(&native),
+        r2r_to_interpreter(&native, &mut module),
         Err(ThunkError::Unmanaged { .. })
     ));
     assert!(matches!(
-        interpreter_to_r2r(&native),
+        interpreter_to_r2r(&native, &mut module),
         Err(ThunkError::Unmanaged { .. })
     ));
-    assert!(portable_entry_point_import_thunk(&native).is_err());
-    let module = ObjectModule {
-        imports: thunk::runtime_helper_imports(),
-        functions: vec![thunk::cell_import_thunk(&native, 64)],
-        image: vec![0; 128],
-        ..ObjectModule::default()
-    };
+    assert!(portable_entry_point_import_thunk(&native, &mut module).is_err());
+    thunk::cell_import_thunk(&native, 64, &mut module);
+    module.image = vec![0; 128];
     let wat = wasmprinter::print_bytes(module.emit().unwrap().bytes).unwrap();
     insta::assert_snapshot!("cell_import_thunk_iii", wat);
 }
@@ -106,24 +100,19 @@ fn arg_layout_is_shared_and_aligned() {
 
 #[test]
 fn writer_errors_name_the_symbol() {
-    let caller = DefinedFunction {
-        symbol: "Caller".into(),
+    let body = |ops| DefinedFunction {
         ty: sig("vp").func_type(),
         code: Code {
             locals: vec![],
-            ops: vec![
-                Op::StackPointerGet,
-                Op::Ins(wasm_encoder::Instruction::I32Const(0)),
-                Op::Call("Missing".into()),
-            ],
+            ops,
         },
         table_slot: false,
         export: None,
     };
-    let module = ObjectModule {
-        functions: vec![caller.clone()],
-        ..ObjectModule::default()
-    };
+    let mut module = ObjectModule::new();
+    let caller = module.symbol("Caller");
+    let missing = module.symbol("Missing");
+    module.define(caller, body(vec![Op::Call(missing)]));
     assert_eq!(
         module.emit().unwrap_err(),
         WriteError::MissingSymbol {
@@ -131,39 +120,40 @@ fn writer_errors_name_the_symbol() {
             referenced_by: "Caller".into()
         }
     );
-    let twice = ObjectModule {
-        functions: vec![caller.clone(), caller.clone()],
-        ..ObjectModule::default()
-    };
-    assert!(matches!(
-        twice.emit(),
-        Err(WriteError::DuplicateSymbol { .. })
-    ));
-    let reloc = ObjectModule {
-        image: vec![0; 8],
-        image_relocs: vec![DataReloc {
-            offset: 6,
-            symbol: "Caller".into(),
-        }],
-        ..ObjectModule::default()
-    };
+
+    let mut twice = ObjectModule::new();
+    let f = twice.symbol("F");
+    twice.define(f, body(vec![]));
+    twice.define(f, body(vec![]));
+    assert_eq!(
+        twice.emit().unwrap_err(),
+        WriteError::DuplicateSymbol { symbol: "F".into() }
+    );
+
+    let mut reloc = ObjectModule::new();
+    let f = reloc.symbol("F");
+    reloc.define(f, body(vec![]));
+    reloc.image = vec![0; 8];
+    reloc.image_relocs = vec![DataReloc {
+        offset: 6,
+        symbol: f,
+    }];
     assert!(matches!(
         reloc.emit(),
         Err(WriteError::RelocOutOfImage { offset: 6, size: 8 })
     ));
+    reloc.image_relocs[0].offset = 0;
+    assert_eq!(
+        reloc.emit().unwrap_err(),
+        WriteError::NoTableSlot {
+            symbol: "F".into(),
+            referenced_by: "image".into()
+        }
+    );
+
     // Code the validator rejects is reported, not returned.
-    let bad = ObjectModule {
-        functions: vec![DefinedFunction {
-            symbol: "Bad".into(),
-            ty: sig("vp").func_type(),
-            code: Code {
-                locals: vec![],
-                ops: vec![Op::Ins(wasm_encoder::Instruction::I32Add)],
-            },
-            table_slot: false,
-            export: None,
-        }],
-        ..ObjectModule::default()
-    };
+    let mut bad = ObjectModule::new();
+    let f = bad.symbol("Bad");
+    bad.define(f, body(vec![Op::Ins(wasm_encoder::Instruction::I32Add)]));
     assert!(matches!(bad.emit(), Err(WriteError::Invalid { .. })));
 }
