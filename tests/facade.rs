@@ -48,3 +48,21 @@ fn readme_example_marks_and_explains() -> Result<(), Box<dyn std::error::Error>>
     );
     Ok(())
 }
+
+#[test]
+fn readme_codegen_example_builds_a_module() -> Result<(), Box<dyn std::error::Error>> {
+    use crossgraph::codegen::{ObjectModule, PointerWidth, WasmSignature, thunk};
+
+    let sig = WasmSignature::parse("S16Tip", PointerWidth::Wasm32)?;
+    assert_eq!(sig.func_type().to_string(), "[i32 i32 i32 i32 i32] -> []");
+    let mut module = ObjectModule::new();
+    let to_interpreter = thunk::r2r_to_interpreter(&sig, &mut module)?;
+    let from_interpreter = thunk::interpreter_to_r2r(&sig, &mut module)?;
+    assert_eq!(module.name(to_interpreter), "IS16Tip");
+    assert_eq!(module.name(from_interpreter), "MS16Tip");
+    let emitted = module.emit()?;
+    assert_eq!(emitted.table_slot(to_interpreter), Some(0));
+    assert_eq!(emitted.table_slot(from_interpreter), Some(1));
+    assert_eq!(&emitted.bytes[..4], b"\0asm");
+    Ok(())
+}
