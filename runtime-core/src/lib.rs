@@ -1,6 +1,7 @@
-//! crossgraph-runtime-core: the image format shared by writer and reader; the loader, fixup
-//! resolution, thunk tables, entry points and execution in wasmtime come with the runtime
-//! issue.
+//! crossgraph-runtime-core: the image format shared by writer and reader, the process-wide
+//! string thunk table, portable entry points with pending thunk resolution, and resumption
+//! stub registration. The loader, fixup resolution and execution in wasmtime come with the
+//! rest of the runtime issue.
 //!
 //! ```
 //! use crossgraph_runtime_core::format::{
@@ -30,4 +31,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod entry_point;
 pub mod format;
+pub mod string_thunks;
+
+pub use entry_point::{LoaderAllocator, PortableEntryPoint, ResumptionStub, ThunkRuntime};
+pub use string_thunks::{CodeRef, MergeOutcome, StringThunkTable};
