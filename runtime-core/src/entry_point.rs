@@ -205,9 +205,8 @@ impl ThunkRuntime {
         entry: &Arc<PortableEntryPoint>,
         allocator: &LoaderAllocator,
     ) -> Option<CodeRef> {
-        if entry.r2r_code().is_none() {
-            return None; // interpreted only: nothing to bridge
-        }
+        // Interpreted-only methods have nothing to bridge.
+        entry.r2r_code()?;
         if let Some(thunk) = self.table.lookup_thunk(entry.thunk_key()) {
             return Some(entry.set_interpreter_thunk(thunk));
         }

@@ -68,9 +68,15 @@ impl StringThunkTable {
     /// Merges a module's thunks: keys not present yet are added; present ones keep their
     /// first provider. Publishes one new snapshot (retrying if another writer won the race).
     pub fn merge<'a>(&self, thunks: impl IntoIterator<Item = (&'a str, CodeRef)>) -> MergeOutcome {
-        let (startup, thunks): (Vec<(&str, CodeRef)>, Vec<(&str, CodeRef)>) = thunks
+        let mut startup = 0;
+        let thunks: Vec<(&str, CodeRef)> = thunks
             .into_iter()
-            .partition(|(k, _)| self.startup.contains_key(*k));
+            .filter(|(k, _)| {
+                let shadowed = self.startup.contains_key(*k);
+                startup += usize::from(shadowed);
+                !shadowed
+            })
+            .collect();
         let mut attempts = 0usize;
         let mut added = Vec::new();
         let mut kept = 0;
@@ -98,7 +104,7 @@ impl StringThunkTable {
         });
         MergeOutcome {
             added,
-            kept: kept + startup.len(),
+            kept: kept + startup,
             retries: attempts.saturating_sub(1),
         }
     }
