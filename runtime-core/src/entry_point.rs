@@ -217,10 +217,16 @@ impl ThunkRuntime {
                 .expect("pending list poisoned")
                 .push(Arc::clone(entry));
         }
-        // A merge may have published the thunk between the lookup and the push.
-        self.table
-            .lookup_thunk(entry.thunk_key())
-            .map(|thunk| entry.set_interpreter_thunk(thunk))
+        // A merge may have published the thunk between the lookup and the push (and scanned
+        // the list before the push): resolve here, and take the entry off the list again.
+        let thunk = self.table.lookup_thunk(entry.thunk_key())?;
+        let thunk = entry.set_interpreter_thunk(thunk);
+        allocator
+            .pending
+            .lock()
+            .expect("pending list poisoned")
+            .retain(|e| !Arc::ptr_eq(e, entry));
+        Some(thunk)
     }
 
     /// Merges a module's string thunks, then resolves every pending entry point whose thunk
