@@ -5,8 +5,9 @@
 //! table, adds only the keys not yet present (the first module to provide a key wins),
 //! publishes the copy with compare-and-swap and retries on conflict ([`ArcSwap::rcu`]). A
 //! snapshot is immutable and reference-counted, so readers in flight keep the old table alive
-//! and can never see a half-updated one. Thunks built into the runtime at startup are
-//! consulted first, then the injected ones.
+//! and can never see a half-updated one. Thunks built into the runtime at startup take
+//! precedence over injected ones: they seed the first snapshot, and first-wins keeps them, so
+//! a lookup probes one map (keys are `Arc<str>`, so a writer's copy shares them).
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use rustc_hash::FxHashMap;
 pub struct CodeRef(pub u32);
 
 /// One immutable table snapshot.
-type Snapshot = FxHashMap<Box<str>, CodeRef>;
+type Snapshot = FxHashMap<Arc<str>, CodeRef>;
 
 /// What a merge did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,8 +35,8 @@ pub struct MergeOutcome {
 /// The string -> thunk table.
 #[derive(Debug)]
 pub struct StringThunkTable {
-    startup: Snapshot,
-    injected: ArcSwap<Snapshot>,
+    startup: usize,
+    table: ArcSwap<Snapshot>,
 }
 
 impl Default for StringThunkTable {
@@ -47,40 +48,30 @@ impl Default for StringThunkTable {
 impl StringThunkTable {
     /// A table with the runtime's startup thunks.
     pub fn new(startup: impl IntoIterator<Item = (String, CodeRef)>) -> Self {
+        let mut first = Snapshot::default();
+        for (key, code) in startup {
+            first.entry(key.into()).or_insert(code);
+        }
         StringThunkTable {
-            startup: startup
-                .into_iter()
-                .map(|(k, v)| (k.into_boxed_str(), v))
-                .collect(),
-            injected: ArcSwap::from_pointee(Snapshot::default()),
+            startup: first.len(),
+            table: ArcSwap::from_pointee(first),
         }
     }
 
     /// The thunk for `key` (`I...` or `M...`): startup thunks first, then injected ones.
     /// Lock-free.
     pub fn lookup_thunk(&self, key: &str) -> Option<CodeRef> {
-        if let Some(&code) = self.startup.get(key) {
-            return Some(code);
-        }
-        self.injected.load().get(key).copied()
+        self.table.load().get(key).copied()
     }
 
     /// Merges a module's thunks: keys not present yet are added; present ones keep their
     /// first provider. Publishes one new snapshot (retrying if another writer won the race).
     pub fn merge<'a>(&self, thunks: impl IntoIterator<Item = (&'a str, CodeRef)>) -> MergeOutcome {
-        let mut startup = 0;
-        let thunks: Vec<(&str, CodeRef)> = thunks
-            .into_iter()
-            .filter(|(k, _)| {
-                let shadowed = self.startup.contains_key(*k);
-                startup += usize::from(shadowed);
-                !shadowed
-            })
-            .collect();
+        let thunks: Vec<(&str, CodeRef)> = thunks.into_iter().collect();
         let mut attempts = 0usize;
         let mut added = Vec::new();
         let mut kept = 0;
-        self.injected.rcu(|current| {
+        self.table.rcu(|current| {
             attempts += 1;
             added.clear();
             kept = 0;
@@ -104,13 +95,13 @@ impl StringThunkTable {
         });
         MergeOutcome {
             added,
-            kept: kept + startup,
+            kept,
             retries: attempts.saturating_sub(1),
         }
     }
 
-    /// Number of injected thunks.
+    /// Number of injected thunks (startup thunks not counted).
     pub fn injected_len(&self) -> usize {
-        self.injected.load().len()
+        self.table.load().len() - self.startup
     }
 }
