@@ -351,3 +351,46 @@ proptest! {
         let _ = Image::decode(&with_magic);
     }
 }
+
+#[test]
+fn shared_signatures_cannot_expand_an_image_without_bound() {
+    // 2,000 cells whose signatures all point at one 100,000-byte thunk key: 200 MB of model
+    // from a 110 KB image (the fuzzer's amplification case, scaled down).
+    let cells = 2_000;
+    let image = Image {
+        import_sections: vec![ImportSection {
+            flags: ImportSectionFlags::EAGER,
+            kind: ImportSectionType::UNKNOWN,
+            entry_size: 4,
+            cells: vec![
+                ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::Helper(1),
+                };
+                cells
+            ],
+        }],
+        ..Image::default()
+    };
+    let mut bytes = image.encode().unwrap();
+    let blob = bytes.len() as u32;
+    bytes.push(0x39);
+    bytes.extend(std::iter::repeat_n(b'M', 100_000));
+    bytes.push(0);
+    bytes.extend_from_slice(&7u32.to_le_bytes());
+    bytes.push(0);
+    let directory_entry = (0..u32_at(&bytes, 12) as usize)
+        .map(|i| 16 + 12 * i)
+        .find(|&at| u32_at(&bytes, at) == 101)
+        .unwrap();
+    let descriptor = u32_at(&bytes, directory_entry + 4) as usize;
+    let signatures = u32_at(&bytes, descriptor + 12) as usize;
+    for c in 0..cells {
+        bytes[signatures + 4 * c..signatures + 4 * c + 4].copy_from_slice(&blob.to_le_bytes());
+    }
+    let err = Image::decode(&bytes).unwrap_err();
+    assert!(
+        matches!(err, FormatError::Malformed { ref reason, .. } if reason.contains("times its size")),
+        "{err}"
+    );
+}

@@ -1,15 +1,41 @@
 //! Image decoder: bounds-checked reads, errors with offsets, never a panic on untrusted bytes.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 
 use super::*;
 
-/// Bounds-checked little-endian reads over the image.
+/// How many bytes of decoded model an image may produce per byte of input (plus a fixed
+/// allowance). Cells can share one signature, so without a budget a small image could
+/// decode into gigabytes (found by fuzzing).
+const EXPANSION_PER_BYTE: u64 = 64;
+const EXPANSION_ALLOWANCE: u64 = 1 << 20;
+/// Decoded-model cost of one cell, thunk or entry point beyond its string bytes.
+const ITEM_COST: u64 = 32;
+
+/// Bounds-checked little-endian reads over the image, and the decoding budget.
 struct Reader<'a> {
     bytes: &'a [u8],
+    budget: Cell<u64>,
 }
 
 impl Reader<'_> {
+    /// Charges `cost` bytes of decoded model against the budget.
+    fn charge(&self, offset: u64, cost: u64) -> Result<(), FormatError> {
+        let left = self.budget.get();
+        if cost > left {
+            return Err(malformed(
+                "image",
+                offset,
+                format!(
+                    "decodes to more than {EXPANSION_PER_BYTE} times its size (shared signatures expand too far)"
+                ),
+            ));
+        }
+        self.budget.set(left - cost);
+        Ok(())
+    }
+
     fn slice(&self, what: &'static str, offset: u64, len: u64) -> Result<&[u8], FormatError> {
         let available = (self.bytes.len() as u64).saturating_sub(offset);
         if offset > self.bytes.len() as u64 || len > available {
@@ -53,7 +79,14 @@ impl Image {
     /// A [`FormatError`] naming the offset of the first problem. Unknown section kinds are
     /// skipped (newer minor versions may add sections).
     pub fn decode(bytes: &[u8]) -> Result<Image, FormatError> {
-        let r = Reader { bytes };
+        let r = Reader {
+            bytes,
+            budget: Cell::new(
+                (bytes.len() as u64)
+                    .saturating_mul(EXPANSION_PER_BYTE)
+                    .saturating_add(EXPANSION_ALLOWANCE),
+            ),
+        };
         let magic = r.slice("header", 0, u64::from(HEADER_SIZE))?;
         if magic[..4] != MAGIC {
             return Err(FormatError::BadMagic {
@@ -72,16 +105,15 @@ impl Image {
             count * u64::from(DIRECTORY_ENTRY_SIZE),
         )?;
         let mut sections: HashMap<SectionKind, (u64, u64)> = HashMap::new();
-        let mut seen = Vec::new();
+        let mut seen = HashSet::new();
         for i in 0..count {
             let at = directory + i * u64::from(DIRECTORY_ENTRY_SIZE);
             let kind = r.u32("section directory entry", at)?;
             let rva = u64::from(r.u32("section directory entry", at + 4)?);
             let size = u64::from(r.u32("section directory entry", at + 8)?);
-            if seen.contains(&kind) {
+            if !seen.insert(kind) {
                 return Err(FormatError::DuplicateSection { kind, offset: at });
             }
-            seen.push(kind);
             r.slice("section", rva, size)?;
             if let Some(kind) = SectionKind::from_u32(kind) {
                 sections.insert(kind, (rva, size));
@@ -170,6 +202,7 @@ fn decode_import_section(r: &Reader<'_>, at: u64) -> Result<ImportSection, Forma
             _ => r.u32("import cell", cell_at)?,
         };
         let sig_rva = u64::from(r.u32("import signature list", signatures_rva + 4 * c)?);
+        r.charge(cell_at, ITEM_COST)?;
         cells.push(ImportCell {
             initial,
             signature: decode_signature(r, sig_rva)?,
@@ -216,6 +249,7 @@ fn decode_signature(r: &Reader<'_>, at: u64) -> Result<FixupSignature, FormatErr
                 let key = std::str::from_utf8(&tail[..len])
                     .map_err(|e| malformed("string thunk", pos, e.to_string()))?;
                 let code = r.u32("string thunk code reference", pos + len as u64 + 1)?;
+                r.charge(pos, ITEM_COST + len as u64)?;
                 if thunks
                     .last()
                     .is_some_and(|t| t.key.as_bytes() >= key.as_bytes())
@@ -262,10 +296,12 @@ fn decode_entry_points(
         };
         let code = r.u32(WHAT, at + 8)?;
         let fixups_rva = u64::from(r.u32(WHAT, at + 12)?);
+        r.charge(at, ITEM_COST)?;
         let mut fixups = Vec::new();
         if fixups_rva != 0 {
             let n = u64::from(r.u32("method fixup list", fixups_rva)?);
             r.slice("method fixup list", fixups_rva + 4, 8 * n)?;
+            r.charge(fixups_rva, 8 * n)?;
             for f in 0..n {
                 let at = fixups_rva + 4 + 8 * f;
                 let fixup = FixupRef {
