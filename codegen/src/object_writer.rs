@@ -13,6 +13,7 @@
 //! slot); then the runtime helpers the code calls. A code reference (table index) in the
 //! image is a slot relative to `__table_base`.
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use wasm_encoder::{
@@ -313,71 +314,85 @@ impl ObjectModule {
             })
         };
 
-        // Types, deduplicated in order of first use.
-        let mut types: FxHashMap<WasmFuncType, u32> = FxHashMap::default();
-        let mut type_list: Vec<WasmFuncType> = Vec::new();
-        let mut type_index = |ty: &WasmFuncType| -> u32 {
-            if let Some(&index) = types.get(ty) {
-                return index;
-            }
-            type_list.push(ty.clone());
-            types.insert(ty.clone(), type_list.len() as u32 - 1);
-            type_list.len() as u32 - 1
+        // Types, deduplicated in order of first use (function types, then the types of
+        // `call_indirect`s in body order), so bodies can then be encoded in parallel.
+        let mut types: FxHashMap<&WasmFuncType, u32> = FxHashMap::default();
+        let mut type_list: Vec<&WasmFuncType> = Vec::new();
+        let mut intern_type = |ty| -> u32 {
+            *types.entry(ty).or_insert_with(|| {
+                type_list.push(ty);
+                type_list.len() as u32 - 1
+            })
         };
         let import_types: Vec<u32> = self
             .imports
             .iter()
-            .map(|(_, i)| type_index(&i.ty))
+            .map(|(_, i)| intern_type(&i.ty))
             .collect();
         let function_types: Vec<u32> = self
             .functions
             .iter()
-            .map(|(_, f)| type_index(&f.ty))
+            .map(|(_, f)| intern_type(&f.ty))
             .collect();
-
-        // Bodies, with relocations resolved.
-        let mut code = CodeSection::new();
-        for (symbol, f) in &self.functions {
-            let locals = f.code.locals.iter().map(|&v| (1, val_type(v)));
-            let mut body = Function::new(locals);
+        for (_, f) in &self.functions {
             for op in &f.code.ops {
-                match op {
-                    Op::Ins(ins) => {
-                        body.instruction(ins);
-                    }
-                    Op::Call(target) => {
-                        let index = function_indices[target.index()]
-                            .ok_or_else(|| missing(*target, self.name(*symbol)))?;
-                        body.instruction(&Instruction::Call(index));
-                    }
-                    Op::CallIndirect(ty) => {
-                        body.instruction(&Instruction::CallIndirect {
-                            type_index: type_index(ty),
-                            table_index: 0,
-                        });
-                    }
-                    Op::TableIndex(target) => {
-                        let slot = slot_of(*target, self.name(*symbol))?;
-                        body.instruction(&Instruction::GlobalGet(TABLE_BASE_GLOBAL))
-                            .instruction(&Instruction::I32Const(slot as i32))
-                            .instruction(&Instruction::I32Add);
-                    }
-                    Op::ImageAddress(rva) => {
-                        body.instruction(&Instruction::GlobalGet(IMAGE_BASE_GLOBAL))
-                            .instruction(&Instruction::I32Const(*rva as i32))
-                            .instruction(&Instruction::I32Add);
-                    }
-                    Op::StackPointerGet => {
-                        body.instruction(&Instruction::GlobalGet(STACK_POINTER_GLOBAL));
-                    }
-                    Op::StackPointerSet => {
-                        body.instruction(&Instruction::GlobalSet(STACK_POINTER_GLOBAL));
-                    }
+                if let Op::CallIndirect(ty) = op {
+                    intern_type(ty);
                 }
             }
-            body.instruction(&Instruction::End);
-            code.function(&body);
         }
+
+        // Bodies, with relocations resolved, encoded in parallel (in order).
+        let bodies: Vec<Function> = self
+            .functions
+            .par_iter()
+            .map(|(symbol, f)| {
+                let locals = f.code.locals.iter().map(|&v| (1, val_type(v)));
+                let mut body = Function::new(locals);
+                for op in &f.code.ops {
+                    match op {
+                        Op::Ins(ins) => {
+                            body.instruction(ins);
+                        }
+                        Op::Call(target) => {
+                            let index = function_indices[target.index()]
+                                .ok_or_else(|| missing(*target, self.name(*symbol)))?;
+                            body.instruction(&Instruction::Call(index));
+                        }
+                        Op::CallIndirect(ty) => {
+                            body.instruction(&Instruction::CallIndirect {
+                                type_index: types[ty],
+                                table_index: 0,
+                            });
+                        }
+                        Op::TableIndex(target) => {
+                            let slot = slot_of(*target, self.name(*symbol))?;
+                            body.instruction(&Instruction::GlobalGet(TABLE_BASE_GLOBAL))
+                                .instruction(&Instruction::I32Const(slot as i32))
+                                .instruction(&Instruction::I32Add);
+                        }
+                        Op::ImageAddress(rva) => {
+                            body.instruction(&Instruction::GlobalGet(IMAGE_BASE_GLOBAL))
+                                .instruction(&Instruction::I32Const(*rva as i32))
+                                .instruction(&Instruction::I32Add);
+                        }
+                        Op::StackPointerGet => {
+                            body.instruction(&Instruction::GlobalGet(STACK_POINTER_GLOBAL));
+                        }
+                        Op::StackPointerSet => {
+                            body.instruction(&Instruction::GlobalSet(STACK_POINTER_GLOBAL));
+                        }
+                    }
+                }
+                body.instruction(&Instruction::End);
+                Ok(body)
+            })
+            .collect::<Result<_, WriteError>>()?;
+        let mut code = CodeSection::new();
+        for body in &bodies {
+            code.function(body);
+        }
+        drop(bodies);
 
         // The image, with table-slot relocations applied.
         let mut image = self.image.clone();
@@ -489,6 +504,7 @@ impl ObjectModule {
         let bytes = module.finish();
         wasmparser::Validator::new()
             .validate_all(&bytes)
+            .map(|_| ())
             .map_err(|e| WriteError::Invalid {
                 message: e.to_string(),
             })?;

@@ -157,3 +157,17 @@ fn writer_errors_name_the_symbol() {
     bad.define(f, body(vec![Op::Ins(wasm_encoder::Instruction::I32Add)]));
     assert!(matches!(bad.emit(), Err(WriteError::Invalid { .. })));
 }
+
+#[test]
+fn emitted_bytes_do_not_depend_on_the_thread_count() {
+    let module = thunk_module("S16Tip");
+    let emit = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| module.emit().unwrap().bytes)
+    };
+    assert_eq!(emit(1), emit(2));
+    assert_eq!(emit(1), emit(4));
+}
