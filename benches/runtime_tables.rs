@@ -16,7 +16,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use crossgraph_runtime_core::{CodeRef, StringThunkTable};
+use crossgraph_runtime_core::format::{
+    FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
+    ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
+};
+use crossgraph_runtime_core::{CodeRef, Loader, StringThunkTable, ThunkRuntime};
 use rustc_hash::FxHashMap;
 
 const ENTRIES: usize = 10_000;
@@ -131,6 +135,63 @@ fn run<T: Table>(table: &Arc<T>, keys: &Arc<Vec<String>>, threads: usize, iters:
     began.elapsed()
 }
 
+/// An image of about 10 MB: 20,000 string thunks in an eager cell, 100,000 lazy
+/// MethodEntry cells and 100,000 methods with two fixups each.
+fn big_image() -> Vec<u8> {
+    let thunks = (0..20_000)
+        .map(|i| StringThunk {
+            key: format!("M{}_{i:06}", "iiiiiiiiiiiiiiiip"),
+            code: i,
+        })
+        .collect::<Vec<_>>(); // zero-padded: already sorted by key
+    let method = |token| MethodRef {
+        flags: MethodSigFlags::NONE,
+        token,
+    };
+    let image = Image {
+        import_sections: vec![
+            ImportSection {
+                flags: ImportSectionFlags::EAGER,
+                kind: ImportSectionType::UNKNOWN,
+                entry_size: 4,
+                cells: vec![ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::InjectStringThunks(thunks),
+                }],
+            },
+            ImportSection {
+                flags: ImportSectionFlags::NONE,
+                kind: ImportSectionType::UNKNOWN,
+                entry_size: 4,
+                cells: (0..100_000)
+                    .map(|i| ImportCell {
+                        initial: i,
+                        signature: FixupSignature::MethodEntry(method(0x0600_0000 + i)),
+                    })
+                    .collect(),
+            },
+        ],
+        method_entry_points: (0..100_000u32)
+            .map(|i| MethodEntryPoint {
+                method: method(0x0600_0000 + i),
+                code: i,
+                fixups: vec![
+                    FixupRef {
+                        section: 1,
+                        cell: i,
+                    },
+                    FixupRef {
+                        section: 1,
+                        cell: (i * 7) % 100_000,
+                    },
+                ],
+            })
+            .collect(),
+        ..Image::default()
+    };
+    image.encode().expect("bench image encodes")
+}
+
 fn median_ns(id: &str) -> Option<f64> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -178,6 +239,17 @@ fn main() {
         }
         group.finish();
     }
+    let image = big_image();
+    {
+        let mut group = criterion.benchmark_group(GROUP);
+        group.bench_function("load_image", |b| {
+            b.iter(|| {
+                let loader = Loader::new(ThunkRuntime::default());
+                black_box(loader.load_image(&image, 0).expect("loads"))
+            })
+        });
+        group.finish();
+    }
     criterion.final_summary();
 
     let ns = |name: &str| median_ns(name);
@@ -202,6 +274,14 @@ fn main() {
                 threads * 1e3 / t
             );
         }
+    }
+    if let Some(t) = ns("load_image") {
+        println!(
+            "| load_image ({:.1} MB image, eager fixups) | {:.1} ms | {:.0} MB/s | |",
+            image.len() as f64 / 1e6,
+            t / 1e6,
+            image.len() as f64 / 1e6 / (t / 1e9)
+        );
     }
     if let (Some(c1), Some(c2), Some(l2)) = (
         ns("crossgraph lookup_thunk 1 readers"),

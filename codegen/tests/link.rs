@@ -330,6 +330,11 @@ fn image_in_the_data_segment_names_the_thunk_slots() {
     let image_len = object.image.len();
     let start = IMAGE_BASE as usize;
     let bytes = host.memory.data(&host.store)[start..start + image_len].to_vec();
+    // The loader finds the same image in the module without running it.
+    assert_eq!(
+        crossgraph_runtime_core::image_from_module(&emitted.bytes).unwrap(),
+        bytes.as_slice()
+    );
     let image = Image::decode(&bytes).unwrap();
     let FixupSignature::InjectStringThunks(thunks) = &image.import_sections[0].cells[0].signature
     else {

@@ -1,7 +1,8 @@
 //! crossgraph-runtime-core: the image format shared by writer and reader, the process-wide
 //! string thunk table, portable entry points with pending thunk resolution, and resumption
-//! stub registration. The loader, fixup resolution and execution in wasmtime come with the
-//! rest of the runtime issue.
+//! stub registration, and the loader (image from a module, eager fixups at load, lazy and
+//! per-method fixups on demand, MethodEntry resolution). Dispatch through the thunks and
+//! execution in wasmtime come with the rest of the runtime issue.
 //!
 //! ```
 //! use crossgraph_runtime_core::format::{
@@ -33,7 +34,9 @@
 
 pub mod entry_point;
 pub mod format;
+pub mod loader;
 pub mod string_thunks;
 
 pub use entry_point::{LoaderAllocator, PortableEntryPoint, ResumptionStub, ThunkRuntime};
+pub use loader::{CallKind, InterpretedMethod, LoadError, Loader, image_from_module};
 pub use string_thunks::{CodeRef, MergeOutcome, StringThunkTable};

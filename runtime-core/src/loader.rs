@@ -1,0 +1,431 @@
+//! The loader: finds the image in a produced module (without running it), decodes and
+//! validates it, processes its eager import sections at load, and resolves lazy and
+//! per-method (precode) fixups on demand (the CoreCLR VM's R2R fixup resolution on wasm).
+//!
+//! Code references in an image are table slots relative to the module's `__table_base`; the
+//! loader turns them into absolute table indices ([`CodeRef`]) when the module is loaded at a
+//! table base.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use rustc_hash::FxHashMap;
+
+use crate::entry_point::{PortableEntryPoint, ThunkRuntime};
+use crate::format::{
+    FixupRef, FixupSignature, FormatError, Image, ImportSectionFlags, MethodRef, MethodSigFlags,
+};
+use crate::string_thunks::CodeRef;
+
+/// Not resolved yet.
+const UNRESOLVED: u32 = u32::MAX;
+
+/// Why a module or image cannot be loaded, or a fixup not resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The wasm module cannot be parsed.
+    #[error("module is not valid wasm at offset {offset}: {message}")]
+    Module {
+        /// Byte offset in the module.
+        offset: usize,
+        /// wasmparser's message.
+        message: String,
+    },
+    /// The module carries no image (no active data segment at `env.__image_base`).
+    #[error("module has no image: no active data segment placed at global env.__image_base")]
+    NoImage,
+    /// The image is malformed.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A module handle from another runtime, or a fixup naming a missing cell.
+    #[error("module {module}: no import cell {cell} in section {section}")]
+    NoSuchCell {
+        /// Module handle.
+        module: usize,
+        /// Section index.
+        section: u32,
+        /// Cell index.
+        cell: u32,
+    },
+    /// A method no loaded image has code for and the interpreter does not know.
+    #[error("method 0x{token:08x} (flags 0x{flags:x}) has no R2R code and no interpreter entry")]
+    UnknownMethod {
+        /// Token.
+        token: u32,
+        /// Signature flags.
+        flags: u32,
+    },
+    /// A managed call to an `UnmanagedCallersOnly` method, which has only an unmanaged entry.
+    #[error("method 0x{token:08x} is UnmanagedCallersOnly: it has no managed entry")]
+    UnmanagedOnly {
+        /// Token.
+        token: u32,
+    },
+    /// A thunk that no loaded module and no startup table provides.
+    #[error("no thunk {key:?} is available")]
+    MissingThunk {
+        /// Its lookup string.
+        key: String,
+    },
+    /// A helper fixup the runtime does not provide.
+    #[error("helper {id} is not provided by the runtime")]
+    UnknownHelper {
+        /// Helper id.
+        id: u32,
+    },
+}
+
+/// Finds the image in a module written by the object writer: the active data segment whose
+/// offset is `global.get` of the imported `env.__image_base`. The module is not run.
+///
+/// # Errors
+/// [`LoadError::Module`] for unparsable wasm, [`LoadError::NoImage`].
+pub fn image_from_module(module: &[u8]) -> Result<&[u8], LoadError> {
+    use wasmparser::{DataKind, Operator, Parser, Payload, TypeRef};
+    let fail = |e: wasmparser::BinaryReaderError| LoadError::Module {
+        offset: e.offset(),
+        message: e.message().to_string(),
+    };
+    let mut image_base_global = None;
+    let mut imported_globals = 0u32;
+    for payload in Parser::new(0).parse_all(module) {
+        match payload.map_err(fail)? {
+            Payload::ImportSection(imports) => {
+                for import in imports.into_imports() {
+                    let import = import.map_err(fail)?;
+                    if let TypeRef::Global(_) = import.ty {
+                        if import.module == "env" && import.name == "__image_base" {
+                            image_base_global = Some(imported_globals);
+                        }
+                        imported_globals += 1;
+                    }
+                }
+            }
+            Payload::DataSection(data) => {
+                for segment in data {
+                    let segment = segment.map_err(fail)?;
+                    if let DataKind::Active {
+                        memory_index: 0,
+                        offset_expr,
+                    } = segment.kind
+                    {
+                        let mut ops = offset_expr.get_operators_reader();
+                        if let Ok(Operator::GlobalGet { global_index }) = ops.read()
+                            && Some(global_index) == image_base_global
+                        {
+                            return Ok(segment.data);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(LoadError::NoImage)
+}
+
+/// What the embedder's interpreter knows about a method it can run: the key of the
+/// R2R -> interpreter thunk R2R callers go through (`I` + signature).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterpretedMethod {
+    /// `I` + the method's signature string.
+    pub thunk_key: String,
+}
+
+#[derive(Debug)]
+struct LoadedModule {
+    image: Image,
+    table_base: u32,
+    /// Resolved cell values, by section then cell.
+    cells: Vec<Vec<AtomicU32>>,
+}
+
+#[derive(Debug)]
+struct R2RMethod {
+    module: Arc<LoadedModule>,
+    handle: usize,
+    /// Index in the module's entry points (method table, then instance table).
+    entry: usize,
+    code: CodeRef,
+    /// Created on first use: most methods never need one.
+    entry_point: OnceLock<Arc<PortableEntryPoint>>,
+}
+
+impl R2RMethod {
+    fn fixups(&self) -> &[FixupRef] {
+        let image = &self.module.image;
+        let defs = image.method_entry_points.len();
+        let entry = if self.entry < defs {
+            &image.method_entry_points[self.entry]
+        } else {
+            &image.instance_entry_points[self.entry - defs]
+        };
+        &entry.fixups
+    }
+}
+
+/// Loaded images, their methods, and the thunk runtime they feed.
+#[derive(Debug, Default)]
+pub struct Loader {
+    thunks: ThunkRuntime,
+    modules: RwLock<Vec<Arc<LoadedModule>>>,
+    methods: RwLock<FxHashMap<MethodRef, Arc<R2RMethod>>>,
+    interpreted: RwLock<FxHashMap<MethodRef, InterpretedMethod>>,
+    helpers: RwLock<FxHashMap<u32, CodeRef>>,
+}
+
+/// How a caller will call a method's entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    /// A managed call: the managed-shaped entry (`SP, ..., PE`).
+    Managed,
+    /// An unmanaged call through a function pointer (`ldftn` of an `UnmanagedCallersOnly`
+    /// method feeding `calli unmanaged`, or a native caller).
+    Unmanaged,
+}
+
+/// Method flag of entry points whose code is the unmanaged-typed function of an
+/// `UnmanagedCallersOnly` method (crossgraph's: 0x400).
+pub const UNMANAGED_CALLERS_ONLY: MethodSigFlags = MethodSigFlags(0x400);
+
+impl Loader {
+    /// A loader over a thunk runtime with these startup thunks.
+    pub fn new(thunks: ThunkRuntime) -> Self {
+        Loader {
+            thunks,
+            ..Loader::default()
+        }
+    }
+
+    /// The thunk runtime.
+    pub fn thunks(&self) -> &ThunkRuntime {
+        &self.thunks
+    }
+
+    /// Provides a runtime helper for `Helper` fixups.
+    pub fn provide_helper(&self, id: u32, code: CodeRef) {
+        self.helpers.write().expect("poisoned").insert(id, code);
+    }
+
+    /// Tells the loader the interpreter can run `method`.
+    pub fn register_interpreted(&self, method: MethodRef, info: InterpretedMethod) {
+        self.interpreted
+            .write()
+            .expect("poisoned")
+            .insert(method, info);
+    }
+
+    /// Loads an image whose module is instantiated with its slots at `table_base`: decodes
+    /// it, registers its methods (the first module to provide a method wins), and processes
+    /// its eager import sections (string thunks merge into the process-wide table; other
+    /// eager cells resolve now). Returns the module handle.
+    ///
+    /// # Errors
+    /// [`LoadError::Format`] for a malformed image (nothing is registered); resolution errors
+    /// of eager cells (the module stays registered with its thunks merged, as a module whose
+    /// eager fixups fail is unusable anyway: treat the error as fatal for it).
+    pub fn load_image(&self, bytes: &[u8], table_base: u32) -> Result<usize, LoadError> {
+        let image = Image::decode(bytes)?;
+        let cells = image
+            .import_sections
+            .iter()
+            .map(|s| s.cells.iter().map(|_| AtomicU32::new(UNRESOLVED)).collect())
+            .collect();
+        let module = Arc::new(LoadedModule {
+            image,
+            table_base,
+            cells,
+        });
+        let handle = {
+            let mut modules = self.modules.write().expect("poisoned");
+            modules.push(Arc::clone(&module));
+            modules.len() - 1
+        };
+        {
+            let mut methods = self.methods.write().expect("poisoned");
+            let entries = module
+                .image
+                .method_entry_points
+                .iter()
+                .chain(&module.image.instance_entry_points);
+            methods.reserve(
+                module.image.method_entry_points.len() + module.image.instance_entry_points.len(),
+            );
+            for (index, entry) in entries.enumerate() {
+                methods.entry(entry.method).or_insert_with(|| {
+                    Arc::new(R2RMethod {
+                        module: Arc::clone(&module),
+                        handle,
+                        entry: index,
+                        code: CodeRef(table_base + entry.code),
+                        entry_point: OnceLock::new(),
+                    })
+                });
+            }
+        }
+        // String thunks first, so eager method entries can find them.
+        for section in &module.image.import_sections {
+            if !section.flags.contains(ImportSectionFlags::EAGER) {
+                continue;
+            }
+            for cell in &section.cells {
+                if let FixupSignature::InjectStringThunks(thunks) = &cell.signature {
+                    let absolute: Vec<(&str, CodeRef)> = thunks
+                        .iter()
+                        .map(|t| (t.key.as_str(), CodeRef(table_base + t.code)))
+                        .collect();
+                    self.thunks.merge_thunks(absolute);
+                }
+            }
+        }
+        for (s, section) in module.image.import_sections.iter().enumerate() {
+            if section.flags.contains(ImportSectionFlags::EAGER) {
+                for c in 0..section.cells.len() {
+                    self.resolve_cell(handle, s as u32, c as u32)?;
+                }
+            }
+        }
+        Ok(handle)
+    }
+
+    /// Resolves one import cell of a loaded module (lazy cells on first use; resolving twice
+    /// returns the stored value) and returns its value: an absolute table index for code.
+    ///
+    /// # Errors
+    /// [`LoadError::NoSuchCell`], [`LoadError::UnknownMethod`], [`LoadError::UnmanagedOnly`],
+    /// [`LoadError::MissingThunk`], [`LoadError::UnknownHelper`].
+    pub fn resolve_cell(&self, module: usize, section: u32, cell: u32) -> Result<u32, LoadError> {
+        let loaded = self
+            .modules
+            .read()
+            .expect("poisoned")
+            .get(module)
+            .cloned()
+            .ok_or(LoadError::NoSuchCell {
+                module,
+                section,
+                cell,
+            })?;
+        let no_cell = LoadError::NoSuchCell {
+            module,
+            section,
+            cell,
+        };
+        let slot = loaded
+            .cells
+            .get(section as usize)
+            .and_then(|s| s.get(cell as usize))
+            .ok_or(no_cell)?;
+        let value = slot.load(Ordering::Acquire);
+        if value != UNRESOLVED {
+            return Ok(value);
+        }
+        let signature =
+            &loaded.image.import_sections[section as usize].cells[cell as usize].signature;
+        let value = match signature {
+            FixupSignature::MethodEntry(method) => self.method_entry(*method, CallKind::Managed)?.0,
+            FixupSignature::Helper(id) => {
+                self.helpers
+                    .read()
+                    .expect("poisoned")
+                    .get(id)
+                    .ok_or(LoadError::UnknownHelper { id: *id })?
+                    .0
+            }
+            FixupSignature::ResumptionStubEntryPoint { method, stub } => {
+                let entry = self.entry_point(*method)?;
+                entry
+                    .register_resumption_stub(CodeRef(loaded.table_base + stub))
+                    .code
+                    .0
+            }
+            // Merged at load; the cell itself carries no value.
+            FixupSignature::InjectStringThunks(_) => 0,
+        };
+        // Resolution is idempotent, so a race stores the same value twice.
+        slot.store(value, Ordering::Release);
+        Ok(value)
+    }
+
+    /// Resolves every fixup a method lists (ReadyToRun's per-method fixups), before its first
+    /// call.
+    ///
+    /// # Errors
+    /// As [`Loader::resolve_cell`]; [`LoadError::UnknownMethod`] if no image has the method.
+    pub fn prepare_method(&self, method: MethodRef) -> Result<CodeRef, LoadError> {
+        let found = self.r2r_method(method)?;
+        for fixup in found.fixups() {
+            self.resolve_cell(found.handle, fixup.section, fixup.cell)?;
+        }
+        Ok(found.code)
+    }
+
+    fn r2r_method(&self, method: MethodRef) -> Result<Arc<R2RMethod>, LoadError> {
+        self.methods
+            .read()
+            .expect("poisoned")
+            .get(&method)
+            .cloned()
+            .ok_or(LoadError::UnknownMethod {
+                token: method.token,
+                flags: method.flags.0,
+            })
+    }
+
+    /// The portable entry point of a method with R2R code.
+    ///
+    /// # Errors
+    /// [`LoadError::UnknownMethod`].
+    pub fn entry_point(&self, method: MethodRef) -> Result<Arc<PortableEntryPoint>, LoadError> {
+        let found = self.r2r_method(method)?;
+        // The thunk key stays empty: format 1.0 records no signatures for R2R methods.
+        let entry = found
+            .entry_point
+            .get_or_init(|| Arc::new(PortableEntryPoint::new("", Some(found.code), None)));
+        Ok(Arc::clone(entry))
+    }
+
+    /// The code a caller of `kind` uses for `method` (MethodEntry resolution): a managed
+    /// caller gets the method's R2R code, or, for a method only the interpreter can run, its
+    /// R2R -> interpreter thunk; an unmanaged caller of an `UnmanagedCallersOnly` method gets
+    /// the table index of its own unmanaged-typed function, never a managed-shaped entry.
+    ///
+    /// # Errors
+    /// [`LoadError::UnmanagedOnly`] for a managed call to an `UnmanagedCallersOnly` method;
+    /// [`LoadError::UnknownMethod`]; [`LoadError::MissingThunk`].
+    pub fn method_entry(&self, method: MethodRef, kind: CallKind) -> Result<CodeRef, LoadError> {
+        let uco = MethodRef {
+            flags: MethodSigFlags(method.flags.0 | UNMANAGED_CALLERS_ONLY.0),
+            ..method
+        };
+        match kind {
+            CallKind::Unmanaged => self.r2r_method(uco).map(|m| m.code),
+            CallKind::Managed => {
+                if self.r2r_method(uco).is_ok() {
+                    return Err(LoadError::UnmanagedOnly {
+                        token: method.token,
+                    });
+                }
+                if let Ok(m) = self.r2r_method(method) {
+                    return Ok(m.code);
+                }
+                let interpreted = self
+                    .interpreted
+                    .read()
+                    .expect("poisoned")
+                    .get(&method)
+                    .cloned()
+                    .ok_or(LoadError::UnknownMethod {
+                        token: method.token,
+                        flags: method.flags.0,
+                    })?;
+                self.thunks
+                    .table()
+                    .lookup_thunk(&interpreted.thunk_key)
+                    .ok_or(LoadError::MissingThunk {
+                        key: interpreted.thunk_key,
+                    })
+            }
+        }
+    }
+}
