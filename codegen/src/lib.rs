@@ -5,7 +5,7 @@
 //! comes with the issue "Compile real .NET assemblies".
 //!
 //! ```
-//! use crossgraph_codegen::{AbiType, MethodAbi, PointerWidth, Primitive, WasmSignature};
+//! use crossgraph_codegen::{AbiType, MethodAbi, PointerWidth, Primitive, WasmSignature, lower_signature};
 //!
 //! // static int Add(int, int), managed: [SP, i32, i32, PE] -> [i32]
 //! let add = MethodAbi {
@@ -16,7 +16,7 @@
 //!     async_call: false,
 //!     unmanaged: false,
 //! };
-//! let sig = WasmSignature::lower(&add, PointerWidth::Wasm32)?;
+//! let sig = lower_signature(&add, PointerWidth::Wasm32)?;
 //! assert_eq!(sig.as_str(), "iiip");
 //! assert_eq!(sig.func_type().to_string(), "[i32 i32 i32 i32] -> [i32]");
 //! assert_eq!(WasmSignature::parse("iiip", PointerWidth::Wasm32)?, sig);
@@ -38,6 +38,7 @@ pub use object_writer::{
     WriteError,
 };
 pub use signature::{
-    MethodAbi, ParamAbi, ParseErrorKind, ReturnAbi, SignatureError, SignatureParseError,
-    SignatureParts, ThunkDirection, WasmFuncType, WasmSignature,
+    LowerError, MethodAbi, ParamAbi, ParseErrorKind, ReturnAbi, SignatureError,
+    SignatureParseError, SignatureParts, ThunkDirection, WasmFuncType, WasmSignature,
+    lower_signature,
 };

@@ -13,7 +13,10 @@ use wasm_encoder::{Instruction, MemArg};
 
 use crate::abi::WasmValueType;
 use crate::object_writer::{Code, DefinedFunction, ImportedFunction, ObjectModule, Op, SymbolId};
-use crate::signature::{ParamAbi, ReturnAbi, WasmFuncType, WasmSignature};
+use crate::signature::{WasmFuncType, WasmSignature};
+pub use crossgraph_runtime_core::abi::layout::{
+    ArgLayout, ArgRole, ArgSlot, LayoutError, RetSlot, SlotKind,
+};
 
 /// Symbol of the runtime's interpreter entry: `[entry_point i32, args i32, size i32, ret i32]
 /// -> []` (entry point: the callee's portable entry point; args: the argument block; size:
@@ -68,78 +71,6 @@ fn define_once(module: &mut ObjectModule, name: &str, function: DefinedFunction)
     symbol
 }
 
-/// What an argument of the block is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ArgRole {
-    /// `this`.
-    This,
-    /// The hidden generic context.
-    GenericContext,
-    /// The async continuation.
-    AsyncContinuation,
-    /// Explicit parameter `n`.
-    Param(usize),
-}
-
-/// How an argument sits in its slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SlotKind {
-    /// One value.
-    Value(WasmValueType),
-    /// A struct copy of `size` bytes (the wasm argument is a pointer to it).
-    Struct {
-        /// Size in bytes.
-        size: u32,
-    },
-}
-
-/// One argument slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArgSlot {
-    /// Which argument.
-    pub role: ArgRole,
-    /// Its wasm parameter index in the signature's function type.
-    pub wasm_param: u32,
-    /// How it is stored.
-    pub kind: SlotKind,
-    /// Byte offset in the block.
-    pub offset: u32,
-    /// Slot size in bytes (a multiple of 8).
-    pub size: u32,
-}
-
-/// Where the result goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetSlot {
-    /// No result.
-    None,
-    /// A value in the block at `offset`.
-    Value {
-        /// Its type.
-        ty: WasmValueType,
-        /// Byte offset in the block.
-        offset: u32,
-    },
-    /// The caller's return buffer (wasm parameter `wasm_param`).
-    Buffer {
-        /// Struct size in bytes.
-        size: u32,
-        /// Wasm parameter index of the buffer pointer.
-        wasm_param: u32,
-    },
-}
-
-/// The argument block of a signature (see the module docs).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ArgLayout {
-    /// Argument slots in block order (empty structs have none).
-    pub args: Vec<ArgSlot>,
-    /// The result.
-    pub ret: RetSlot,
-    /// Block size in bytes, a multiple of 16.
-    pub size: u32,
-}
-
 /// Why a thunk cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ThunkError {
@@ -150,132 +81,9 @@ pub enum ThunkError {
         /// The signature string.
         signature: String,
     },
-    /// The block would not fit in 32 bits.
-    #[error("signature {signature:?}: argument block exceeds 4 GiB")]
-    TooLarge {
-        /// The signature string.
-        signature: String,
-    },
-}
-
-/// A slot kind and its alignment in bytes.
-type Placed = (SlotKind, u64);
-
-fn round_up(n: u64, to: u64) -> u64 {
-    n.div_ceil(to) * to
-}
-
-impl ArgLayout {
-    /// Computes the layout of `sig` (wasm32).
-    ///
-    /// # Errors
-    /// [`ThunkError::TooLarge`] when the structs add up beyond 4 GiB.
-    pub fn of(sig: &WasmSignature) -> Result<ArgLayout, ThunkError> {
-        let p = sig.parts();
-        let ptr = sig.pointer().value_type();
-        let mut wasm_param = u32::from(p.managed); // SP first on managed calls
-        let mut roles: Vec<(ArgRole, Option<Placed>, u32)> = Vec::new();
-        let mut push = |role, kind: Option<Placed>, wasm_param: &mut u32| {
-            roles.push((role, kind, *wasm_param));
-            if kind.is_some() {
-                *wasm_param += 1;
-            }
-        };
-        if p.has_this {
-            push(
-                ArgRole::This,
-                Some((SlotKind::Value(ptr), 8)),
-                &mut wasm_param,
-            );
-        }
-        let buffer = match p.ret {
-            ReturnAbi::Buffer { size } => {
-                let at = wasm_param;
-                wasm_param += 1;
-                Some((size, at))
-            }
-            _ => None,
-        };
-        if p.generic_context {
-            push(
-                ArgRole::GenericContext,
-                Some((SlotKind::Value(ptr), 8)),
-                &mut wasm_param,
-            );
-        }
-        if p.async_continuation {
-            push(
-                ArgRole::AsyncContinuation,
-                Some((SlotKind::Value(ptr), 8)),
-                &mut wasm_param,
-            );
-        }
-        for (i, param) in p.params.iter().enumerate() {
-            let kind = match *param {
-                ParamAbi::Value(v) => Some((SlotKind::Value(v), value_align(v))),
-                ParamAbi::ByRef { size } => Some((SlotKind::Struct { size }, 8)),
-                ParamAbi::ByRefOverAligned { size } => Some((SlotKind::Struct { size }, 16)),
-                ParamAbi::Empty => None,
-            };
-            push(ArgRole::Param(i), kind, &mut wasm_param);
-        }
-        let mut cursor: u64 = 0;
-        let mut args = Vec::new();
-        for (role, kind, wasm_param) in roles {
-            let Some((kind, align)) = kind else { continue };
-            let size = match kind {
-                SlotKind::Value(v) => value_align(v),
-                SlotKind::Struct { size } => round_up(u64::from(size), 8),
-            };
-            cursor = round_up(cursor, align);
-            args.push((role, wasm_param, kind, cursor, size));
-            cursor += size;
-        }
-        let ret = match (p.ret, buffer) {
-            (ReturnAbi::Value(ty), _) => {
-                cursor = round_up(cursor, value_align(ty));
-                let offset = cursor;
-                cursor += value_align(ty);
-                (Some(ty), offset)
-            }
-            _ => (None, 0),
-        };
-        let total = round_up(cursor, 16);
-        let too_large = || ThunkError::TooLarge {
-            signature: sig.as_str().to_string(),
-        };
-        let fits = |v: u64| u32::try_from(v).map_err(|_| too_large());
-        Ok(ArgLayout {
-            args: args
-                .into_iter()
-                .map(|(role, wasm_param, kind, offset, size)| {
-                    Ok(ArgSlot {
-                        role,
-                        wasm_param,
-                        kind,
-                        offset: fits(offset)?,
-                        size: fits(size)?,
-                    })
-                })
-                .collect::<Result<_, ThunkError>>()?,
-            ret: match (ret, buffer) {
-                ((Some(ty), offset), _) => RetSlot::Value {
-                    ty,
-                    offset: fits(offset)?,
-                },
-                (_, Some((size, wasm_param))) => RetSlot::Buffer { size, wasm_param },
-                _ => RetSlot::None,
-            },
-            size: fits(total)?,
-        })
-    }
-}
-
-fn value_align(v: WasmValueType) -> u64 {
-    match v {
-        WasmValueType::V128 => 16,
-        _ => 8,
-    }
+    /// The argument block would not fit in 32 bits.
+    #[error(transparent)]
+    TooLarge(#[from] LayoutError),
 }
 
 fn mem(offset: u32, align_log2: u32) -> MemArg {

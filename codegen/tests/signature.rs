@@ -2,8 +2,9 @@
 //! trips (encode -> parse -> encode, and parse never panics).
 
 use crossgraph_codegen::{
-    AbiType, MethodAbi, ParamAbi, ParseErrorKind, PointerKind, PointerWidth, Primitive, ReturnAbi,
-    SignatureError, SignatureParts, StructLayout, ThunkDirection, WasmSignature, WasmValueType,
+    AbiType, LowerError, MethodAbi, ParamAbi, ParseErrorKind, PointerKind, PointerWidth, Primitive,
+    ReturnAbi, SignatureError, SignatureParts, StructLayout, ThunkDirection, WasmSignature,
+    WasmValueType, lower_signature,
 };
 use proptest::prelude::*;
 
@@ -76,7 +77,7 @@ fn lowering_builds_the_canonical_string() {
         async_call: true,
         unmanaged: false,
     };
-    let sig = WasmSignature::lower(&method, W32).unwrap();
+    let sig = lower_signature(&method, W32).unwrap();
     assert_eq!(sig.as_str(), "S8TiaidS8A32ip");
     assert_eq!(
         sig.func_type().to_string(),
@@ -92,7 +93,7 @@ fn lowering_builds_the_canonical_string() {
         async_call: false,
         unmanaged: true,
     };
-    let uco = WasmSignature::lower(&uco, W32).unwrap();
+    let uco = lower_signature(&uco, W32).unwrap();
     assert_eq!(uco.as_str(), "iii");
     assert_eq!(uco.thunk_key(ThunkDirection::InterpreterToR2R), "Miii");
 }
@@ -107,7 +108,7 @@ fn bad_input_is_a_typed_error_naming_the_item() {
         async_call: false,
         unmanaged: false,
     };
-    let err = WasmSignature::lower(&void_param, W32).unwrap_err();
+    let err = lower_signature(&void_param, W32).unwrap_err();
     assert!(err.to_string().contains("parameter 1"), "{err}");
 
     let uco_instance = MethodAbi {
@@ -120,8 +121,10 @@ fn bad_input_is_a_typed_error_naming_the_item() {
         ..uco_instance
     };
     assert!(matches!(
-        WasmSignature::lower(&uco_instance, W32),
-        Err(SignatureError::ThisOnUnmanaged { .. })
+        lower_signature(&uco_instance, W32),
+        Err(LowerError::Signature(
+            SignatureError::ThisOnUnmanaged { .. }
+        ))
     ));
 
     let cases = [

@@ -32,6 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod abi;
 pub mod entry_point;
 pub mod format;
 pub mod loader;

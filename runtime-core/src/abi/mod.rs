@@ -1,0 +1,96 @@
+//! The wasm calling convention shared by the compiler, the runtime and the thunk tables: value
+//! types, pointer width, the canonical signature strings ([`signature`]) and the interpreter's
+//! argument block layout ([`layout`]). Defined here, in the crate both sides depend on, so
+//! there is one definition (crossgen2 keeps four drifting copies).
+
+use std::fmt;
+
+pub mod layout;
+pub mod signature;
+
+pub use layout::{ArgLayout, ArgRole, ArgSlot, LayoutError, RetSlot, SlotKind};
+pub use signature::{
+    ParamAbi, ParseErrorKind, ReturnAbi, SignatureError, SignatureParseError, SignatureParts,
+    ThunkDirection, WasmFuncType, WasmSignature,
+};
+
+/// A wasm value type the ABI uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WasmValueType {
+    /// `i32`.
+    I32,
+    /// `i64`.
+    I64,
+    /// `f32`.
+    F32,
+    /// `f64`.
+    F64,
+    /// `v128`.
+    V128,
+}
+
+impl WasmValueType {
+    /// The signature-string character: `i l f d V` (crossgen2 `WasmValueTypeToSigChar`).
+    pub fn sig_char(self) -> char {
+        match self {
+            WasmValueType::I32 => 'i',
+            WasmValueType::I64 => 'l',
+            WasmValueType::F32 => 'f',
+            WasmValueType::F64 => 'd',
+            WasmValueType::V128 => 'V',
+        }
+    }
+
+    /// The value type of a signature-string character, if it is one.
+    pub fn from_sig_char(c: char) -> Option<Self> {
+        Some(match c {
+            'i' => WasmValueType::I32,
+            'l' => WasmValueType::I64,
+            'f' => WasmValueType::F32,
+            'd' => WasmValueType::F64,
+            'V' => WasmValueType::V128,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for WasmValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WasmValueType::I32 => "i32",
+            WasmValueType::I64 => "i64",
+            WasmValueType::F32 => "f32",
+            WasmValueType::F64 => "f64",
+            WasmValueType::V128 => "v128",
+        })
+    }
+}
+
+/// The target's pointer width: wasm32 first, wasm64 designed in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PointerWidth {
+    /// 4-byte pointers, `i32`.
+    #[default]
+    Wasm32,
+    /// 8-byte pointers, `i64`.
+    Wasm64,
+}
+
+impl PointerWidth {
+    /// The value type of pointers (and of the hidden SP, `this`, return buffer, generic
+    /// context, async continuation and portable-entry-point parameters).
+    pub fn value_type(self) -> WasmValueType {
+        match self {
+            PointerWidth::Wasm32 => WasmValueType::I32,
+            PointerWidth::Wasm64 => WasmValueType::I64,
+        }
+    }
+
+    /// Pointer size in bytes.
+    pub fn size(self) -> u32 {
+        match self {
+            PointerWidth::Wasm32 => 4,
+            PointerWidth::Wasm64 => 8,
+        }
+    }
+}
