@@ -182,6 +182,7 @@ fn resolve(object: &ObjectModule) -> Resolved {
                         Instruction::I32Const(*rva as i32),
                         Instruction::I32Add,
                     ]),
+                    Op::TableBase => out.push(Instruction::GlobalGet(TABLE_BASE_GLOBAL)),
                     Op::StackPointerGet => out.push(Instruction::GlobalGet(STACK_POINTER_GLOBAL)),
                     Op::StackPointerSet => out.push(Instruction::GlobalSet(STACK_POINTER_GLOBAL)),
                 }

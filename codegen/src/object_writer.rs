@@ -66,6 +66,8 @@ pub enum Op {
     TableIndex(SymbolId),
     /// Push the address of an image offset: `__image_base + rva` (image-offset relocation).
     ImageAddress(u32),
+    /// `global.get __table_base`: to turn a slot read from an import cell into a table index.
+    TableBase,
     /// `global.get __stack_pointer`.
     StackPointerGet,
     /// `global.set __stack_pointer`.
@@ -375,6 +377,9 @@ impl ObjectModule {
                             body.instruction(&Instruction::GlobalGet(IMAGE_BASE_GLOBAL))
                                 .instruction(&Instruction::I32Const(*rva as i32))
                                 .instruction(&Instruction::I32Add);
+                        }
+                        Op::TableBase => {
+                            body.instruction(&Instruction::GlobalGet(TABLE_BASE_GLOBAL));
                         }
                         Op::StackPointerGet => {
                             body.instruction(&Instruction::GlobalGet(STACK_POINTER_GLOBAL));

@@ -34,6 +34,8 @@
 
 pub mod abi;
 pub mod entry_point;
+#[cfg(feature = "exec")]
+pub mod exec;
 pub mod format;
 pub mod loader;
 pub mod string_thunks;

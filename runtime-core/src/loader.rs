@@ -138,6 +138,31 @@ struct LoadedModule {
     table_base: u32,
     /// Resolved cell values, by section then cell.
     cells: Vec<Vec<AtomicU32>>,
+    /// Where each import section's cells are: (RVA, entry size).
+    cell_layout: Vec<(u32, u8)>,
+}
+
+/// The (RVA, entry size) of each import section's cells, read from a decoded image's bytes.
+fn cell_layout(bytes: &[u8]) -> Vec<(u32, u8)> {
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let count = u32_at(12) as usize;
+    let Some((rva, size)) = (0..count)
+        .map(|i| 16 + 12 * i)
+        .find(|&at| u32_at(at) == crate::format::SectionKind::ImportSections as u32)
+        .map(|at| (u32_at(at + 4) as usize, u32_at(at + 8) as usize))
+    else {
+        return Vec::new();
+    };
+    (0..size / crate::format::IMPORT_SECTION_SIZE as usize)
+        .map(|i| {
+            let d = rva + i * crate::format::IMPORT_SECTION_SIZE as usize;
+            (u32_at(d), bytes.get(d + 11).copied().unwrap_or(4))
+        })
+        .collect()
 }
 
 #[derive(Debug)]
@@ -235,6 +260,7 @@ impl Loader {
             image,
             table_base,
             cells,
+            cell_layout: cell_layout(bytes),
         });
         let handle = {
             let mut modules = self.modules.write().expect("poisoned");
@@ -345,6 +371,29 @@ impl Loader {
         // Resolution is idempotent, so a race stores the same value twice.
         slot.store(value, Ordering::Release);
         Ok(value)
+    }
+
+    /// Resolves the import cell at image offset `rva` of a loaded module (what the delay-load
+    /// helper receives, minus the image base).
+    ///
+    /// # Errors
+    /// [`LoadError::NoSuchCell`] when no cell starts at `rva`; as [`Loader::resolve_cell`].
+    pub fn resolve_cell_at(&self, module: usize, rva: u32) -> Result<u32, LoadError> {
+        let loaded = self.modules.read().expect("poisoned").get(module).cloned();
+        let no_cell = LoadError::NoSuchCell {
+            module,
+            section: u32::MAX,
+            cell: rva,
+        };
+        let loaded = loaded.ok_or(no_cell.clone())?;
+        for (s, &(start, size)) in loaded.cell_layout.iter().enumerate() {
+            let count = loaded.cells[s].len() as u32;
+            let size = u32::from(size);
+            if rva >= start && rva < start + count * size && (rva - start).is_multiple_of(size) {
+                return self.resolve_cell(module, s as u32, (rva - start) / size);
+            }
+        }
+        Err(no_cell)
     }
 
     /// Resolves every fixup a method lists (ReadyToRun's per-method fixups), before its first

@@ -1,0 +1,406 @@
+//! Execution in wasmtime (feature `exec`): instantiate a produced module, provide its imports
+//! (memory, funcref table, stack-pointer/image-base/table-base globals, the interpreter entry
+//! and the delay-load helper), load its image, and call methods through the runtime's
+//! dispatch paths.
+//!
+//! Dispatch rules: [`Executor::invoke`] (the reflection-style path) runs a method that has
+//! R2R code through its interpreter -> R2R thunk, whether or not it has bytecode, and so never
+//! hands a missing bytecode pointer to the interpreter; a method without R2R code goes to the
+//! embedder's [`Interpreter`]. [`Executor::call_unmanaged`] (the native -> managed path of an
+//! `UnmanagedCallersOnly` method) calls the method's own unmanaged-typed function directly.
+
+use std::sync::Arc;
+
+use wasmtime::{
+    Caller, Engine, ExternType, Func, Global, GlobalType, Instance, Linker, Memory, MemoryType,
+    Mutability, Ref, RefType, Store, Table, TableType, Val, ValType,
+};
+
+use crate::abi::{ArgLayout, RetSlot, SlotKind, ThunkDirection, WasmSignature, WasmValueType};
+use crate::format::MethodRef;
+use crate::loader::{CallKind, LoadError, Loader, image_from_module};
+
+/// The embedder's interpreter: runs methods without R2R code.
+pub trait Interpreter: Send + Sync + 'static {
+    /// Runs the method whose portable entry point is `entry_point`, with its arguments in the
+    /// block at `args` (`size` bytes, laid out by [`ArgLayout`]) in `memory`, writing the
+    /// result to `ret` (a return slot or buffer; 0 for none).
+    ///
+    /// # Errors
+    /// A message, surfaced as a trap of the calling wasm code.
+    fn execute(
+        &self,
+        entry_point: u32,
+        memory: &mut [u8],
+        args: u32,
+        size: u32,
+        ret: u32,
+    ) -> Result<(), String>;
+}
+
+/// Why execution failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Loading the module or resolving a method failed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// wasmtime rejected the module, or the code trapped.
+    #[error("wasm: {0}")]
+    Wasm(String),
+    /// No thunk for the signature.
+    #[error("no {key:?} thunk is loaded")]
+    MissingThunk {
+        /// Lookup string.
+        key: String,
+    },
+    /// Arguments that do not match the signature, or a shape `invoke` does not marshal yet.
+    #[error("cannot invoke with signature {signature:?}: {reason}")]
+    Arguments {
+        /// Signature string.
+        signature: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn wasm(e: impl std::fmt::Display) -> ExecError {
+    ExecError::Wasm(format!("{e:#}"))
+}
+
+/// Where things go in the instance's memory and table.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecConfig {
+    /// Memory size in 64 KiB pages.
+    pub memory_pages: u32,
+    /// Where the image data segment goes (bytes).
+    pub image_base: u32,
+    /// The module's first table slot.
+    pub table_base: u32,
+    /// Initial `__stack_pointer` (the shadow stack grows down from here).
+    pub stack_top: u32,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            memory_pages: 32,
+            image_base: 64 * 1024,
+            table_base: 1,
+            stack_top: 32 * 64 * 1024,
+        }
+    }
+}
+
+struct HostState {
+    loader: Arc<Loader>,
+    module: Option<usize>,
+    image_base: u32,
+    table_base: u32,
+}
+
+/// One instantiated module and its loaded image.
+pub struct Executor {
+    store: Store<HostState>,
+    instance: Instance,
+    memory: Memory,
+    table: Table,
+    stack_pointer: Global,
+    loader: Arc<Loader>,
+    module: usize,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("module", &self.module)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Executor {
+    /// Instantiates `module` (a module written by crossgraph's object writer), loads its
+    /// image into `loader` (eager fixups run now), and wires the runtime helpers.
+    ///
+    /// # Errors
+    /// [`ExecError::Load`] for a module without a valid image; [`ExecError::Wasm`] when
+    /// wasmtime rejects it.
+    pub fn instantiate(
+        module: &[u8],
+        loader: Arc<Loader>,
+        interpreter: Arc<dyn Interpreter>,
+        config: ExecConfig,
+    ) -> Result<Executor, ExecError> {
+        let image = image_from_module(module)?.to_vec();
+        let engine = Engine::default();
+        let compiled = wasmtime::Module::new(&engine, module).map_err(wasm)?;
+        let slots = compiled
+            .imports()
+            .find_map(|i| match i.ty() {
+                ExternType::Table(t) if i.name() == "__indirect_function_table" => {
+                    Some(t.minimum())
+                }
+                _ => None,
+            })
+            .unwrap_or(0);
+        let mut store = Store::new(
+            &engine,
+            HostState {
+                loader: Arc::clone(&loader),
+                module: None,
+                image_base: config.image_base,
+                table_base: config.table_base,
+            },
+        );
+        let memory =
+            Memory::new(&mut store, MemoryType::new(config.memory_pages, None)).map_err(wasm)?;
+        let table_size = u32::try_from(slots + u64::from(config.table_base))
+            .map_err(|_| ExecError::Wasm("table too large".into()))?;
+        let table = Table::new(
+            &mut store,
+            TableType::new(RefType::FUNCREF, table_size, None),
+            Ref::Func(None),
+        )
+        .map_err(wasm)?;
+        let global = |store: &mut Store<HostState>, mutability, value: u32| {
+            Global::new(
+                store,
+                GlobalType::new(ValType::I32, mutability),
+                Val::I32(value as i32),
+            )
+            .map_err(wasm)
+        };
+        let stack_pointer = global(&mut store, Mutability::Var, config.stack_top)?;
+        let image_base = global(&mut store, Mutability::Const, config.image_base)?;
+        let table_base = global(&mut store, Mutability::Const, config.table_base)?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        linker
+            .define(&store, "env", "memory", memory)
+            .map_err(wasm)?;
+        linker
+            .define(&store, "env", "__indirect_function_table", table)
+            .map_err(wasm)?;
+        linker
+            .define(&store, "env", "__stack_pointer", stack_pointer)
+            .map_err(wasm)?;
+        linker
+            .define(&store, "env", "__image_base", image_base)
+            .map_err(wasm)?;
+        linker
+            .define(&store, "env", "__table_base", table_base)
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                "crossgraph_interpreter_entry",
+                move |mut caller: Caller<'_, HostState>,
+                      entry: i32,
+                      args: i32,
+                      size: i32,
+                      ret: i32|
+                      -> wasmtime::Result<()> {
+                    let data = memory.data_mut(&mut caller);
+                    interpreter
+                        .execute(entry as u32, data, args as u32, size as u32, ret as u32)
+                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                "crossgraph_delay_load",
+                move |mut caller: Caller<'_, HostState>, cell: i32| -> wasmtime::Result<i32> {
+                    let state = caller.data();
+                    let module = state
+                        .module
+                        .ok_or_else(|| wasmtime::Error::msg("image not loaded"))?;
+                    let rva = (cell as u32).wrapping_sub(state.image_base);
+                    let value = state
+                        .loader
+                        .resolve_cell_at(module, rva)
+                        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+                    // Patch the cell (cells hold slots relative to __table_base), so later
+                    // calls go straight to the target.
+                    let relative = value.wrapping_sub(state.table_base);
+                    let at = cell as usize;
+                    if let Some(bytes) = memory.data_mut(&mut caller).get_mut(at..at + 4) {
+                        bytes.copy_from_slice(&relative.to_le_bytes());
+                    }
+                    Ok(value as i32)
+                },
+            )
+            .map_err(wasm)?;
+        let instance = linker.instantiate(&mut store, &compiled).map_err(wasm)?;
+        let handle = loader.load_image(&image, config.table_base)?;
+        store.data_mut().module = Some(handle);
+        Ok(Executor {
+            store,
+            instance,
+            memory,
+            table,
+            stack_pointer,
+            loader,
+            module: handle,
+        })
+    }
+
+    /// The loader.
+    pub fn loader(&self) -> &Loader {
+        &self.loader
+    }
+
+    /// The loaded module's handle in the loader.
+    pub fn module(&self) -> usize {
+        self.module
+    }
+
+    /// The instance.
+    pub fn instance(&self) -> Instance {
+        self.instance
+    }
+
+    /// Reads a little-endian `u32` from the instance's memory (`None` out of bounds).
+    pub fn read_u32(&self, address: usize) -> Option<u32> {
+        let bytes = self.memory.data(&self.store).get(address..address + 4)?;
+        Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    /// Reflection-style invoke: a method with R2R code runs through the interpreter -> R2R
+    /// thunk of its signature (its fixups resolved first); `args` are its explicit arguments
+    /// (and `this` first for instance methods), as wasm values.
+    ///
+    /// # Errors
+    /// [`ExecError::Load`] if no image has the method; [`ExecError::MissingThunk`];
+    /// [`ExecError::Arguments`] for a signature with struct arguments, a generic context or an
+    /// async continuation (not marshalled yet) or a wrong argument count; [`ExecError::Wasm`]
+    /// for a trap.
+    pub fn invoke(
+        &mut self,
+        method: MethodRef,
+        signature: &WasmSignature,
+        args: &[Val],
+    ) -> Result<Option<Val>, ExecError> {
+        let code = self.loader.prepare_method(method)?;
+        let key = signature.thunk_key(ThunkDirection::InterpreterToR2R);
+        let thunk = self
+            .loader
+            .thunks()
+            .table()
+            .lookup_thunk(&key)
+            .ok_or(ExecError::MissingThunk { key })?;
+        let bad = |reason: &str| ExecError::Arguments {
+            signature: signature.as_str().to_string(),
+            reason: reason.to_string(),
+        };
+        let layout = ArgLayout::of(signature).map_err(|e| bad(&e.to_string()))?;
+        if layout.args.len() != args.len() {
+            return Err(bad(&format!(
+                "{} arguments given, {} expected",
+                args.len(),
+                layout.args.len()
+            )));
+        }
+        let sp = self.stack_pointer.get(&mut self.store).unwrap_i32() as u32;
+        let block = sp
+            .checked_sub(layout.size)
+            .ok_or_else(|| bad("the shadow stack is exhausted"))?
+            & !15;
+        let ret = match layout.ret {
+            RetSlot::Value { offset, .. } => block + offset,
+            RetSlot::None => 0,
+            RetSlot::Buffer { .. } => return Err(bad("struct returns are not marshalled yet")),
+        };
+        {
+            let data = self.memory.data_mut(&mut self.store);
+            for (slot, arg) in layout.args.iter().zip(args) {
+                let at = (block + slot.offset) as usize;
+                let bytes: Vec<u8> = match (slot.kind, arg) {
+                    (SlotKind::Value(WasmValueType::I32), Val::I32(v)) => v.to_le_bytes().to_vec(),
+                    (SlotKind::Value(WasmValueType::I64), Val::I64(v)) => v.to_le_bytes().to_vec(),
+                    (SlotKind::Value(WasmValueType::F32), Val::F32(v)) => v.to_le_bytes().to_vec(),
+                    (SlotKind::Value(WasmValueType::F64), Val::F64(v)) => v.to_le_bytes().to_vec(),
+                    (SlotKind::Value(WasmValueType::V128), Val::V128(v)) => {
+                        v.as_u128().to_le_bytes().to_vec()
+                    }
+                    _ => return Err(bad("an argument does not match its slot")),
+                };
+                data[at..at + bytes.len()].copy_from_slice(&bytes);
+            }
+        }
+        let thunk = self.function(thunk.0)?;
+        self.stack_pointer
+            .set(&mut self.store, Val::I32(block as i32))
+            .map_err(wasm)?;
+        let result = thunk
+            .typed::<(i32, i32, i32, i32), ()>(&self.store)
+            .map_err(wasm)?
+            .call(
+                &mut self.store,
+                (0, code.0 as i32, block as i32, ret as i32),
+            );
+        self.stack_pointer
+            .set(&mut self.store, Val::I32(sp as i32))
+            .map_err(wasm)?;
+        result.map_err(wasm)?;
+        let RetSlot::Value { ty, offset } = layout.ret else {
+            return Ok(None);
+        };
+        let data = self.memory.data(&self.store);
+        let at = (block + offset) as usize;
+        let read = |n: usize| data[at..at + n].to_vec();
+        Ok(Some(match ty {
+            WasmValueType::I32 => {
+                Val::I32(i32::from_le_bytes(read(4).try_into().unwrap_or_default()))
+            }
+            WasmValueType::I64 => {
+                Val::I64(i64::from_le_bytes(read(8).try_into().unwrap_or_default()))
+            }
+            WasmValueType::F32 => {
+                Val::F32(u32::from_le_bytes(read(4).try_into().unwrap_or_default()))
+            }
+            WasmValueType::F64 => {
+                Val::F64(u64::from_le_bytes(read(8).try_into().unwrap_or_default()))
+            }
+            WasmValueType::V128 => {
+                Val::V128(u128::from_le_bytes(read(16).try_into().unwrap_or_default()).into())
+            }
+        }))
+    }
+
+    /// The native -> managed path: the table index of an `UnmanagedCallersOnly` method's own
+    /// unmanaged-typed function (what `ldftn` feeding `calli unmanaged` yields).
+    ///
+    /// # Errors
+    /// [`ExecError::Load`] when the method is not an `UnmanagedCallersOnly` method of a
+    /// loaded image.
+    pub fn unmanaged_entry(&self, method: MethodRef) -> Result<u32, ExecError> {
+        Ok(self.loader.method_entry(method, CallKind::Unmanaged)?.0)
+    }
+
+    /// Calls an `UnmanagedCallersOnly` method natively with `args`.
+    ///
+    /// # Errors
+    /// As [`Executor::unmanaged_entry`]; [`ExecError::Wasm`] for a trap or a type mismatch.
+    pub fn call_unmanaged(
+        &mut self,
+        method: MethodRef,
+        args: &[Val],
+    ) -> Result<Vec<Val>, ExecError> {
+        let index = self.unmanaged_entry(method)?;
+        let func = self.function(index)?;
+        let ty = func.ty(&self.store);
+        let mut results = vec![Val::I32(0); ty.results().len()];
+        func.call(&mut self.store, args, &mut results)
+            .map_err(wasm)?;
+        Ok(results)
+    }
+
+    fn function(&mut self, index: u32) -> Result<Func, ExecError> {
+        match self.table.get(&mut self.store, u64::from(index)) {
+            Some(Ref::Func(Some(func))) => Ok(func),
+            _ => Err(ExecError::Wasm(format!(
+                "table slot {index} holds no function"
+            ))),
+        }
+    }
+}
