@@ -317,3 +317,73 @@ fn a_lazy_cell_resolves_to_the_r2r_to_interpreter_thunk_on_first_call() {
         .unwrap();
     assert_eq!(slot + config.table_base, thunk.0);
 }
+
+#[test]
+fn invoke_of_a_method_without_r2r_code_goes_to_the_interpreter() {
+    let (mut exec, interpreter, _) = executor();
+    let result = exec
+        .invoke(
+            method(INTERPRETED),
+            &sig("iiip"),
+            &[Val::I32(5), Val::I32(6)],
+        )
+        .unwrap();
+    assert_eq!(result.map(|v| v.unwrap_i32()), Some(65));
+    assert_eq!(
+        interpreter.calls.lock().unwrap().as_slice(),
+        &[(INTERPRETED, 32)]
+    );
+    // A method nobody has is an error, not a call into the interpreter.
+    assert!(
+        exec.invoke(
+            method(0x0600_0077),
+            &sig("iiip"),
+            &[Val::I32(1), Val::I32(2)]
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn an_image_naming_a_slot_the_module_lacks_is_refused() {
+    let mut object = ObjectModule::new();
+    let f = object.symbol("F");
+    object.define(
+        f,
+        DefinedFunction {
+            ty: sig("vp").func_type(),
+            code: Code::default(),
+            table_slot: true,
+            export: None,
+        },
+    );
+    object.image = Image {
+        method_entry_points: vec![MethodEntryPoint {
+            method: method(ADD),
+            code: 500,
+            fixups: vec![],
+        }],
+        ..Image::default()
+    }
+    .encode()
+    .unwrap();
+    let bytes = object.emit().unwrap().bytes;
+    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
+    let err = Executor::instantiate(
+        &bytes,
+        loader,
+        Arc::new(TestInterpreter::default()),
+        ExecConfig::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            crossgraph::runtime_core::exec::ExecError::CodeOutOfRange {
+                code: 500,
+                slots: 1
+            }
+        ),
+        "{err}"
+    );
+}

@@ -53,6 +53,14 @@ pub enum ExecError {
         /// Lookup string.
         key: String,
     },
+    /// An image code reference beyond the module's table slots.
+    #[error("image code reference {code} is outside the module's {slots} table slots")]
+    CodeOutOfRange {
+        /// The slot the image names.
+        code: u32,
+        /// The module's slot count.
+        slots: u64,
+    },
     /// Arguments that do not match the signature, or a shape `invoke` does not marshal yet.
     #[error("cannot invoke with signature {signature:?}: {reason}")]
     Arguments {
@@ -100,6 +108,7 @@ struct HostState {
 
 /// One instantiated module and its loaded image.
 pub struct Executor {
+    interpreter: Arc<dyn Interpreter>,
     store: Store<HostState>,
     instance: Instance,
     memory: Memory,
@@ -131,6 +140,7 @@ impl Executor {
         config: ExecConfig,
     ) -> Result<Executor, ExecError> {
         let image = image_from_module(module)?.to_vec();
+        let interpreter_for_invoke = Arc::clone(&interpreter);
         let engine = Engine::default();
         let compiled = wasmtime::Module::new(&engine, module).map_err(wasm)?;
         let slots = compiled
@@ -233,7 +243,31 @@ impl Executor {
         let instance = linker.instantiate(&mut store, &compiled).map_err(wasm)?;
         let handle = loader.load_image(&image, config.table_base)?;
         store.data_mut().module = Some(handle);
+        // Every code reference of the image must name one of the module's table slots.
+        let decoded = crate::format::Image::decode(&image).map_err(LoadError::from)?;
+        let code_refs = decoded
+            .method_entry_points
+            .iter()
+            .chain(&decoded.instance_entry_points)
+            .map(|e| e.code)
+            .chain(decoded.import_sections.iter().flat_map(|s| {
+                s.cells.iter().flat_map(|c| match &c.signature {
+                    crate::format::FixupSignature::InjectStringThunks(thunks) => {
+                        thunks.iter().map(|t| t.code).collect::<Vec<_>>()
+                    }
+                    crate::format::FixupSignature::ResumptionStubEntryPoint { stub, .. } => {
+                        vec![*stub]
+                    }
+                    _ => Vec::new(),
+                })
+            }));
+        for code in code_refs {
+            if u64::from(code) >= slots {
+                return Err(ExecError::CodeOutOfRange { code, slots });
+            }
+        }
         Ok(Executor {
+            interpreter: interpreter_for_invoke,
             store,
             instance,
             memory,
@@ -266,8 +300,10 @@ impl Executor {
     }
 
     /// Reflection-style invoke: a method with R2R code runs through the interpreter -> R2R
-    /// thunk of its signature (its fixups resolved first); `args` are its explicit arguments
-    /// (and `this` first for instance methods), as wasm values.
+    /// thunk of its signature (its fixups resolved first); a method without R2R code that the
+    /// interpreter knows runs in the [`Interpreter`] (its entry point is the method token).
+    /// `args` are the explicit arguments (and `this` first for instance methods), as wasm
+    /// values.
     ///
     /// # Errors
     /// [`ExecError::Load`] if no image has the method; [`ExecError::MissingThunk`];
@@ -280,14 +316,13 @@ impl Executor {
         signature: &WasmSignature,
         args: &[Val],
     ) -> Result<Option<Val>, ExecError> {
-        let code = self.loader.prepare_method(method)?;
+        let code = match self.loader.prepare_method(method) {
+            Ok(code) => Some(code),
+            // No R2R code: the interpreter runs it, if it knows it.
+            Err(LoadError::UnknownMethod { .. }) if self.loader.is_interpreted(method) => None,
+            Err(e) => return Err(e.into()),
+        };
         let key = signature.thunk_key(ThunkDirection::InterpreterToR2R);
-        let thunk = self
-            .loader
-            .thunks()
-            .table()
-            .lookup_thunk(&key)
-            .ok_or(ExecError::MissingThunk { key })?;
         let bad = |reason: &str| ExecError::Arguments {
             signature: signature.as_str().to_string(),
             reason: reason.to_string(),
@@ -327,21 +362,37 @@ impl Executor {
                 data[at..at + bytes.len()].copy_from_slice(&bytes);
             }
         }
-        let thunk = self.function(thunk.0)?;
-        self.stack_pointer
-            .set(&mut self.store, Val::I32(block as i32))
-            .map_err(wasm)?;
-        let result = thunk
-            .typed::<(i32, i32, i32, i32), ()>(&self.store)
-            .map_err(wasm)?
-            .call(
-                &mut self.store,
-                (0, code.0 as i32, block as i32, ret as i32),
-            );
-        self.stack_pointer
-            .set(&mut self.store, Val::I32(sp as i32))
-            .map_err(wasm)?;
-        result.map_err(wasm)?;
+        match code {
+            Some(code) => {
+                let thunk = self
+                    .loader
+                    .thunks()
+                    .table()
+                    .lookup_thunk(&key)
+                    .ok_or(ExecError::MissingThunk { key })?;
+                let thunk = self.function(thunk.0)?;
+                self.stack_pointer
+                    .set(&mut self.store, Val::I32(block as i32))
+                    .map_err(wasm)?;
+                let result = thunk
+                    .typed::<(i32, i32, i32, i32), ()>(&self.store)
+                    .map_err(wasm)?
+                    .call(
+                        &mut self.store,
+                        (0, code.0 as i32, block as i32, ret as i32),
+                    );
+                self.stack_pointer
+                    .set(&mut self.store, Val::I32(sp as i32))
+                    .map_err(wasm)?;
+                result.map_err(wasm)?;
+            }
+            None => {
+                let data = self.memory.data_mut(&mut self.store);
+                self.interpreter
+                    .execute(method.token, data, block, layout.size, ret)
+                    .map_err(|e| ExecError::Wasm(format!("interpreter: {e}")))?;
+            }
+        }
         let RetSlot::Value { ty, offset } = layout.ret else {
             return Ok(None);
         };

@@ -373,6 +373,14 @@ impl Loader {
         Ok(value)
     }
 
+    /// Whether the interpreter can run `method`.
+    pub fn is_interpreted(&self, method: MethodRef) -> bool {
+        self.interpreted
+            .read()
+            .expect("poisoned")
+            .contains_key(&method)
+    }
+
     /// Resolves the import cell at image offset `rva` of a loaded module (what the delay-load
     /// helper receives, minus the image base).
     ///
