@@ -67,6 +67,14 @@ pub enum LoadError {
         /// Its lookup string.
         key: String,
     },
+    /// A code reference that does not fit the table index space at this table base.
+    #[error("code reference {code} at table base {table_base} overflows the table index space")]
+    CodeReference {
+        /// The slot the image names.
+        code: u32,
+        /// The module's table base.
+        table_base: u32,
+    },
     /// A helper fixup the runtime does not provide.
     #[error("helper {id} is not provided by the runtime")]
     UnknownHelper {
@@ -122,6 +130,31 @@ pub fn image_from_module(module: &[u8]) -> Result<&[u8], LoadError> {
         }
     }
     Err(LoadError::NoImage)
+}
+
+/// Checks, before anything is registered, that every code reference of `image` plus
+/// `table_base` is a valid table index (found by fuzzing the loader).
+fn check_code_references(image: &Image, table_base: u32) -> Result<(), LoadError> {
+    let entries = image
+        .method_entry_points
+        .iter()
+        .chain(&image.instance_entry_points)
+        .map(|e| e.code);
+    let cells = image.import_sections.iter().flat_map(|s| &s.cells);
+    let fixups = cells.flat_map(|c| match &c.signature {
+        FixupSignature::InjectStringThunks(thunks) => thunks.iter().map(|t| t.code).collect(),
+        FixupSignature::ResumptionStubEntryPoint { stub, .. } => vec![*stub],
+        _ => Vec::new(),
+    });
+    for code in entries.chain(fixups) {
+        if table_base
+            .checked_add(code)
+            .is_none_or(|index| index == UNRESOLVED)
+        {
+            return Err(LoadError::CodeReference { code, table_base });
+        }
+    }
+    Ok(())
 }
 
 /// What the embedder's interpreter knows about a method it can run: the key of the
@@ -251,6 +284,7 @@ impl Loader {
     /// eager fixups fail is unusable anyway: treat the error as fatal for it).
     pub fn load_image(&self, bytes: &[u8], table_base: u32) -> Result<usize, LoadError> {
         let image = Image::decode(bytes)?;
+        check_code_references(&image, table_base)?;
         let cells = image
             .import_sections
             .iter()

@@ -205,3 +205,28 @@ fn bad_images_and_missing_pieces_are_typed_errors() {
         Err(LoadError::Module { .. })
     ));
 }
+
+#[test]
+fn code_references_beyond_the_table_index_space_are_refused() {
+    // Found by the load_image fuzz target: a thunk code of u32::MAX overflowed table base + slot.
+    let mut bad = image();
+    if let FixupSignature::InjectStringThunks(thunks) =
+        &mut bad.import_sections[0].cells[0].signature
+    {
+        thunks[0].code = u32::MAX;
+    }
+    let loader = Loader::new(ThunkRuntime::default());
+    loader.provide_helper(7, CodeRef(42));
+    assert_eq!(
+        loader
+            .load_image(&bad.encode().unwrap(), TABLE_BASE)
+            .unwrap_err(),
+        LoadError::CodeReference {
+            code: u32::MAX,
+            table_base: TABLE_BASE
+        }
+    );
+    // Nothing of the refused image was registered.
+    assert_eq!(loader.thunks().table().lookup_thunk("Miiip"), None);
+    assert!(loader.entry_point(method(0x0600_0001)).is_err());
+}
