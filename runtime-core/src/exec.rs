@@ -359,7 +359,9 @@ impl Executor {
                     }
                     _ => return Err(bad("an argument does not match its slot")),
                 };
-                data[at..at + bytes.len()].copy_from_slice(&bytes);
+                data.get_mut(at..at + bytes.len())
+                    .ok_or_else(|| bad("the argument block is outside memory"))?
+                    .copy_from_slice(&bytes);
             }
         }
         match code {
@@ -398,7 +400,7 @@ impl Executor {
         };
         let data = self.memory.data(&self.store);
         let at = (block + offset) as usize;
-        let read = |n: usize| data[at..at + n].to_vec();
+        let read = |n: usize| data.get(at..at + n).map(<[u8]>::to_vec).unwrap_or_default();
         Ok(Some(match ty {
             WasmValueType::I32 => {
                 Val::I32(i32::from_le_bytes(read(4).try_into().unwrap_or_default()))
