@@ -387,3 +387,18 @@ fn an_image_naming_a_slot_the_module_lacks_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn methods_are_called_by_exported_name_through_the_same_path() {
+    let (mut exec, interpreter, _) = executor();
+    let result = exec
+        .invoke_by_name("Program.Add", &sig("iiip"), &[Val::I32(20), Val::I32(22)])
+        .unwrap();
+    assert_eq!(result.map(|v| v.unwrap_i32()), Some(42));
+    assert!(interpreter.calls.lock().unwrap().is_empty());
+    // A name the module does not export is a typed error.
+    assert!(matches!(
+        exec.invoke_by_name("Program.Missing", &sig("iiip"), &[Val::I32(1), Val::I32(2)]),
+        Err(crossgraph::runtime_core::exec::ExecError::MissingExport { .. })
+    ));
+}

@@ -53,6 +53,13 @@ pub enum ExecError {
         /// Lookup string.
         key: String,
     },
+    /// A name the module does not export (or exports without a table slot, so it is no
+    /// method entry).
+    #[error("the module exports no method named {name:?}")]
+    MissingExport {
+        /// The name asked for.
+        name: String,
+    },
     /// An image code reference beyond the module's table slots.
     #[error("image code reference {code} is outside the module's {slots} table slots")]
     CodeOutOfRange {
@@ -111,6 +118,9 @@ pub struct Executor {
     interpreter: Arc<dyn Interpreter>,
     store: Store<HostState>,
     instance: Instance,
+    /// Exported name -> table slot, for calls by name.
+    exports: Vec<(String, Option<u32>)>,
+    table_base: u32,
     memory: Memory,
     table: Table,
     stack_pointer: Global,
@@ -270,6 +280,8 @@ impl Executor {
             interpreter: interpreter_for_invoke,
             store,
             instance,
+            exports: crate::loader::exported_slots(module)?,
+            table_base: config.table_base,
             memory,
             table,
             stack_pointer,
@@ -418,6 +430,33 @@ impl Executor {
                 Val::V128(u128::from_le_bytes(read(16).try_into().unwrap_or_default()).into())
             }
         }))
+    }
+
+    /// Calls a method by its exported name through the same path as [`Executor::invoke`]:
+    /// the export's table slot names the method's R2R code, whose entry point in the image
+    /// names the method.
+    ///
+    /// # Errors
+    /// [`ExecError::MissingExport`] when the module does not export `name` as a method with a
+    /// table slot, or no image entry point has that code; as [`Executor::invoke`].
+    pub fn invoke_by_name(
+        &mut self,
+        name: &str,
+        signature: &WasmSignature,
+        args: &[Val],
+    ) -> Result<Option<Val>, ExecError> {
+        let missing = || ExecError::MissingExport {
+            name: name.to_string(),
+        };
+        let slot = self
+            .exports
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|&(_, slot)| slot)
+            .ok_or_else(missing)?;
+        let code = crate::string_thunks::CodeRef(self.table_base + slot);
+        let method = self.loader.method_at(code).ok_or_else(missing)?;
+        self.invoke(method, signature, args)
     }
 
     /// The native -> managed path: the table index of an `UnmanagedCallersOnly` method's own

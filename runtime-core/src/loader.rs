@@ -157,6 +157,56 @@ fn check_code_references(image: &Image, table_base: u32) -> Result<(), LoadError
     Ok(())
 }
 
+/// The module's exported function names and the table slot (relative to `__table_base`) of
+/// each exported function that has one, read from its export and element sections.
+///
+/// # Errors
+/// [`LoadError::Module`] for unparsable wasm.
+pub fn exported_slots(module: &[u8]) -> Result<Vec<(String, Option<u32>)>, LoadError> {
+    use wasmparser::{ElementItems, ElementKind, ExternalKind, Parser, Payload};
+    let fail = |e: wasmparser::BinaryReaderError| LoadError::Module {
+        offset: e.offset(),
+        message: e.message().to_string(),
+    };
+    let mut exports = Vec::new();
+    let mut slot_of_function: FxHashMap<u32, u32> = FxHashMap::default();
+    for payload in Parser::new(0).parse_all(module) {
+        match payload.map_err(fail)? {
+            Payload::ExportSection(section) => {
+                for export in section {
+                    let export = export.map_err(fail)?;
+                    if export.kind == ExternalKind::Func {
+                        exports.push((export.name.to_string(), export.index));
+                    }
+                }
+            }
+            Payload::ElementSection(section) => {
+                for element in section {
+                    let element = element.map_err(fail)?;
+                    // The writer's one active segment at __table_base: slot = position.
+                    if let (ElementKind::Active { .. }, ElementItems::Functions(functions)) =
+                        (element.kind, element.items)
+                    {
+                        for (slot, function) in functions.into_iter().enumerate() {
+                            slot_of_function
+                                .entry(function.map_err(fail)?)
+                                .or_insert(slot as u32);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(exports
+        .into_iter()
+        .map(|(name, function)| {
+            let slot = slot_of_function.get(&function).copied();
+            (name, slot)
+        })
+        .collect())
+}
+
 /// What the embedder's interpreter knows about a method it can run: the key of the
 /// R2R -> interpreter thunk R2R callers go through (`I` + signature).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -405,6 +455,18 @@ impl Loader {
         // Resolution is idempotent, so a race stores the same value twice.
         slot.store(value, Ordering::Release);
         Ok(value)
+    }
+
+    /// The method whose R2R code is at table index `code`, if any (several methods may share
+    /// one body; the lowest token wins, for determinism).
+    pub fn method_at(&self, code: CodeRef) -> Option<MethodRef> {
+        self.methods
+            .read()
+            .expect("poisoned")
+            .iter()
+            .filter(|(_, m)| m.code == code)
+            .map(|(method, _)| *method)
+            .min()
     }
 
     /// Whether the interpreter can run `method`.
