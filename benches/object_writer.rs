@@ -8,9 +8,10 @@
 //!
 //! Run: `cargo bench --bench object_writer`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -303,17 +304,7 @@ fn floor(r: &Resolved) -> Vec<u8> {
 }
 
 fn median_ns(id: &str) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = target
-        .join("criterion")
-        .join(GROUP)
-        .join(id)
-        .join("new/estimates.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
+    common::median_ns(GROUP, id)
 }
 
 fn main() {

@@ -62,6 +62,26 @@ pub fn import_runtime_helpers(module: &mut ObjectModule) -> (SymbolId, SymbolId)
     (entry, delay_load)
 }
 
+/// A thunk: a function with a table slot (thunks are called through the table).
+fn thunk_function(ty: WasmFuncType, locals: Vec<WasmValueType>, ops: Vec<Op>) -> DefinedFunction {
+    DefinedFunction {
+        ty,
+        code: Code { locals, ops },
+        table_slot: true,
+        export: None,
+    }
+}
+
+/// An import thunk body: forward every parameter, resolve the cell whose address `cell`
+/// pushes through the delay-load helper, `call_indirect` the target.
+fn import_thunk_function(ty: WasmFuncType, cell: Op, delay_load: SymbolId) -> DefinedFunction {
+    let mut ops: Vec<Op> = (0..ty.params.len() as u32)
+        .map(|i| Op::Ins(Instruction::LocalGet(i)))
+        .collect();
+    ops.extend([cell, Op::Call(delay_load), Op::CallIndirect(ty.clone())]);
+    thunk_function(ty, vec![], ops)
+}
+
 /// Defines `symbol` as `function` unless it is already bound (thunks are interned by key).
 fn define_once(module: &mut ObjectModule, name: &str, function: DefinedFunction) -> SymbolId {
     let symbol = module.symbol(name);
@@ -338,23 +358,7 @@ pub fn portable_entry_point_import_thunk(
     let (_, delay_load) = import_runtime_helpers(module);
     let ty = sig.func_type();
     let pe = ty.params.len() as u32 - 1;
-    let mut ops: Vec<Op> = (0..ty.params.len() as u32)
-        .map(|i| Op::Ins(Instruction::LocalGet(i)))
-        .collect();
-    ops.extend([
-        Op::Ins(Instruction::LocalGet(pe)),
-        Op::Call(delay_load),
-        Op::CallIndirect(ty.clone()),
-    ]);
-    let function = DefinedFunction {
-        ty,
-        code: Code {
-            locals: vec![],
-            ops,
-        },
-        table_slot: true,
-        export: None,
-    };
+    let function = import_thunk_function(ty, Op::Ins(Instruction::LocalGet(pe)), delay_load);
     let name = format!("ImportThunkPE_{}", sig.as_str());
     Ok(define_once(module, &name, function))
 }
@@ -368,24 +372,7 @@ pub fn cell_import_thunk(
     module: &mut ObjectModule,
 ) -> SymbolId {
     let (_, delay_load) = import_runtime_helpers(module);
-    let ty = sig.func_type();
-    let mut ops: Vec<Op> = (0..ty.params.len() as u32)
-        .map(|i| Op::Ins(Instruction::LocalGet(i)))
-        .collect();
-    ops.extend([
-        Op::ImageAddress(cell_rva),
-        Op::Call(delay_load),
-        Op::CallIndirect(ty.clone()),
-    ]);
-    let function = DefinedFunction {
-        ty,
-        code: Code {
-            locals: vec![],
-            ops,
-        },
-        table_slot: true,
-        export: None,
-    };
+    let function = import_thunk_function(sig.func_type(), Op::ImageAddress(cell_rva), delay_load);
     define_once(
         module,
         &format!("ImportThunk_{}_{cell_rva}", sig.as_str()),
