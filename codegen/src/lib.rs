@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod il;
 pub mod object_writer;
 pub mod signature;
 pub mod thunk;

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cildec::tables::MethodDefRow;
-use cildec::{HandlerKind, Metadata, MethodBody, MethodSig, Names, PeImage, Rid, Token};
+use cildec::{
+    HandlerKind, LocalVarSig, Metadata, MethodBody, MethodSig, Names, Operand, PeImage, Rid, Token,
+};
 
 /// The 32-bit metadata token.
 fn token_value(token: Token) -> u32 {
@@ -101,19 +103,7 @@ impl MethodDef {
     }
 }
 
-/// One IL instruction, with its prefixes folded in (`volatile.`, `tail.`, `constrained.`,
-/// `unaligned.`, `readonly.`, `no.`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IlInstruction {
-    /// Byte offset of the instruction itself (after any prefix).
-    pub offset: u32,
-    /// Opcode name (`ldarg.0`, `add`, ...).
-    pub opcode: &'static str,
-    /// Whether prefixes precede it.
-    pub prefixed: bool,
-    /// Metadata token operand, if any.
-    pub token: Option<u32>,
-}
+pub use crossgraph_codegen::il::{IlInstruction, IlOperand};
 
 /// What an exception clause does (ECMA-335 II.25.4.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,12 +136,14 @@ pub struct ExceptionClause {
 }
 
 /// An IL method body.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct IlBody {
     /// `.maxstack`.
     pub max_stack: u16,
     /// Code size in bytes.
     pub code_size: usize,
+    /// Local variable types (ILDasm spelling; `&` suffix for byref locals).
+    pub locals: Vec<String>,
     /// Instructions in order, prefixes folded.
     pub instructions: Vec<IlInstruction>,
     /// Exception clauses.
@@ -284,15 +276,47 @@ impl AssemblyView<'_> {
         for folded in body.folded_instructions() {
             let folded = folded.map_err(fail)?;
             let instruction = &folded.instruction;
+            let operand = match &instruction.operand {
+                Operand::I8(v) => IlOperand::Int(i64::from(*v)),
+                Operand::I32(v) => IlOperand::Int(i64::from(*v)),
+                Operand::I64(v) => IlOperand::Int(*v),
+                Operand::R32(v) => IlOperand::Float(f64::from(*v)),
+                Operand::R64(v) => IlOperand::Float(*v),
+                Operand::BranchTarget(t) => IlOperand::Branch(*t),
+                Operand::Switch(targets) => IlOperand::Switch(targets.clone()),
+                Operand::Var(v) => IlOperand::Var(*v),
+                other => other
+                    .token()
+                    .map_or(IlOperand::None, |t| IlOperand::Token(token_value(t))),
+            };
             instructions.push(IlInstruction {
                 offset: instruction.offset,
                 opcode: instruction.opcode.name(),
+                operand,
                 prefixed: !folded.prefixes.is_empty(),
-                token: instruction.operand.token().map(token_value),
             });
+        }
+        let mut locals = Vec::new();
+        if let Some(token) = body.local_var_sig {
+            let names = Names::new(&self.metadata);
+            let row = self
+                .metadata
+                .tables()
+                .stand_alone_sig(token.rid())
+                .map_err(fail)?;
+            let blob = self.metadata.blobs().get(row.signature).map_err(fail)?;
+            let sig = LocalVarSig::parse(blob).map_err(fail)?;
+            for local in &sig.locals {
+                let mut name = names.type_(&local.type_);
+                if local.by_ref {
+                    name.push('&');
+                }
+                locals.push(name);
+            }
         }
         Ok(Some(IlBody {
             max_stack: body.max_stack,
+            locals,
             code_size: body.code_size(),
             instructions,
             exception_clauses: body
