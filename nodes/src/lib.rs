@@ -7,4 +7,7 @@
 //! "Compile real .NET assemblies".
 #![deny(missing_docs)]
 
+pub mod compilation;
 pub mod typesystem;
+
+pub use compilation::{CompileError, CompileOptions, CompileOutput, NodeKey, compile_assembly};

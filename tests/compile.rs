@@ -1,0 +1,139 @@
+//! The thin end-to-end path: C# compiled by mcs -> crossgraph compiles its methods to wasm
+//! with an image -> runtime-core runs them in wasmtime.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use crossgraph::codegen::{PointerWidth, WasmSignature};
+use crossgraph::nodes::typesystem::Assembly;
+use crossgraph::nodes::{CompileOptions, compile_assembly};
+use crossgraph::runtime_core::exec::{ExecConfig, Executor, Interpreter};
+use crossgraph::runtime_core::{Loader, ThunkRuntime};
+use wasmtime::Val;
+
+const INSTALL: &str = "bash scripts/install-mono.sh";
+
+const SOURCE: &str = r#"
+namespace Demo {
+    public static class Calc {
+        public static int Add(int a, int b) { return a + b; }
+        public static int Twice(int a) { return Add(a, a); }
+        public static long Widen(int a, long b) { return a * b - 1; }
+        public static double Mix(double x, int n) { return x * n + 0.5; }
+        public static int Abs(int a) { return a < 0 ? -a : a; }
+        public static int UsesAbs(int a) { return Abs(a) + 1; }
+    }
+}
+"#;
+
+fn build_dll() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("crossgraph-compile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("Calc.cs");
+    std::fs::write(&source, SOURCE).unwrap();
+    let dll = dir.join("Calc.dll");
+    let out = Command::new("mcs")
+        .args(["-target:library", "-optimize+"])
+        .arg(format!("-out:{}", dll.display()))
+        .arg(&source)
+        .output()
+        .unwrap_or_else(|e| panic!("mcs cannot run ({e}): install it with `{INSTALL}`"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dll
+}
+
+struct NoInterpreter;
+
+impl Interpreter for NoInterpreter {
+    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
+        Err(format!(
+            "method {entry:#x} was not expected in the interpreter"
+        ))
+    }
+}
+
+fn sig(s: &str) -> WasmSignature {
+    WasmSignature::parse(s, PointerWidth::Wasm32).unwrap()
+}
+
+#[test]
+fn csharp_methods_compile_and_run_in_wasmtime() {
+    let dll = build_dll();
+    let assembly = Assembly::load(&dll).unwrap();
+    let view = assembly.view().unwrap();
+    let output = compile_assembly(&view, &CompileOptions::default()).unwrap();
+
+    let compiled: Vec<&str> = output.compiled.iter().map(|(_, n)| n.as_str()).collect();
+    for name in [
+        "Demo.Calc::Add",
+        "Demo.Calc::Twice",
+        "Demo.Calc::Widen",
+        "Demo.Calc::Mix",
+    ] {
+        assert!(
+            compiled.contains(&name),
+            "{name} not compiled: {:#?}",
+            output.not_compiled
+        );
+    }
+    // Branches are outside the baseline subset; a caller of such a method stays interpreted.
+    let reason = |name: &str| {
+        output
+            .not_compiled
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.reason.clone())
+            .unwrap_or_else(|| panic!("{name} should not be compiled"))
+    };
+    assert!(reason("Demo.Calc::Abs").contains("outside the baseline subset"));
+    assert!(reason("Demo.Calc::UsesAbs").contains("which is not compiled"));
+
+    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
+    let mut exec = Executor::instantiate(
+        &output.module,
+        loader,
+        Arc::new(NoInterpreter),
+        ExecConfig::default(),
+    )
+    .unwrap();
+    let i32_of = |v: Option<Val>| v.unwrap().unwrap_i32();
+    let add = exec
+        .invoke_by_name("Demo.Calc::Add", &sig("iiip"), &[Val::I32(2), Val::I32(40)])
+        .unwrap();
+    assert_eq!(i32_of(add), 42);
+    let twice = exec
+        .invoke_by_name("Demo.Calc::Twice", &sig("iip"), &[Val::I32(21)])
+        .unwrap();
+    assert_eq!(i32_of(twice), 42);
+    let widen = exec
+        .invoke_by_name(
+            "Demo.Calc::Widen",
+            &sig("lilp"),
+            &[Val::I32(7), Val::I64(6)],
+        )
+        .unwrap();
+    assert_eq!(widen.unwrap().unwrap_i64(), 41);
+    let mix = exec
+        .invoke_by_name(
+            "Demo.Calc::Mix",
+            &sig("ddip"),
+            &[Val::F64(2.5f64.to_bits()), Val::I32(4)],
+        )
+        .unwrap();
+    assert_eq!(f64::from_bits(mix.unwrap().unwrap_f64().to_bits()), 10.5);
+}
+
+#[test]
+fn the_output_does_not_depend_on_the_thread_count() {
+    let dll = build_dll();
+    let assembly = Assembly::load(&dll).unwrap();
+    let view = assembly.view().unwrap();
+    let one = compile_assembly(&view, &CompileOptions { threads: Some(1) }).unwrap();
+    let two = compile_assembly(&view, &CompileOptions { threads: Some(2) }).unwrap();
+    assert_eq!(one.module, two.module);
+}
