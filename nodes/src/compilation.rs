@@ -24,8 +24,8 @@ use crossgraph_graph::{
     AnalysisError, Analyzer, AnalyzerOptions, Dependencies, NodeId, NodeSource,
 };
 use crossgraph_runtime_core::format::{
-    FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags, ImportSectionType,
-    MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
+    CodeRefSite, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
+    ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
 };
 use rustc_hash::FxHashMap;
 
@@ -402,8 +402,7 @@ pub fn compile_assembly(
         thunk_symbols.push(interpreter_to_r2r(&signature, &mut object)?);
     }
 
-    // The image; code references are written as placeholders, then located and relocated.
-    let placeholder = |i: usize| 0x7c00_0000u32 | i as u32;
+    // The image; the encoder reports where each code reference went, for relocation.
     let mut import_sections = Vec::new();
     if !thunk_keys.is_empty() {
         import_sections.push(ImportSection {
@@ -415,19 +414,14 @@ pub fn compile_assembly(
                 signature: FixupSignature::InjectStringThunks(
                     thunk_keys
                         .iter()
-                        .enumerate()
-                        .map(|(i, key)| StringThunk {
+                        .map(|key| StringThunk {
                             key: key.to_string(),
-                            code: placeholder(i),
+                            code: 0,
                         })
                         .collect(),
                 ),
             }],
         });
-    }
-    let first_entry = thunk_keys.len();
-    for (i, entry) in entries.iter_mut().enumerate() {
-        entry.code = placeholder(first_entry + i);
     }
     let image = Image {
         compiler: Some(format!("crossgraph {}", env!("CARGO_PKG_VERSION"))),
@@ -435,20 +429,18 @@ pub fn compile_assembly(
         method_entry_points: entries,
         ..Image::default()
     };
-    let bytes = image.encode()?;
-    let targets: Vec<SymbolId> = thunk_symbols.into_iter().chain(relocs).collect();
-    let mut image_relocs = Vec::with_capacity(targets.len());
-    for (i, symbol) in targets.into_iter().enumerate() {
-        let needle = placeholder(i).to_le_bytes();
-        let mut found = bytes
-            .windows(4)
-            .enumerate()
-            .filter(|(_, w)| *w == needle)
-            .map(|(at, _)| at as u32);
-        let offset = found.next().expect("placeholder written");
-        debug_assert!(found.next().is_none(), "placeholder {i} is not unique");
-        image_relocs.push(DataReloc { offset, symbol });
-    }
+    let (bytes, sites) = image.encode_with_code_offsets()?;
+    let image_relocs = sites
+        .into_iter()
+        .filter_map(|(site, offset)| {
+            let symbol = match site {
+                CodeRefSite::StringThunk { thunk, .. } => thunk_symbols[thunk],
+                CodeRefSite::MethodEntry(i) => relocs[i],
+                CodeRefSite::InstanceEntry(_) | CodeRefSite::ResumptionStub { .. } => return None,
+            };
+            Some(DataReloc { offset, symbol })
+        })
+        .collect();
     object.image = bytes;
     object.image_relocs = image_relocs;
     let module = object.emit()?.bytes;

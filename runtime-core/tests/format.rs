@@ -1,8 +1,9 @@
 //! The image format: round trips, sharing, and errors with offsets on bad bytes.
 
 use crossgraph_runtime_core::format::{
-    FixupRef, FixupSignature, FormatError, Image, ImportCell, ImportSection, ImportSectionFlags,
-    ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
+    CodeRefSite, FixupRef, FixupSignature, FormatError, Image, ImportCell, ImportSection,
+    ImportSectionFlags, ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags,
+    StringThunk,
 };
 use proptest::prelude::*;
 
@@ -325,6 +326,39 @@ proptest! {
     fn encode_decode_round_trips(image in image_strategy()) {
         let bytes = image.encode().unwrap();
         prop_assert_eq!(Image::decode(&bytes).unwrap(), image);
+    }
+
+    #[test]
+    fn code_offsets_point_at_every_code_reference(image in image_strategy()) {
+        let (bytes, sites) = image.encode_with_code_offsets().unwrap();
+        prop_assert_eq!(bytes.clone(), image.encode().unwrap());
+        let mut expected = 0;
+        for (site, offset) in sites {
+            let code = match site {
+                CodeRefSite::MethodEntry(i) => image.method_entry_points[i].code,
+                CodeRefSite::InstanceEntry(i) => image.instance_entry_points[i].code,
+                CodeRefSite::StringThunk { section, cell, thunk } => {
+                    match &image.import_sections[section].cells[cell].signature {
+                        FixupSignature::InjectStringThunks(t) => t[thunk].code,
+                        _ => unreachable!("site of a string thunk cell"),
+                    }
+                }
+                CodeRefSite::ResumptionStub { section, cell } => {
+                    match &image.import_sections[section].cells[cell].signature {
+                        FixupSignature::ResumptionStubEntryPoint { stub, .. } => *stub,
+                        _ => unreachable!("site of a resumption stub cell"),
+                    }
+                }
+            };
+            prop_assert_eq!(u32_at(&bytes, offset as usize), code);
+            expected += 1;
+        }
+        let thunks: usize = image.import_sections.iter().flat_map(|s| &s.cells).map(|c| match &c.signature {
+            FixupSignature::InjectStringThunks(t) => t.len(),
+            FixupSignature::ResumptionStubEntryPoint { .. } => 1,
+            _ => 0,
+        }).sum();
+        prop_assert_eq!(expected, thunks + image.method_entry_points.len() + image.instance_entry_points.len());
     }
 
     #[test]

@@ -4,7 +4,47 @@ use std::collections::HashMap;
 
 use super::*;
 
+/// Where each code reference of the model was written: `(site, byte offset)`.
+pub type CodeOffsets = Vec<(CodeRefSite, u32)>;
+
+/// A code reference of the image model, for [`Image::encode_with_code_offsets`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CodeRefSite {
+    /// `method_entry_points[i].code`.
+    MethodEntry(usize),
+    /// `instance_entry_points[i].code`.
+    InstanceEntry(usize),
+    /// The code of thunk `thunk` (model order) of the `InjectStringThunks` cell
+    /// `import_sections[section].cells[cell]`.
+    StringThunk {
+        /// Import section index.
+        section: usize,
+        /// Cell index.
+        cell: usize,
+        /// Thunk index in the model's list.
+        thunk: usize,
+    },
+    /// The stub of the `ResumptionStubEntryPoint` cell `import_sections[section].cells[cell]`.
+    ResumptionStub {
+        /// Import section index.
+        section: usize,
+        /// Cell index.
+        cell: usize,
+    },
+}
+
 impl Image {
+    /// Encodes the image and reports the byte offset of every code reference, so a writer
+    /// can relocate them (several sites share one offset when signatures are shared).
+    ///
+    /// # Errors
+    /// As [`Image::encode`].
+    pub fn encode_with_code_offsets(&self) -> Result<(Vec<u8>, CodeOffsets), FormatError> {
+        let mut sites = Vec::new();
+        let bytes = self.encode_into(&mut sites)?;
+        Ok((bytes, sites))
+    }
+
     /// Encodes the image (layout in `docs/image-format.md`). Identical fixup signatures are
     /// written once and shared; string thunks are written sorted by key (ordinal).
     ///
@@ -12,6 +52,10 @@ impl Image {
     /// [`FormatError::InvalidThunkKey`], [`FormatError::InvalidEntrySize`],
     /// [`FormatError::FixupOutOfRange`], [`FormatError::TooLarge`].
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
+        self.encode_into(&mut Vec::new())
+    }
+
+    fn encode_into(&self, sites: &mut Vec<(CodeRefSite, u32)>) -> Result<Vec<u8>, FormatError> {
         self.check()?;
         let mut sections: Vec<(SectionKind, Vec<u8>)> = Vec::new();
         if let Some(compiler) = &self.compiler {
@@ -84,6 +128,7 @@ impl Image {
                     }
                 };
                 put_u32(&mut out, list + 4 * c, at);
+                code_sites(&cell.signature, i, c, at, sites);
             }
             let d = descriptors + i * IMPORT_SECTION_SIZE as usize;
             put_u32(&mut out, d, cells_rva);
@@ -119,6 +164,11 @@ impl Image {
                     at
                 };
                 let r = table + 4 + e * METHOD_ENTRY_SIZE as usize;
+                let site = match kind {
+                    SectionKind::MethodDefEntryPoints => CodeRefSite::MethodEntry(e),
+                    _ => CodeRefSite::InstanceEntry(e),
+                };
+                sites.push((site, rva(r + 8)?));
                 put_u32(&mut out, r, entry.method.token);
                 put_u32(&mut out, r + 4, entry.method.flags.0);
                 put_u32(&mut out, r + 8, entry.code);
@@ -169,6 +219,41 @@ impl Image {
             }
         }
         Ok(())
+    }
+}
+
+/// The code-reference sites inside the signature blob at `at` of cell `(section, cell)`.
+fn code_sites(
+    signature: &FixupSignature,
+    section: usize,
+    cell: usize,
+    at: u32,
+    sites: &mut Vec<(CodeRefSite, u32)>,
+) {
+    match signature {
+        // kind byte, flags, token, then the stub.
+        FixupSignature::ResumptionStubEntryPoint { .. } => {
+            sites.push((CodeRefSite::ResumptionStub { section, cell }, at + 9));
+        }
+        FixupSignature::InjectStringThunks(thunks) => {
+            // Written sorted by key: walk the sorted order, remember each thunk's model index.
+            let mut order: Vec<usize> = (0..thunks.len()).collect();
+            order.sort_by(|&a, &b| thunks[a].key.as_bytes().cmp(thunks[b].key.as_bytes()));
+            let mut pos = at + 1;
+            for thunk in order {
+                pos += thunks[thunk].key.len() as u32 + 1;
+                sites.push((
+                    CodeRefSite::StringThunk {
+                        section,
+                        cell,
+                        thunk,
+                    },
+                    pos,
+                ));
+                pos += 4;
+            }
+        }
+        FixupSignature::MethodEntry(_) | FixupSignature::Helper(_) => {}
     }
 }
 

@@ -9,6 +9,7 @@ mod decode;
 mod encode;
 mod error;
 
+pub use encode::{CodeOffsets, CodeRefSite};
 pub use error::FormatError;
 
 /// `b"CGR2"`: the first four bytes of every image.

@@ -1,0 +1,108 @@
+//! The `crossgraph` binary: compile, inspect and run on a C# assembly built with mcs.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn crossgraph(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_crossgraph"))
+        .args(args)
+        .output()
+        .expect("the crossgraph binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn dll(dir: &PathBuf) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let source = dir.join("Cli.cs");
+    std::fs::write(
+        &source,
+        "namespace Cli { public static class M {\n\
+         public static int Add(int a, int b) { return a + b; }\n\
+         public static double Half(double x) { return x / 2; }\n\
+         public static int Branchy(int a) { return a > 0 ? 1 : 2; } } }\n",
+    )
+    .unwrap();
+    let dll = dir.join("Cli.dll");
+    let out = Command::new("mcs")
+        .args(["-target:library", "-optimize+"])
+        .arg(format!("-out:{}", dll.display()))
+        .arg(&source)
+        .output()
+        .expect("mcs runs: install it with `bash scripts/install-mono.sh`");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dll
+}
+
+#[test]
+fn compile_inspect_and_run() {
+    let dir = std::env::temp_dir().join(format!("crossgraph-cli-{}", std::process::id()));
+    let dll = dll(&dir);
+    let module = dir.join("Cli.wasm");
+    let stats = dir.join("stats.json");
+    let (ok, stdout, stderr) = crossgraph(&[
+        "compile",
+        dll.to_str().unwrap(),
+        "-o",
+        module.to_str().unwrap(),
+        "--stats",
+        stats.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("2 methods compiled, 1 left to the interpreter"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(json["compiled"], 2);
+
+    let (ok, stdout, stderr) = crossgraph(&["inspect", module.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("InjectStringThunks (0x39), 2 thunks"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Miiip"), "{stdout}");
+    assert!(stdout.contains("method entry points: 2"), "{stdout}");
+
+    let (ok, stdout, stderr) = crossgraph(&[
+        "run",
+        module.to_str().unwrap(),
+        "Cli.M::Add",
+        "iiip",
+        "-2",
+        "44",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "42");
+    let (ok, stdout, _) = crossgraph(&["run", module.to_str().unwrap(), "Cli.M::Half", "ddp", "5"]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), "2.5");
+
+    // A method left to the interpreter is not in the module; the error says so.
+    let (ok, _, stderr) = crossgraph(&[
+        "run",
+        module.to_str().unwrap(),
+        "Cli.M::Branchy",
+        "iip",
+        "1",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("exports no method named"), "{stderr}");
+    // Bad input names the file.
+    let (ok, _, stderr) = crossgraph(&["inspect", dll.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("not valid wasm") || stderr.contains("no image"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
