@@ -23,7 +23,8 @@ fn dll(dir: &PathBuf) -> PathBuf {
         "namespace Cli { public static class M {\n\
          public static int Add(int a, int b) { return a + b; }\n\
          public static double Half(double x) { return x / 2; }\n\
-         public static int Branchy(int a) { return a > 0 ? 1 : 2; } } }\n",
+         public static int Branchy(int a) { return a > 0 ? 1 : 2; }\n\
+         public static int Len(string s) { return s.Length; } } }\n",
     )
     .unwrap();
     let dll = dir.join("Cli.dll");
@@ -57,21 +58,21 @@ fn compile_inspect_and_run() {
     ]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("2 methods compiled, 1 left to the interpreter"),
+        stdout.contains("3 methods compiled, 1 left to the interpreter"),
         "{stdout}"
     );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
-    assert_eq!(json["compiled"], 2);
+    assert_eq!(json["compiled"], 3);
 
     let (ok, stdout, stderr) = crossgraph(&["inspect", module.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("InjectStringThunks (0x39), 2 thunks"),
+        stdout.contains("InjectStringThunks (0x39), 3 thunks"),
         "{stdout}"
     );
     assert!(stdout.contains("Miiip"), "{stdout}");
-    assert!(stdout.contains("method entry points: 2"), "{stdout}");
+    assert!(stdout.contains("method entry points: 3"), "{stdout}");
 
     let (ok, stdout, stderr) = crossgraph(&[
         "run",

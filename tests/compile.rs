@@ -23,6 +23,13 @@ namespace Demo {
         public static double Mix(double x, int n) { return x * n + 0.5; }
         public static int Abs(int a) { return a < 0 ? -a : a; }
         public static int UsesAbs(int a) { return Abs(a) + 1; }
+        public static int SumTo(int n) { int s = 0; while (n > 0) { s += n; n--; } return s; }
+        public static int Pick(int k) {
+            switch (k) { case 0: return 10; case 1: return 20; case 2: return 30; default: return -1; }
+        }
+        public static bool Between(double x, double lo, double hi) { return x >= lo && x <= hi; }
+        public static int Len(string s) { return s.Length; }
+        public static int UsesLen(string s) { return Len(s) + 1; }
     }
 }
 "#;
@@ -81,7 +88,8 @@ fn csharp_methods_compile_and_run_in_wasmtime() {
             output.not_compiled
         );
     }
-    // Branches are outside the baseline subset; a caller of such a method stays interpreted.
+    // Virtual calls are outside the baseline subset; a caller of such a method stays
+    // interpreted.
     let reason = |name: &str| {
         output
             .not_compiled
@@ -90,8 +98,8 @@ fn csharp_methods_compile_and_run_in_wasmtime() {
             .map(|m| m.reason.clone())
             .unwrap_or_else(|| panic!("{name} should not be compiled"))
     };
-    assert!(reason("Demo.Calc::Abs").contains("outside the baseline subset"));
-    assert!(reason("Demo.Calc::UsesAbs").contains("which is not compiled"));
+    assert!(reason("Demo.Calc::Len").contains("outside the baseline subset"));
+    assert!(reason("Demo.Calc::UsesLen").contains("which is not compiled"));
 
     let loader = Arc::new(Loader::new(ThunkRuntime::default()));
     let mut exec = Executor::instantiate(
@@ -126,6 +134,42 @@ fn csharp_methods_compile_and_run_in_wasmtime() {
         )
         .unwrap();
     assert_eq!(f64::from_bits(mix.unwrap().unwrap_f64().to_bits()), 10.5);
+
+    let mut int = |name: &str, signature: &str, args: &[Val]| {
+        exec.invoke_by_name(name, &sig(signature), args)
+            .unwrap()
+            .unwrap()
+            .unwrap_i32()
+    };
+    assert_eq!(int("Demo.Calc::Abs", "iip", &[Val::I32(-7)]), 7);
+    assert_eq!(int("Demo.Calc::Abs", "iip", &[Val::I32(9)]), 9);
+    assert_eq!(int("Demo.Calc::UsesAbs", "iip", &[Val::I32(-3)]), 4);
+    assert_eq!(int("Demo.Calc::SumTo", "iip", &[Val::I32(100)]), 5050);
+    assert_eq!(int("Demo.Calc::SumTo", "iip", &[Val::I32(-5)]), 0);
+    for (k, expected) in [(0, 10), (1, 20), (2, 30), (3, -1), (-1, -1)] {
+        assert_eq!(
+            int("Demo.Calc::Pick", "iip", &[Val::I32(k)]),
+            expected,
+            "Pick({k})"
+        );
+    }
+    let f = |x: f64| Val::F64(x.to_bits());
+    assert_eq!(
+        int("Demo.Calc::Between", "idddp", &[f(2.0), f(1.0), f(3.0)]),
+        1
+    );
+    assert_eq!(
+        int("Demo.Calc::Between", "idddp", &[f(0.5), f(1.0), f(3.0)]),
+        0
+    );
+    assert_eq!(
+        int(
+            "Demo.Calc::Between",
+            "idddp",
+            &[f(f64::NAN), f(1.0), f(3.0)]
+        ),
+        0
+    );
 }
 
 #[test]

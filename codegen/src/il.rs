@@ -6,9 +6,11 @@
 //! arguments (`ldarg*`, `starg*`), locals (`ldloc*`, `stloc*`), constants (`ldc.*`),
 //! integer and float arithmetic and bitwise operations, comparisons (`ceq`, `cgt*`, `clt*`),
 //! conversions (`conv.*` without overflow checks), `dup`, `pop`, static calls to methods the
-//! JIT interface can call directly, and `ret`, in straight-line code (branches come with the
-//! block-dispatch lowering). The evaluation stack maps onto the wasm operand stack; a call
-//! spills its arguments to locals so the stack-pointer argument can go first.
+//! JIT interface can call directly, `ret`, and any control-flow graph of `br`, `brtrue`,
+//! `brfalse`, the compare-and-branch family and `switch`, lowered to a block-dispatch loop
+//! (conditional branches need an otherwise empty evaluation stack). The evaluation stack
+//! maps onto the wasm operand stack; a call spills its arguments to locals so the
+//! stack-pointer argument can go first.
 
 use wasm_encoder::Instruction;
 
@@ -130,14 +132,63 @@ pub fn compile(
     };
     let wasm_params = sig.func_type().params.len() as u32;
     let mut body = Body {
+        cf: None,
         ops: Vec::new(),
         stack: Vec::new(),
         extra_locals: locals.to_vec(),
         first_local: wasm_params,
-        scratch_base: wasm_params + locals.len() as u32,
         scratch: Vec::new(),
         callees: Vec::new(),
     };
+    // Basic blocks: starts at 0, at branch targets, and after every branch or ret.
+    let mut starts = std::collections::BTreeSet::from([il.first().map_or(0, |i| i.offset)]);
+    let mut branches = false;
+    for (i, ins) in il.iter().enumerate() {
+        let targets: Vec<u32> = match &ins.operand {
+            IlOperand::Branch(t) => vec![*t],
+            IlOperand::Switch(ts) => ts.clone(),
+            _ => Vec::new(),
+        };
+        if !targets.is_empty() || ins.opcode == "ret" {
+            branches |= !targets.is_empty();
+            starts.extend(targets);
+            if let Some(next) = il.get(i + 1) {
+                starts.insert(next.offset);
+            }
+        }
+    }
+    if branches {
+        let offsets: std::collections::BTreeSet<u32> = il.iter().map(|i| i.offset).collect();
+        if let Some(bad) = starts.iter().find(|s| !offsets.contains(s)) {
+            return Err(refuse(format!(
+                "branch into the middle of an instruction at IL_{bad:04x}"
+            )));
+        }
+        let blocks = starts.len();
+        let pc = body.new_local(WasmValueType::I32);
+        body.ops
+            .push(Op::Ins(Instruction::Loop(wasm_encoder::BlockType::Empty)));
+        for _ in 0..blocks {
+            body.ops
+                .push(Op::Ins(Instruction::Block(wasm_encoder::BlockType::Empty)));
+        }
+        body.ops.push(Op::Ins(Instruction::LocalGet(pc)));
+        body.ops.push(Op::Ins(Instruction::BrTable(
+            (0..blocks as u32).collect::<Vec<_>>().into(),
+            blocks as u32 - 1,
+        )));
+        body.ops.push(Op::Ins(Instruction::End));
+        let mut entry = vec![None; blocks];
+        entry[0] = Some(Vec::new());
+        body.cf = Some(ControlFlow {
+            block_of: starts.iter().enumerate().map(|(i, &o)| (o, i)).collect(),
+            blocks,
+            current: 0,
+            terminated: false,
+            pc,
+            entry,
+        });
+    }
     for (i, ins) in il.iter().enumerate() {
         if ins.prefixed {
             return Err(refuse(format!(
@@ -146,9 +197,15 @@ pub fn compile(
             )));
         }
         let at = |what: &str| refuse(format!("IL_{:04x}: {what}", ins.offset));
+        body.enter_block(ins.offset).map_err(|e| at(&e))?;
         let last = i + 1 == il.len();
         body.instruction(ins, &args, ret, last, jit)
             .map_err(|e| at(&e))?;
+    }
+    if body.cf.is_some() {
+        // Close the dispatch loop; every block ends in a branch or ret.
+        body.ops.push(Op::Ins(Instruction::End));
+        body.ops.push(Op::Ins(Instruction::Unreachable));
     }
     Ok(CompiledBody {
         code: Code {
@@ -159,18 +216,166 @@ pub fn compile(
     })
 }
 
+/// Control flow as a block-dispatch loop: a `pc` local selects the IL basic block; each
+/// block's code sits after the `end` of its own wasm block inside the dispatch `loop`, so
+/// falling through from one IL block to the next needs no dispatch, and a branch sets `pc`
+/// and `br`s back to the loop. Values live across block boundaries in per-block entry
+/// locals (IL fixes the stack shape at every block start, ECMA-335 III.1.7.5).
+struct ControlFlow {
+    /// Block index by IL offset of its first instruction.
+    block_of: std::collections::BTreeMap<u32, usize>,
+    blocks: usize,
+    current: usize,
+    /// The current block ended with an unconditional transfer.
+    terminated: bool,
+    pc: u32,
+    /// Entry stack of each block (types and the locals that carry them), once known.
+    entry: Vec<Option<Vec<(WasmValueType, u32)>>>,
+}
+
 struct Body {
+    cf: Option<ControlFlow>,
     ops: Vec<Op>,
     stack: Vec<WasmValueType>,
     extra_locals: Vec<WasmValueType>,
     first_local: u32,
-    /// Index of the first scratch local (after IL locals).
-    scratch_base: u32,
-    scratch: Vec<WasmValueType>,
+    /// Scratch locals `(type, index)`, reused across instructions.
+    scratch: Vec<(WasmValueType, u32)>,
     callees: Vec<u32>,
 }
 
 impl Body {
+    /// The locals carrying block `k`'s entry stack, recording it from `stack` the first time.
+    fn entry_locals(&mut self, k: usize) -> Result<Vec<(WasmValueType, u32)>, String> {
+        let known = self.cf.as_ref().and_then(|cf| cf.entry[k].clone());
+        match known {
+            Some(entry) => {
+                let types: Vec<WasmValueType> = entry.iter().map(|&(t, _)| t).collect();
+                if types != self.stack {
+                    return Err("inconsistent evaluation stack at a block start".into());
+                }
+                Ok(entry)
+            }
+            None => {
+                let types = self.stack.clone();
+                let mut entry = Vec::new();
+                for ty in types {
+                    let index = self.new_local(ty);
+                    entry.push((ty, index));
+                }
+                if let Some(cf) = self.cf.as_mut() {
+                    cf.entry[k] = Some(entry.clone());
+                }
+                Ok(entry)
+            }
+        }
+    }
+
+    /// Stores the evaluation stack into block `k`'s entry locals (emptying it).
+    fn spill_to(&mut self, k: usize) -> Result<(), String> {
+        let entry = self.entry_locals(k)?;
+        for &(_, local) in entry.iter().rev() {
+            self.push(Instruction::LocalSet(local));
+        }
+        self.stack.clear();
+        Ok(())
+    }
+
+    /// Called before each instruction: at a block start, closes the previous block (its
+    /// fallthrough carrying the stack into the new block's entry locals) and reloads them.
+    fn enter_block(&mut self, offset: u32) -> Result<(), String> {
+        let Some(k) = self
+            .cf
+            .as_ref()
+            .and_then(|cf| cf.block_of.get(&offset).copied())
+        else {
+            return Ok(());
+        };
+        if k == 0 {
+            return Ok(());
+        }
+        let terminated = self.cf.as_ref().is_some_and(|cf| cf.terminated);
+        if terminated {
+            self.stack.clear();
+            if self.cf.as_ref().is_some_and(|cf| cf.entry[k].is_none()) {
+                self.entry_locals(k)?; // an empty entry (III.1.7.5)
+            }
+        } else {
+            self.spill_to(k)?;
+        }
+        self.push(Instruction::End);
+        let entry = self.entry_locals_known(k);
+        for &(ty, local) in &entry {
+            self.push(Instruction::LocalGet(local));
+            self.stack.push(ty);
+        }
+        if let Some(cf) = self.cf.as_mut() {
+            cf.current = k;
+            cf.terminated = false;
+        }
+        Ok(())
+    }
+
+    fn entry_locals_known(&self, k: usize) -> Vec<(WasmValueType, u32)> {
+        self.cf
+            .as_ref()
+            .and_then(|cf| cf.entry[k].clone())
+            .unwrap_or_default()
+    }
+
+    /// `br` depth of the dispatch loop from the current block, plus `extra` enclosing
+    /// structured blocks.
+    fn dispatch_depth(&self, extra: u32) -> u32 {
+        let cf = self.cf.as_ref().expect("control flow");
+        (cf.blocks - 1 - cf.current) as u32 + extra
+    }
+
+    fn target(&self, offset: u32) -> Result<usize, String> {
+        self.cf
+            .as_ref()
+            .and_then(|cf| cf.block_of.get(&offset).copied())
+            .ok_or_else(|| format!("branch target IL_{offset:04x} is not a block start"))
+    }
+
+    /// Unconditional transfer to the block at `offset`.
+    fn goto(&mut self, offset: u32) -> Result<(), String> {
+        let k = self.target(offset)?;
+        self.spill_to(k)?;
+        let (pc, depth) = (
+            self.cf.as_ref().expect("control flow").pc,
+            self.dispatch_depth(0),
+        );
+        self.push(Instruction::I32Const(k as i32));
+        self.push(Instruction::LocalSet(pc));
+        self.push(Instruction::Br(depth));
+        if let Some(cf) = self.cf.as_mut() {
+            cf.terminated = true;
+        }
+        Ok(())
+    }
+
+    /// Transfer to the block at `offset` if the i32 on top of the stack is non-zero.
+    fn goto_if(&mut self, offset: u32) -> Result<(), String> {
+        if self.pop()? != WasmValueType::I32 {
+            return Err("branch condition is not int32".into());
+        }
+        if !self.stack.is_empty() {
+            return Err("conditional branch with values on the evaluation stack".into());
+        }
+        let k = self.target(offset)?;
+        self.entry_locals(k)?;
+        let (pc, depth) = (
+            self.cf.as_ref().expect("control flow").pc,
+            self.dispatch_depth(1),
+        );
+        self.push(Instruction::If(wasm_encoder::BlockType::Empty));
+        self.push(Instruction::I32Const(k as i32));
+        self.push(Instruction::LocalSet(pc));
+        self.push(Instruction::Br(depth));
+        self.push(Instruction::End);
+        Ok(())
+    }
+
     fn push(&mut self, ins: Instruction<'static>) {
         self.ops.push(Op::Ins(ins));
     }
@@ -183,18 +388,24 @@ impl Body {
 
     /// A scratch local of type `ty` not used by the current instruction.
     fn scratch(&mut self, ty: WasmValueType, taken: &mut Vec<u32>) -> u32 {
-        for (i, &t) in self.scratch.iter().enumerate() {
-            let index = self.scratch_base + i as u32;
-            if t == ty && !taken.contains(&index) {
-                taken.push(index);
-                return index;
-            }
+        if let Some(&(_, index)) = self
+            .scratch
+            .iter()
+            .find(|&&(t, index)| t == ty && !taken.contains(&index))
+        {
+            taken.push(index);
+            return index;
         }
-        self.scratch.push(ty);
-        self.extra_locals.push(ty);
-        let index = self.scratch_base + self.scratch.len() as u32 - 1;
+        let index = self.new_local(ty);
+        self.scratch.push((ty, index));
         taken.push(index);
         index
+    }
+
+    /// A fresh local of type `ty`.
+    fn new_local(&mut self, ty: WasmValueType) -> u32 {
+        self.extra_locals.push(ty);
+        self.first_local + self.extra_locals.len() as u32 - 1
     }
 
     fn binary(&mut self, opcode: &str) -> Result<(), String> {
@@ -247,23 +458,84 @@ impl Body {
         if a != b {
             return Err(format!("{opcode} on {a} and {b}"));
         }
-        let ins = match (opcode, a) {
-            ("ceq", I32) => Instruction::I32Eq,
-            ("cgt", I32) => Instruction::I32GtS,
-            ("cgt.un", I32) => Instruction::I32GtU,
-            ("clt", I32) => Instruction::I32LtS,
-            ("clt.un", I32) => Instruction::I32LtU,
-            ("ceq", I64) => Instruction::I64Eq,
-            ("cgt", I64) => Instruction::I64GtS,
-            ("cgt.un", I64) => Instruction::I64GtU,
-            ("clt", I64) => Instruction::I64LtS,
-            ("clt.un", I64) => Instruction::I64LtU,
-            ("ceq", F64) => Instruction::F64Eq,
-            ("cgt", F64) => Instruction::F64Gt,
-            ("clt", F64) => Instruction::F64Lt,
+        // (instruction, negate): unordered float forms are negated ordered ones.
+        let (ins, negate) = match (opcode, a) {
+            ("ceq", I32) => (Instruction::I32Eq, false),
+            ("cgt", I32) => (Instruction::I32GtS, false),
+            ("cgt.un", I32) => (Instruction::I32GtU, false),
+            ("clt", I32) => (Instruction::I32LtS, false),
+            ("clt.un", I32) => (Instruction::I32LtU, false),
+            ("ceq", I64) => (Instruction::I64Eq, false),
+            ("cgt", I64) => (Instruction::I64GtS, false),
+            ("cgt.un", I64) => (Instruction::I64GtU, false),
+            ("clt", I64) => (Instruction::I64LtS, false),
+            ("clt.un", I64) => (Instruction::I64LtU, false),
+            ("ceq", F64) => (Instruction::F64Eq, false),
+            ("cgt", F64) => (Instruction::F64Gt, false),
+            ("clt", F64) => (Instruction::F64Lt, false),
+            ("cgt.un", F64) => (Instruction::F64Le, true),
+            ("clt.un", F64) => (Instruction::F64Ge, true),
+            ("ceq", F32) => (Instruction::F32Eq, false),
+            ("cgt", F32) => (Instruction::F32Gt, false),
+            ("clt", F32) => (Instruction::F32Lt, false),
+            ("cgt.un", F32) => (Instruction::F32Le, true),
+            ("clt.un", F32) => (Instruction::F32Ge, true),
             _ => return Err(format!("{opcode} on {a}")),
         };
         self.push(ins);
+        if negate {
+            self.push(Instruction::I32Eqz);
+        }
+        self.stack.push(I32);
+        Ok(())
+    }
+
+    /// The condition of a compare-and-branch (`beq`, `bge.un`, ...), as an i32.
+    fn branch_compare(&mut self, op: &str) -> Result<(), String> {
+        use WasmValueType::*;
+        let b = self.pop()?;
+        let a = self.pop()?;
+        if a != b {
+            return Err(format!("{op} on {a} and {b}"));
+        }
+        // (instruction, negate): unordered float forms are negated ordered ones.
+        let (ins, negate) = match (op, a) {
+            ("beq", I32) => (Instruction::I32Eq, false),
+            ("bne.un", I32) => (Instruction::I32Ne, false),
+            ("bgt", I32) => (Instruction::I32GtS, false),
+            ("bgt.un", I32) => (Instruction::I32GtU, false),
+            ("bge", I32) => (Instruction::I32GeS, false),
+            ("bge.un", I32) => (Instruction::I32GeU, false),
+            ("blt", I32) => (Instruction::I32LtS, false),
+            ("blt.un", I32) => (Instruction::I32LtU, false),
+            ("ble", I32) => (Instruction::I32LeS, false),
+            ("ble.un", I32) => (Instruction::I32LeU, false),
+            ("beq", I64) => (Instruction::I64Eq, false),
+            ("bne.un", I64) => (Instruction::I64Ne, false),
+            ("bgt", I64) => (Instruction::I64GtS, false),
+            ("bgt.un", I64) => (Instruction::I64GtU, false),
+            ("bge", I64) => (Instruction::I64GeS, false),
+            ("bge.un", I64) => (Instruction::I64GeU, false),
+            ("blt", I64) => (Instruction::I64LtS, false),
+            ("blt.un", I64) => (Instruction::I64LtU, false),
+            ("ble", I64) => (Instruction::I64LeS, false),
+            ("ble.un", I64) => (Instruction::I64LeU, false),
+            ("beq", F64) => (Instruction::F64Eq, false),
+            ("bne.un", F64) => (Instruction::F64Ne, false),
+            ("bgt", F64) => (Instruction::F64Gt, false),
+            ("bge", F64) => (Instruction::F64Ge, false),
+            ("blt", F64) => (Instruction::F64Lt, false),
+            ("ble", F64) => (Instruction::F64Le, false),
+            ("bgt.un", F64) => (Instruction::F64Le, true),
+            ("bge.un", F64) => (Instruction::F64Lt, true),
+            ("blt.un", F64) => (Instruction::F64Ge, true),
+            ("ble.un", F64) => (Instruction::F64Gt, true),
+            _ => return Err(format!("{op} on {a}")),
+        };
+        self.push(ins);
+        if negate {
+            self.push(Instruction::I32Eqz);
+        }
         self.stack.push(I32);
         Ok(())
     }
@@ -364,7 +636,9 @@ impl Body {
             _ if op.starts_with("ldc.i4") => {
                 let value = match (op.strip_prefix("ldc.i4."), &ins.operand) {
                     (Some("m1" | "M1"), _) => -1,
-                    (Some(d), _) if d.len() == 1 => d.parse::<i64>().map_err(|e| e.to_string())?,
+                    (Some(d), _) if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => {
+                        i64::from(d.as_bytes()[0] - b'0')
+                    }
                     (_, IlOperand::Int(v)) => *v,
                     _ => return Err(format!("{op} without a value")),
                 };
@@ -524,16 +798,84 @@ impl Body {
                 if !self.stack.is_empty() {
                     return Err("ret with a non-empty evaluation stack".into());
                 }
-                if !last {
+                if !last || self.cf.is_some() {
                     self.push(Instruction::Return);
+                    if let Some(cf) = self.cf.as_mut() {
+                        cf.terminated = true;
+                    }
                     // Code after a mid-body ret is only reachable through branches, which are
                     // refused, so stop tracking.
+                }
+            }
+            "br" | "br.s" if self.cf.is_some() => {
+                let IlOperand::Branch(target) = ins.operand else {
+                    return Err(format!("{op} without a target"));
+                };
+                self.goto(target)?;
+            }
+            "brtrue" | "brtrue.s" | "brfalse" | "brfalse.s" if self.cf.is_some() => {
+                let IlOperand::Branch(target) = ins.operand else {
+                    return Err(format!("{op} without a target"));
+                };
+                match self.pop()? {
+                    I32 => {}
+                    I64 => {
+                        self.push(Instruction::I64Eqz);
+                        self.push(Instruction::I32Eqz);
+                    }
+                    other => return Err(format!("{op} on {other}")),
+                }
+                if op.starts_with("brfalse") {
+                    self.push(Instruction::I32Eqz);
+                }
+                self.stack.push(I32);
+                self.goto_if(target)?;
+            }
+            _ if self.cf.is_some() && is_compare_branch(op) => {
+                let IlOperand::Branch(target) = ins.operand else {
+                    return Err(format!("{op} without a target"));
+                };
+                self.branch_compare(op.trim_end_matches(".s"))?;
+                self.goto_if(target)?;
+            }
+            "switch" if self.cf.is_some() => {
+                let IlOperand::Switch(targets) = &ins.operand else {
+                    return Err("switch without targets".into());
+                };
+                if self.pop()? != I32 {
+                    return Err("switch on a non-int32".into());
+                }
+                let mut taken = Vec::new();
+                let index = self.scratch(I32, &mut taken);
+                self.push(Instruction::LocalSet(index));
+                for (j, &target) in targets.iter().enumerate() {
+                    self.push(Instruction::LocalGet(index));
+                    self.push(Instruction::I32Const(j as i32));
+                    self.push(Instruction::I32Eq);
+                    self.stack.push(I32);
+                    self.goto_if(target)?;
                 }
             }
             other => return Err(format!("{other} is outside the baseline subset")),
         }
         Ok(())
     }
+}
+
+fn is_compare_branch(op: &str) -> bool {
+    matches!(
+        op.trim_end_matches(".s"),
+        "beq"
+            | "bne.un"
+            | "bgt"
+            | "bgt.un"
+            | "bge"
+            | "bge.un"
+            | "blt"
+            | "blt.un"
+            | "ble"
+            | "ble.un"
+    )
 }
 
 /// The wasm value type of an IL local or argument type name (ILDasm spelling), or `None` for

@@ -73,16 +73,24 @@ fn straight_line_arithmetic_compiles_to_valid_wasm() {
 #[test]
 fn constructs_outside_the_subset_are_refused_with_their_offset() {
     let sig = WasmSignature::parse("iip", PointerWidth::Wasm32).unwrap();
-    let branchy = il(&[
+    let fields = il(&[
         ("ldarg.0", IlOperand::None),
-        ("brtrue.s", IlOperand::Branch(4)),
-        ("ldc.i4.0", IlOperand::None),
+        ("ldfld", IlOperand::Token(0x0400_0001)),
         ("ret", IlOperand::None),
     ]);
-    let err = compile(&sig, &[], &branchy, &mut NoCalls).unwrap_err();
-    assert_eq!(
-        err.reason,
-        "IL_0001: brtrue.s is outside the baseline subset"
+    let err = compile(&sig, &[], &fields, &mut NoCalls).unwrap_err();
+    assert_eq!(err.reason, "IL_0001: ldfld is outside the baseline subset");
+    let conditional_with_stack = il(&[
+        ("ldarg.0", IlOperand::None),
+        ("ldarg.0", IlOperand::None),
+        ("brtrue.s", IlOperand::Branch(3)),
+        ("ret", IlOperand::None),
+    ]);
+    let err = compile(&sig, &[], &conditional_with_stack, &mut NoCalls).unwrap_err();
+    assert!(
+        err.reason.contains("values on the evaluation stack"),
+        "{}",
+        err.reason
     );
     let call = il(&[
         ("call", IlOperand::Token(0x0600_0001)),
@@ -100,4 +108,54 @@ fn constructs_outside_the_subset_are_refused_with_their_offset() {
         ("ret", IlOperand::None),
     ]);
     assert!(compile(&sig, &[], &wrong, &mut NoCalls).is_err());
+}
+
+#[test]
+fn branches_compile_to_a_block_dispatch_loop_that_validates() {
+    use IlOperand::*;
+    let sig = WasmSignature::parse("iip", PointerWidth::Wasm32).unwrap();
+    // Abs: a < 0 ? -a : a, with a value live across the join.
+    let abs = il(&[
+        ("ldarg.0", None),
+        ("ldc.i4.0", None),
+        ("bge.s", Branch(6)),
+        ("ldarg.0", None),
+        ("neg", None),
+        ("br.s", Branch(7)),
+        ("ldarg.0", None),
+        ("ret", None),
+    ]);
+    validates(&sig, compile(&sig, &[], &abs, &mut NoCalls).unwrap().code);
+    // A loop: sum = 0; while (n > 0) { sum += n; n--; } then switch (n) { case 0: -1 }.
+    let looped = il(&[
+        ("ldc.i4.0", None),
+        ("stloc.0", None),
+        ("br.s", Branch(11)),
+        ("ldloc.0", None),
+        ("ldarg.0", None),
+        ("add", None),
+        ("stloc.0", None),
+        ("ldarg.0", None),
+        ("ldc.i4.1", None),
+        ("sub", None),
+        ("starg.s", Var(0)),
+        ("ldarg.0", None),
+        ("ldc.i4.0", None),
+        ("bgt.s", Branch(3)),
+        ("ldarg.0", None),
+        ("switch", Switch(vec![18])),
+        ("ldloc.0", None),
+        ("ret", None),
+        ("ldc.i4.m1", None),
+        ("ret", None),
+    ]);
+    let code = compile(
+        &sig,
+        &[crossgraph_codegen::WasmValueType::I32],
+        &looped,
+        &mut NoCalls,
+    )
+    .unwrap()
+    .code;
+    validates(&sig, code);
 }
