@@ -88,14 +88,17 @@ fn compile_inspect_and_run() {
     assert!(ok);
     assert_eq!(stdout.trim(), "2.5");
 
-    // A method left to the interpreter is not in the module; the error says so.
-    let (ok, _, stderr) = crossgraph(&[
+    let (ok, stdout, _) = crossgraph(&[
         "run",
         module.to_str().unwrap(),
         "Cli.M::Branchy",
         "iip",
-        "1",
+        "-4",
     ]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), "2");
+    // A method left to the interpreter is not in the module; the error says so.
+    let (ok, _, stderr) = crossgraph(&["run", module.to_str().unwrap(), "Cli.M::Len", "iip", "1"]);
     assert!(!ok);
     assert!(stderr.contains("exports no method named"), "{stderr}");
     // Bad input names the file.
