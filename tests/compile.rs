@@ -9,7 +9,8 @@ use crossgraph::codegen::{PointerWidth, WasmSignature};
 use crossgraph::nodes::typesystem::Assembly;
 use crossgraph::nodes::{CompileOptions, compile_assembly};
 use crossgraph::runtime_core::exec::{ExecConfig, Executor, Interpreter};
-use crossgraph::runtime_core::{Loader, ThunkRuntime};
+use crossgraph::runtime_core::format::{MethodRef, MethodSigFlags};
+use crossgraph::runtime_core::{InterpretedMethod, Loader, ThunkRuntime};
 use wasmtime::Val;
 
 const INSTALL: &str = "bash scripts/install-mono.sh";
@@ -30,6 +31,8 @@ namespace Demo {
         public static bool Between(double x, double lo, double hi) { return x >= lo && x <= hi; }
         public static int Len(string s) { return s.Length; }
         public static int UsesLen(string s) { return Len(s) + 1; }
+        public static int Seven() { return "1234567".Length; }
+        public static int UsesSeven(int a) { return Seven() * a + 1; }
     }
 }
 "#;
@@ -54,13 +57,30 @@ fn build_dll() -> PathBuf {
     dll
 }
 
-struct NoInterpreter;
+/// Stands in for the interpreter: runs `Seven` (whose `ldstr` the baseline compiler leaves
+/// to the interpreter) and records what it ran.
+struct TestInterpreter {
+    seven: u32,
+    ran: std::sync::Mutex<Vec<u32>>,
+}
 
-impl Interpreter for NoInterpreter {
-    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
-        Err(format!(
-            "method {entry:#x} was not expected in the interpreter"
-        ))
+impl Interpreter for TestInterpreter {
+    fn execute(
+        &self,
+        entry: u32,
+        memory: &mut [u8],
+        _: u32,
+        _: u32,
+        ret: u32,
+    ) -> Result<(), String> {
+        self.ran.lock().unwrap().push(entry);
+        if entry != self.seven {
+            return Err(format!(
+                "method {entry:#x} was not expected in the interpreter"
+            ));
+        }
+        memory[ret as usize..ret as usize + 4].copy_from_slice(&7i32.to_le_bytes());
+        Ok(())
     }
 }
 
@@ -88,8 +108,8 @@ fn csharp_methods_compile_and_run_in_wasmtime() {
             output.not_compiled
         );
     }
-    // Virtual calls are outside the baseline subset; a caller of such a method stays
-    // interpreted.
+    // Virtual calls and strings are outside the baseline subset; such methods stay
+    // interpreted, and their compiled callers reach them through MethodEntry import cells.
     let reason = |name: &str| {
         output
             .not_compiled
@@ -99,13 +119,37 @@ fn csharp_methods_compile_and_run_in_wasmtime() {
             .unwrap_or_else(|| panic!("{name} should not be compiled"))
     };
     assert!(reason("Demo.Calc::Len").contains("outside the baseline subset"));
-    assert!(reason("Demo.Calc::UsesLen").contains("which is not compiled"));
+    assert!(reason("Demo.Calc::Seven").contains("outside the baseline subset"));
+    let token_of = |name: &str| {
+        output
+            .not_compiled
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.token)
+            .unwrap()
+    };
 
+    let seven = token_of("Demo.Calc::Seven");
     let loader = Arc::new(Loader::new(ThunkRuntime::default()));
+    // The runtime learns which methods the interpreter runs (and the thunk their callers
+    // need) from its own metadata; here the test tells it.
+    loader.register_interpreted(
+        MethodRef {
+            flags: MethodSigFlags::NONE,
+            token: seven,
+        },
+        InterpretedMethod {
+            thunk_key: "Iip".into(),
+        },
+    );
+    let interpreter = Arc::new(TestInterpreter {
+        seven,
+        ran: Default::default(),
+    });
     let mut exec = Executor::instantiate(
         &output.module,
         loader,
-        Arc::new(NoInterpreter),
+        interpreter.clone(),
         ExecConfig::default(),
     )
     .unwrap();

@@ -75,8 +75,30 @@ pub trait JitInterface {
 pub struct CompiledBody {
     /// The body, with symbolic relocations.
     pub code: Code,
-    /// Tokens of the methods it calls directly.
+    /// Tokens of the methods it calls.
     pub callees: Vec<u32>,
+    /// Call sites: the index in `code.ops` of each `Op::Call` and the callee's token, so a
+    /// compilation that learns a callee stays interpreted can route the call through an
+    /// import cell instead ([`call_through_cell`]).
+    pub call_sites: Vec<(usize, u32)>,
+}
+
+/// The operations replacing a direct call when the callee has no R2R code: load the callee's
+/// import cell at image offset `cell_rva` (a table slot relative to `__table_base`, first the
+/// cell's import thunk, after resolution the callee's code or its R2R -> interpreter thunk)
+/// and `call_indirect` it with the callee's wasm type.
+pub fn call_through_cell(cell_rva: u32, callee: &WasmSignature) -> Vec<Op> {
+    vec![
+        Op::ImageAddress(cell_rva),
+        Op::Ins(Instruction::I32Load(wasm_encoder::MemArg {
+            offset: 0,
+            align: 2,
+            memory_index: 0,
+        })),
+        Op::TableBase,
+        Op::Ins(Instruction::I32Add),
+        Op::CallIndirect(callee.func_type()),
+    ]
 }
 
 /// Why a method was not compiled (it stays interpreted).
@@ -139,6 +161,7 @@ pub fn compile(
         first_local: wasm_params,
         scratch: Vec::new(),
         callees: Vec::new(),
+        call_sites: Vec::new(),
     };
     // Basic blocks: starts at 0, at branch targets, and after every branch or ret.
     let mut starts = std::collections::BTreeSet::from([il.first().map_or(0, |i| i.offset)]);
@@ -213,6 +236,7 @@ pub fn compile(
             ops: body.ops,
         },
         callees: body.callees,
+        call_sites: body.call_sites,
     })
 }
 
@@ -242,6 +266,7 @@ struct Body {
     /// Scratch locals `(type, index)`, reused across instructions.
     scratch: Vec<(WasmValueType, u32)>,
     callees: Vec<u32>,
+    call_sites: Vec<(usize, u32)>,
 }
 
 impl Body {
@@ -782,7 +807,10 @@ impl Body {
                 for &t in temps.iter().rev() {
                     self.push(Instruction::LocalGet(t));
                 }
-                self.push(Instruction::I32Const(0)); // PE: direct calls need no entry point
+                // PE: the callee's token, the entry-point handle the interpreter gets when the
+                // call ends up in an R2R -> interpreter thunk (direct calls ignore it).
+                self.push(Instruction::I32Const(token as i32));
+                self.call_sites.push((self.ops.len(), token));
                 self.ops.push(Op::Call(symbol));
                 if let ReturnAbi::Value(v) = cp.ret {
                     self.stack.push(v);

@@ -13,9 +13,9 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use crossgraph_codegen::il::{
-    CallTarget, CompiledBody, JitInterface, NotCompiled, compile, il_type,
+    CallTarget, CompiledBody, JitInterface, NotCompiled, call_through_cell, compile, il_type,
 };
-use crossgraph_codegen::thunk::interpreter_to_r2r;
+use crossgraph_codegen::thunk::{cell_import_thunk, interpreter_to_r2r, r2r_to_interpreter};
 use crossgraph_codegen::{
     DataReloc, DefinedFunction, ObjectModule, ParamAbi, PointerWidth, ReturnAbi, SignatureParts,
     SymbolId, ThunkDirection, WasmSignature,
@@ -313,57 +313,86 @@ pub fn compile_assembly(
         .map(|&id| analyzer.key(id).cloned())
         .collect::<Result<_, _>>()?;
 
-    // A compiled method that calls a method left to the interpreter stays interpreted too
-    // (calls through import cells come with the next slice); repeat to a fixed point.
     let mut results = factory.results.into_inner().expect("results poisoned");
-    loop {
-        let demote: Vec<(u32, u32)> = results
-            .iter()
-            .filter_map(|(&token, r)| {
-                let body = r.as_ref().ok()?;
-                let bad = body
-                    .callees
-                    .iter()
-                    .find(|c| !matches!(results.get(c), Some(Ok(_))))?;
-                Some((token, *bad))
-            })
-            .collect();
-        if demote.is_empty() {
-            break;
-        }
-        for (token, callee) in demote {
-            results.insert(
-                token,
-                Err(NotCompiled {
-                    reason: format!("calls 0x{callee:08x}, which is not compiled"),
-                }),
-            );
-        }
-    }
+    let compiled_tokens: BTreeSet<u32> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(&t, _)| t)
+        .collect();
+    let signature_of = |token: u32| -> &WasmSignature {
+        factory.plans[&token]
+            .signature
+            .as_ref()
+            .expect("called and compiled methods are lowered")
+    };
+    // Calls to methods left to the interpreter go through MethodEntry import cells (one per
+    // callee), resolved on first call to the callee's R2R -> interpreter thunk.
+    let interpreted_callees: BTreeSet<u32> = results
+        .values()
+        .filter_map(|r| r.as_ref().ok())
+        .flat_map(|body| body.call_sites.iter().map(|&(_, callee)| callee))
+        .filter(|callee| !compiled_tokens.contains(callee))
+        .collect();
+    let cell_of: FxHashMap<u32, usize> = interpreted_callees
+        .iter()
+        .enumerate()
+        .map(|(c, &t)| (t, c))
+        .collect();
 
+    let mut thunk_keys: BTreeSet<String> = marked
+        .iter()
+        .filter_map(|k| match k {
+            NodeKey::InterpreterToR2RThunk(key) => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    for &callee in &interpreted_callees {
+        thunk_keys.insert(signature_of(callee).thunk_key(ThunkDirection::R2RToInterpreter));
+    }
+    let thunk_keys: Vec<String> = thunk_keys.into_iter().collect();
+
+    // The image model; code references are filled in by relocation.
+    let mut import_sections = vec![ImportSection {
+        flags: ImportSectionFlags::EAGER,
+        kind: ImportSectionType::UNKNOWN,
+        entry_size: 4,
+        cells: vec![ImportCell {
+            initial: 0,
+            signature: FixupSignature::InjectStringThunks(
+                thunk_keys
+                    .iter()
+                    .map(|key| StringThunk {
+                        key: key.clone(),
+                        code: 0,
+                    })
+                    .collect(),
+            ),
+        }],
+    }];
+    if !interpreted_callees.is_empty() {
+        import_sections.push(ImportSection {
+            flags: ImportSectionFlags::NONE,
+            kind: ImportSectionType::UNKNOWN,
+            entry_size: 4,
+            cells: interpreted_callees
+                .iter()
+                .map(|&token| ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::MethodEntry(MethodRef {
+                        flags: MethodSigFlags::NONE,
+                        token,
+                    }),
+                })
+                .collect(),
+        });
+    }
     let mut compiled = Vec::new();
     let mut not_compiled = Vec::new();
     let mut entries = Vec::new();
-    let mut relocs = Vec::new();
+    let mut bodies = Vec::new();
     for m in &methods {
         match results.remove(&m.token) {
             Some(Ok(body)) => {
-                let plan = &factory.plans[&m.token];
-                let signature = plan
-                    .signature
-                    .as_ref()
-                    .expect("compiled methods are lowered");
-                let symbol = factory.symbols[&m.token];
-                let export = (name_counts[m.name.as_str()] == 1).then(|| m.name.clone());
-                object.define(
-                    symbol,
-                    DefinedFunction {
-                        ty: signature.func_type(),
-                        code: body.code,
-                        table_slot: true,
-                        export,
-                    },
-                );
                 entries.push(MethodEntryPoint {
                     method: MethodRef {
                         flags: MethodSigFlags::NONE,
@@ -372,7 +401,7 @@ pub fn compile_assembly(
                     code: 0,
                     fixups: vec![],
                 });
-                relocs.push(symbol);
+                bodies.push((m, body));
                 compiled.push((m.token, m.name.clone()));
             }
             Some(Err(e)) => not_compiled.push(NotCompiledMethod {
@@ -388,41 +417,6 @@ pub fn compile_assembly(
             None => {}
         }
     }
-    let thunk_keys: BTreeSet<&str> = marked
-        .iter()
-        .filter_map(|k| match k {
-            NodeKey::InterpreterToR2RThunk(key) => Some(key.as_str()),
-            _ => None,
-        })
-        .collect();
-    let mut thunk_symbols = Vec::new();
-    for key in &thunk_keys {
-        let signature = WasmSignature::parse(&key[1..], PointerWidth::Wasm32)
-            .expect("thunk keys come from signatures");
-        thunk_symbols.push(interpreter_to_r2r(&signature, &mut object)?);
-    }
-
-    // The image; the encoder reports where each code reference went, for relocation.
-    let mut import_sections = Vec::new();
-    if !thunk_keys.is_empty() {
-        import_sections.push(ImportSection {
-            flags: ImportSectionFlags::EAGER,
-            kind: ImportSectionType::UNKNOWN,
-            entry_size: 4,
-            cells: vec![ImportCell {
-                initial: 0,
-                signature: FixupSignature::InjectStringThunks(
-                    thunk_keys
-                        .iter()
-                        .map(|key| StringThunk {
-                            key: key.to_string(),
-                            code: 0,
-                        })
-                        .collect(),
-                ),
-            }],
-        });
-    }
     let image = Image {
         compiler: Some(format!("crossgraph {}", env!("CARGO_PKG_VERSION"))),
         import_sections,
@@ -430,13 +424,59 @@ pub fn compile_assembly(
         ..Image::default()
     };
     let (bytes, sites) = image.encode_with_code_offsets()?;
+    let cell_rva: FxHashMap<usize, u32> = sites
+        .iter()
+        .filter_map(|&(site, offset)| match site {
+            CodeRefSite::CellInitial { section: 1, cell } => Some((cell, offset)),
+            _ => None,
+        })
+        .collect();
+
+    // Functions: compiled methods (calls to interpreted callees rerouted through their
+    // cells), then the thunks, then the cells' import thunks.
+    let mut method_symbols = Vec::new();
+    for (m, mut body) in bodies {
+        for &(index, callee) in body.call_sites.iter().rev() {
+            if let Some(&cell) = cell_of.get(&callee) {
+                let replacement = call_through_cell(cell_rva[&cell], signature_of(callee));
+                body.code.ops.splice(index..=index, replacement);
+            }
+        }
+        let symbol = factory.symbols[&m.token];
+        let export = (name_counts[m.name.as_str()] == 1).then(|| m.name.clone());
+        object.define(
+            symbol,
+            DefinedFunction {
+                ty: signature_of(m.token).func_type(),
+                code: body.code,
+                table_slot: true,
+                export,
+            },
+        );
+        method_symbols.push(symbol);
+    }
+    let mut thunk_symbols = Vec::new();
+    for key in &thunk_keys {
+        let signature = WasmSignature::parse(&key[1..], PointerWidth::Wasm32)
+            .expect("thunk keys come from signatures");
+        thunk_symbols.push(match key.as_bytes()[0] {
+            b'M' => interpreter_to_r2r(&signature, &mut object)?,
+            _ => r2r_to_interpreter(&signature, &mut object)?,
+        });
+    }
+    let cell_thunks: Vec<SymbolId> = interpreted_callees
+        .iter()
+        .enumerate()
+        .map(|(c, &callee)| cell_import_thunk(signature_of(callee), cell_rva[&c], &mut object))
+        .collect();
     let image_relocs = sites
         .into_iter()
         .filter_map(|(site, offset)| {
             let symbol = match site {
                 CodeRefSite::StringThunk { thunk, .. } => thunk_symbols[thunk],
-                CodeRefSite::MethodEntry(i) => relocs[i],
-                CodeRefSite::InstanceEntry(_) | CodeRefSite::ResumptionStub { .. } => return None,
+                CodeRefSite::MethodEntry(i) => method_symbols[i],
+                CodeRefSite::CellInitial { section: 1, cell } => cell_thunks[cell],
+                _ => return None,
             };
             Some(DataReloc { offset, symbol })
         })

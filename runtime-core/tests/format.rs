@@ -343,6 +343,9 @@ proptest! {
                         _ => unreachable!("site of a string thunk cell"),
                     }
                 }
+                CodeRefSite::CellInitial { section, cell } => {
+                    image.import_sections[section].cells[cell].initial
+                }
                 CodeRefSite::ResumptionStub { section, cell } => {
                     match &image.import_sections[section].cells[cell].signature {
                         FixupSignature::ResumptionStubEntryPoint { stub, .. } => *stub,
@@ -358,7 +361,8 @@ proptest! {
             FixupSignature::ResumptionStubEntryPoint { .. } => 1,
             _ => 0,
         }).sum();
-        prop_assert_eq!(expected, thunks + image.method_entry_points.len() + image.instance_entry_points.len());
+        let cells: usize = image.import_sections.iter().map(|s| s.cells.len()).sum();
+        prop_assert_eq!(expected, cells + thunks + image.method_entry_points.len() + image.instance_entry_points.len());
     }
 
     #[test]

@@ -24,6 +24,14 @@ pub enum CodeRefSite {
         /// Thunk index in the model's list.
         thunk: usize,
     },
+    /// The initial value of cell `import_sections[section].cells[cell]` (a delay-load cell's
+    /// import thunk); its offset is the cell's RVA.
+    CellInitial {
+        /// Import section index.
+        section: usize,
+        /// Cell index.
+        cell: usize,
+    },
     /// The stub of the `ResumptionStubEntryPoint` cell `import_sections[section].cells[cell]`.
     ResumptionStub {
         /// Import section index.
@@ -106,7 +114,15 @@ impl Image {
         for (i, section) in self.import_sections.iter().enumerate() {
             align4(&mut out);
             let cells_rva = rva(out.len())?;
-            for cell in &section.cells {
+            for (c, cell) in section.cells.iter().enumerate() {
+                let at = cells_rva + c as u32 * u32::from(section.entry_size);
+                sites.push((
+                    CodeRefSite::CellInitial {
+                        section: i,
+                        cell: c,
+                    },
+                    at,
+                ));
                 match section.entry_size {
                     8 => out.extend_from_slice(&u64::from(cell.initial).to_le_bytes()),
                     _ => out.extend_from_slice(&cell.initial.to_le_bytes()),
