@@ -6,8 +6,10 @@
 //! dependencies are only known once compiled: callees and the interpreter -> R2R thunk of
 //! their signature), interpreter -> R2R thunks (string-discoverable stubs, key `M` +
 //! signature; marking one pulls in the single `InjectStringThunks` import), and that import.
-//! Methods the baseline compiler cannot compile, and methods calling them, stay interpreted,
-//! with the reason recorded.
+//! Methods the baseline compiler cannot compile stay interpreted, with the reason recorded;
+//! compiled callers reach them through one lazy MethodEntry import cell per callee, which
+//! resolves to the callee's R2R -> interpreter thunk (those thunks and cells are added after
+//! the analysis, once it is known which callees compiled).
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;

@@ -7,7 +7,8 @@
 //! and returned varying instruction counts on mscorlib; `dotnetdll` is GPL-3.0.
 //!
 //! This first slice covers what the compiler reads first: methods (token, name, owner type,
-//! flags, signature shape) and their IL bodies (instructions with offsets, exception clauses).
+//! flags, signature shape) and their IL bodies (instructions with decoded operands, local
+//! types, exception clauses).
 //! Field layout, custom attributes and cross-assembly resolution come next (issue "Compile
 //! real .NET assemblies").
 
