@@ -193,21 +193,16 @@ impl Executor {
         let image_base = global(&mut store, Mutability::Const, config.image_base)?;
         let table_base = global(&mut store, Mutability::Const, config.table_base)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        linker
-            .define(&store, "env", "memory", memory)
-            .map_err(wasm)?;
-        linker
-            .define(&store, "env", "__indirect_function_table", table)
-            .map_err(wasm)?;
-        linker
-            .define(&store, "env", "__stack_pointer", stack_pointer)
-            .map_err(wasm)?;
-        linker
-            .define(&store, "env", "__image_base", image_base)
-            .map_err(wasm)?;
-        linker
-            .define(&store, "env", "__table_base", table_base)
-            .map_err(wasm)?;
+        let imports: [(&str, wasmtime::Extern); 5] = [
+            ("memory", memory.into()),
+            ("__indirect_function_table", table.into()),
+            ("__stack_pointer", stack_pointer.into()),
+            ("__image_base", image_base.into()),
+            ("__table_base", table_base.into()),
+        ];
+        for (name, item) in imports {
+            linker.define(&store, "env", name, item).map_err(wasm)?;
+        }
         linker
             .func_wrap(
                 "env",
@@ -254,27 +249,10 @@ impl Executor {
         let handle = loader.load_image(&image, config.table_base)?;
         store.data_mut().module = Some(handle);
         // Every code reference of the image must name one of the module's table slots.
-        let decoded = crate::format::Image::decode(&image).map_err(LoadError::from)?;
-        let code_refs = decoded
-            .method_entry_points
-            .iter()
-            .chain(&decoded.instance_entry_points)
-            .map(|e| e.code)
-            .chain(decoded.import_sections.iter().flat_map(|s| {
-                s.cells.iter().flat_map(|c| match &c.signature {
-                    crate::format::FixupSignature::InjectStringThunks(thunks) => {
-                        thunks.iter().map(|t| t.code).collect::<Vec<_>>()
-                    }
-                    crate::format::FixupSignature::ResumptionStubEntryPoint { stub, .. } => {
-                        vec![*stub]
-                    }
-                    _ => Vec::new(),
-                })
-            }));
-        for code in code_refs {
-            if u64::from(code) >= slots {
-                return Err(ExecError::CodeOutOfRange { code, slots });
-            }
+        if let Some(code) = loader.max_code_reference(handle)
+            && u64::from(code) >= slots
+        {
+            return Err(ExecError::CodeOutOfRange { code, slots });
         }
         Ok(Executor {
             interpreter: interpreter_for_invoke,

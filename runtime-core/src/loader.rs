@@ -135,6 +135,20 @@ pub fn image_from_module(module: &[u8]) -> Result<&[u8], LoadError> {
 /// Checks, before anything is registered, that every code reference of `image` plus
 /// `table_base` is a valid table index (found by fuzzing the loader).
 fn check_code_references(image: &Image, table_base: u32) -> Result<(), LoadError> {
+    for code in code_references(image) {
+        if table_base
+            .checked_add(code)
+            .is_none_or(|index| index == UNRESOLVED)
+        {
+            return Err(LoadError::CodeReference { code, table_base });
+        }
+    }
+    Ok(())
+}
+
+/// Every code reference (table slot) an image names: entry points, string thunks,
+/// resumption stubs.
+fn code_references(image: &Image) -> impl Iterator<Item = u32> + '_ {
     let entries = image
         .method_entry_points
         .iter()
@@ -146,15 +160,7 @@ fn check_code_references(image: &Image, table_base: u32) -> Result<(), LoadError
         FixupSignature::ResumptionStubEntryPoint { stub, .. } => vec![*stub],
         _ => Vec::new(),
     });
-    for code in entries.chain(fixups) {
-        if table_base
-            .checked_add(code)
-            .is_none_or(|index| index == UNRESOLVED)
-        {
-            return Err(LoadError::CodeReference { code, table_base });
-        }
-    }
-    Ok(())
+    entries.chain(fixups)
 }
 
 /// The module's exported function names and the table slot (relative to `__table_base`) of
@@ -467,6 +473,17 @@ impl Loader {
             .filter(|(_, m)| m.code == code)
             .map(|(method, _)| *method)
             .min()
+    }
+
+    /// The largest code reference (table slot) the image of `module` names, if any.
+    pub fn max_code_reference(&self, module: usize) -> Option<u32> {
+        let loaded = self
+            .modules
+            .read()
+            .expect("poisoned")
+            .get(module)
+            .cloned()?;
+        code_references(&loaded.image).max()
     }
 
     /// Whether the interpreter can run `method`.
