@@ -33,6 +33,12 @@ namespace Demo {
         public static int UsesLen(string s) { return Len(s) + 1; }
         public static int Seven() { return "1234567".Length; }
         public static int UsesSeven(int a) { return Seven() * a + 1; }
+        public static int CheckedNarrow(long v) { return checked((int)v); }
+        public static byte CheckedByte(int v) { return checked((byte)v); }
+        public static int CheckedAdd(int a, int b) { return checked(a + b); }
+        public static long CheckedSub(long a, long b) { return checked(a - b); }
+        public static uint CheckedFromDouble(double d) { return checked((uint)d); }
+        public static int Trunc(double d) { return (int)d; }
     }
 }
 "#;
@@ -214,6 +220,95 @@ fn csharp_methods_compile_and_run_in_wasmtime() {
         ),
         0
     );
+}
+
+#[test]
+fn overflow_checks_trap_and_conversions_truncate() {
+    let dll = build_dll();
+    let assembly = Assembly::load(&dll).unwrap();
+    let view = assembly.view().unwrap();
+    let output = compile_assembly(&view, &CompileOptions::default()).unwrap();
+    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
+    let interpreter = Arc::new(TestInterpreter {
+        seven: 0,
+        ran: Default::default(),
+    });
+    let mut exec =
+        Executor::instantiate(&output.module, loader, interpreter, ExecConfig::default()).unwrap();
+    let mut call = |name: &str, signature: &str, args: &[Val]| {
+        exec.invoke_by_name(name, &sig(signature), args)
+            .map(|v| v.unwrap())
+            .map_err(|e| e.to_string())
+    };
+    let i = |v: Result<Val, String>| v.unwrap().unwrap_i32();
+    let traps = |v: Result<Val, String>| v.unwrap_err().contains("wasm trap");
+    let f = |x: f64| Val::F64(x.to_bits());
+    // conv.ovf.i4 from int64
+    assert_eq!(
+        i(call("Demo.Calc::CheckedNarrow", "ilp", &[Val::I64(-5)])),
+        -5
+    );
+    assert!(traps(call(
+        "Demo.Calc::CheckedNarrow",
+        "ilp",
+        &[Val::I64(1 << 31)]
+    )));
+    assert!(traps(call(
+        "Demo.Calc::CheckedNarrow",
+        "ilp",
+        &[Val::I64(-(1 << 31) - 1)]
+    )));
+    // conv.ovf.u1 from int32
+    assert_eq!(
+        i(call("Demo.Calc::CheckedByte", "iip", &[Val::I32(255)])),
+        255
+    );
+    assert!(traps(call(
+        "Demo.Calc::CheckedByte",
+        "iip",
+        &[Val::I32(256)]
+    )));
+    assert!(traps(call(
+        "Demo.Calc::CheckedByte",
+        "iip",
+        &[Val::I32(-1)]
+    )));
+    // add.ovf on int32, sub.ovf on int64
+    assert_eq!(
+        i(call(
+            "Demo.Calc::CheckedAdd",
+            "iiip",
+            &[Val::I32(2), Val::I32(3)]
+        )),
+        5
+    );
+    assert!(traps(call(
+        "Demo.Calc::CheckedAdd",
+        "iiip",
+        &[Val::I32(i32::MAX), Val::I32(1)]
+    )));
+    let sub = |a: i64, b: i64, call: &mut dyn FnMut(&str, &str, &[Val]) -> Result<Val, String>| {
+        call("Demo.Calc::CheckedSub", "lllp", &[Val::I64(a), Val::I64(b)])
+    };
+    assert_eq!(sub(5, 7, &mut call).unwrap().unwrap_i64(), -2);
+    assert!(traps(sub(i64::MIN, 1, &mut call)));
+    assert!(traps(sub(i64::MAX, -1, &mut call)));
+    // conv.ovf.u4 from float64
+    assert_eq!(i(call("Demo.Calc::CheckedFromDouble", "idp", &[f(3.9)])), 3);
+    assert!(traps(call(
+        "Demo.Calc::CheckedFromDouble",
+        "idp",
+        &[f(-1.0)]
+    )));
+    assert!(traps(call(
+        "Demo.Calc::CheckedFromDouble",
+        "idp",
+        &[f(f64::NAN)]
+    )));
+    // conv.i4 from float64: truncation, x64's MIN for NaN and overflow.
+    assert_eq!(i(call("Demo.Calc::Trunc", "idp", &[f(-2.7)])), -2);
+    assert_eq!(i(call("Demo.Calc::Trunc", "idp", &[f(f64::NAN)])), i32::MIN);
+    assert_eq!(i(call("Demo.Calc::Trunc", "idp", &[f(1e10)])), i32::MIN);
 }
 
 #[test]

@@ -4,13 +4,20 @@
 //! Supported subset (everything else is "not compiled", with the reason recorded; the method
 //! then runs in the interpreter, as crossgen2 leaves such methods to the JIT): `nop`,
 //! arguments (`ldarg*`, `starg*`), locals (`ldloc*`, `stloc*`), constants (`ldc.*`),
-//! integer and float arithmetic and bitwise operations, comparisons (`ceq`, `cgt*`, `clt*`),
-//! conversions (`conv.*` without overflow checks), `dup`, `pop`, static calls to methods the
-//! JIT interface can call directly, `ret`, and any control-flow graph of `br`, `brtrue`,
-//! `brfalse`, the compare-and-branch family and `switch`, lowered to a block-dispatch loop
-//! (conditional branches need an otherwise empty evaluation stack). The evaluation stack
-//! maps onto the wasm operand stack; a call spills its arguments to locals so the
-//! stack-pointer argument can go first.
+//! integer and float arithmetic and bitwise operations, the overflow-checking `add.ovf`,
+//! `sub.ovf`, `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`,
+//! `clt*`), conversions (`conv.*`, and `conv.ovf.*` trapping when the value does not fit),
+//! indirect loads and stores (`ldind.*`, `stind.*`) on native-int or managed pointers, `dup`,
+//! `pop`, static calls to methods the JIT interface can call directly, `ldftn` of an
+//! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
+//! signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
+//! compare-and-branch family and `switch`, lowered to a block-dispatch loop (conditional
+//! branches need an otherwise empty evaluation stack). The evaluation stack maps onto the wasm
+//! operand stack; a call spills its arguments to locals so the stack-pointer argument can go
+//! first. `UnmanagedCallersOnly` bodies compile with their unmanaged signature (no SP
+//! parameter: calls they make pass the `__stack_pointer` global). Managed function pointers
+//! (`ldftn` of a managed method, managed `calli`) are refused: they need portable entry
+//! points.
 
 use wasm_encoder::Instruction;
 
@@ -64,10 +71,39 @@ pub enum CallTarget {
     Unsupported(String),
 }
 
+/// What `ldftn` of a method yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FunctionPointer {
+    /// An `UnmanagedCallersOnly` method: the absolute table index of its own unmanaged-typed
+    /// slot (never the managed-shaped entry: crossgen2's "indirect call signature mismatch").
+    Unmanaged {
+        /// The method's symbol.
+        symbol: SymbolId,
+        /// Its unmanaged signature (`[retbuf], params`).
+        signature: WasmSignature,
+    },
+    /// Not available to compiled code; the reason.
+    Unsupported(String),
+}
+
 /// What the compiler asks the type system (crossgen2's `ICorJitInfo`, reduced).
 pub trait JitInterface {
     /// How to call the method with `token`.
     fn call_target(&mut self, token: u32) -> CallTarget;
+
+    /// What `ldftn token` pushes. The default refuses.
+    fn function_pointer(&mut self, token: u32) -> FunctionPointer {
+        FunctionPointer::Unsupported(format!("ldftn 0x{token:08x} is not supported here"))
+    }
+
+    /// The wasm signature of the `StandAloneSig` `token` of a `calli`, lowered with its own
+    /// calling convention (unmanaged conventions give unmanaged signatures).
+    ///
+    /// # Errors
+    /// The reason the signature cannot be lowered. The default refuses.
+    fn indirect_call_signature(&mut self, token: u32) -> Result<WasmSignature, String> {
+        Err(format!("calli 0x{token:08x} is not supported here"))
+    }
 }
 
 /// A compiled method body and what it needs.
@@ -77,6 +113,8 @@ pub struct CompiledBody {
     pub code: Code,
     /// Tokens of the methods it calls.
     pub callees: Vec<u32>,
+    /// Tokens of the methods whose address it takes (`ldftn`).
+    pub address_taken: Vec<u32>,
     /// Call sites: the index in `code.ops` of each `Op::Call` and the callee's token, so a
     /// compilation that learns a callee stays interpreted can route the call through an
     /// import cell instead ([`call_through_cell`]).
@@ -126,9 +164,6 @@ pub fn compile(
     jit: &mut dyn JitInterface,
 ) -> Result<CompiledBody, NotCompiled> {
     let parts = sig.parts();
-    if !parts.managed {
-        return Err(refuse("UnmanagedCallersOnly bodies are not compiled yet"));
-    }
     if parts.generic_context
         || parts.async_continuation
         || !matches!(parts.ret, ReturnAbi::Void | ReturnAbi::Value(_))
@@ -137,7 +172,9 @@ pub fn compile(
             "hidden return buffer, generic context or async continuation",
         ));
     }
-    // IL argument i -> wasm parameter i + 1 (parameter 0 is SP; `this` is IL argument 0).
+    // Managed: IL argument i -> wasm parameter i + 1 (parameter 0 is SP; `this` is IL
+    // argument 0). Unmanaged (`UnmanagedCallersOnly`): IL argument i -> wasm parameter i, and
+    // managed callees get the `__stack_pointer` global as their SP.
     let mut args: Vec<WasmValueType> = Vec::new();
     if parts.has_this {
         args.push(sig.pointer().value_type());
@@ -159,8 +196,11 @@ pub fn compile(
         stack: Vec::new(),
         extra_locals: locals.to_vec(),
         first_local: wasm_params,
+        arg_base: u32::from(parts.managed),
+        pointer: sig.pointer().value_type(),
         scratch: Vec::new(),
         callees: Vec::new(),
+        address_taken: Vec::new(),
         call_sites: Vec::new(),
     };
     // Basic blocks: starts at 0, at branch targets, and after every branch or ret.
@@ -236,6 +276,7 @@ pub fn compile(
             ops: body.ops,
         },
         callees: body.callees,
+        address_taken: body.address_taken,
         call_sites: body.call_sites,
     })
 }
@@ -263,9 +304,14 @@ struct Body {
     stack: Vec<WasmValueType>,
     extra_locals: Vec<WasmValueType>,
     first_local: u32,
+    /// Wasm parameter of IL argument 0: 1 for managed bodies (after SP), 0 for unmanaged.
+    arg_base: u32,
+    /// The pointer-sized value type (`native int`, addresses, table indices).
+    pointer: WasmValueType,
     /// Scratch locals `(type, index)`, reused across instructions.
     scratch: Vec<(WasmValueType, u32)>,
     callees: Vec<u32>,
+    address_taken: Vec<u32>,
     call_sites: Vec<(usize, u32)>,
 }
 
@@ -565,37 +611,425 @@ impl Body {
         Ok(())
     }
 
+    /// `conv.*` without overflow checks. Float -> integer conversions out of range are
+    /// unspecified by ECMA-335 (III.3.27); they give what x64 code gives (the "integer
+    /// indefinite" `MIN` for NaN and overflow, as Mono and CoreCLR JIT it on x64), never a
+    /// trap.
     fn convert(&mut self, opcode: &str) -> Result<(), String> {
         use WasmValueType::*;
         let from = self.pop()?;
-        let (ins, to): (Vec<Instruction<'static>>, WasmValueType) = match (opcode, from) {
-            ("conv.i4" | "conv.u4" | "conv.i" | "conv.u", I32) => (vec![], I32),
-            ("conv.i4" | "conv.u4" | "conv.i" | "conv.u", I64) => {
-                (vec![Instruction::I32WrapI64], I32)
+        let target = opcode.trim_start_matches("conv.");
+        match (target, from) {
+            ("r8", I32) => self.push(Instruction::F64ConvertI32S),
+            ("r8", I64) => self.push(Instruction::F64ConvertI64S),
+            ("r8", F32) => self.push(Instruction::F64PromoteF32),
+            ("r4", I32) => self.push(Instruction::F32ConvertI32S),
+            ("r4", I64) => self.push(Instruction::F32ConvertI64S),
+            ("r4", F64) => self.push(Instruction::F32DemoteF64),
+            ("r8", F64) | ("r4", F32) => {}
+            // III.3.29: the integer is unsigned; the result is F (kept as float64).
+            ("r.un", I32) => self.push(Instruction::F64ConvertI32U),
+            ("r.un", I64) => self.push(Instruction::F64ConvertI64U),
+            ("r.un", F32) => self.push(Instruction::F64PromoteF32),
+            ("r.un", F64) => {}
+            ("i8" | "u8", I32) => self.push(if target == "i8" {
+                Instruction::I64ExtendI32S
+            } else {
+                Instruction::I64ExtendI32U
+            }),
+            ("i8" | "u8", I64) => {}
+            ("i8", F32 | F64) => {
+                self.to_f64(from);
+                self.truncate_indefinite(I64);
             }
-            ("conv.i1", I32) => (vec![Instruction::I32Extend8S], I32),
-            ("conv.i2", I32) => (vec![Instruction::I32Extend16S], I32),
-            ("conv.u1", I32) => (vec![Instruction::I32Const(0xff), Instruction::I32And], I32),
-            ("conv.u2", I32) => (
-                vec![Instruction::I32Const(0xffff), Instruction::I32And],
-                I32,
-            ),
-            ("conv.i8", I32) => (vec![Instruction::I64ExtendI32S], I64),
-            ("conv.u8", I32) => (vec![Instruction::I64ExtendI32U], I64),
-            ("conv.i8" | "conv.u8", I64) => (vec![], I64),
-            ("conv.r8", I32) => (vec![Instruction::F64ConvertI32S], F64),
-            ("conv.r8", I64) => (vec![Instruction::F64ConvertI64S], F64),
-            ("conv.r8", F32) => (vec![Instruction::F64PromoteF32], F64),
-            ("conv.r8", F64) => (vec![], F64),
-            ("conv.r4", I32) => (vec![Instruction::F32ConvertI32S], F32),
-            ("conv.r4", F64) => (vec![Instruction::F32DemoteF64], F32),
-            ("conv.r4", F32) => (vec![], F32),
+            ("u8", F32 | F64) => {
+                self.to_f64(from);
+                self.truncate_u64(); // what gcc emits for `(uint64_t)double` on x64
+            }
+            ("i4" | "u4" | "i" | "u" | "i1" | "u1" | "i2" | "u2", I32 | I64 | F32 | F64) => {
+                match (target, from) {
+                    (_, I32) => {}
+                    (_, I64) => self.push(Instruction::I32WrapI64),
+                    ("u4" | "u", _) => {
+                        // x64 converts through a 64-bit truncation and keeps the low half.
+                        self.to_f64(from);
+                        self.truncate_indefinite(I64);
+                        self.push(Instruction::I32WrapI64);
+                    }
+                    _ => {
+                        self.to_f64(from);
+                        self.truncate_indefinite(I32);
+                    }
+                }
+                match target {
+                    "i1" => self.push(Instruction::I32Extend8S),
+                    "i2" => self.push(Instruction::I32Extend16S),
+                    "u1" => {
+                        self.push(Instruction::I32Const(0xff));
+                        self.push(Instruction::I32And);
+                    }
+                    "u2" => {
+                        self.push(Instruction::I32Const(0xffff));
+                        self.push(Instruction::I32And);
+                    }
+                    _ => {}
+                }
+            }
             _ => return Err(format!("{opcode} from {from}")),
-        };
-        for i in ins {
-            self.push(i);
         }
+        let to = match target {
+            "r8" | "r.un" => F64,
+            "r4" => F32,
+            "i8" | "u8" => I64,
+            _ => I32,
+        };
         self.stack.push(to);
+        Ok(())
+    }
+
+    /// Widens an f32 on the wasm stack to f64 (exact); f64 stays.
+    fn to_f64(&mut self, from: WasmValueType) {
+        if from == WasmValueType::F32 {
+            self.push(Instruction::F64PromoteF32);
+        }
+    }
+
+    /// `[f64] -> [i32|i64]`: truncation toward zero, `MIN` when NaN or out of range (x64
+    /// `cvttsd2si`).
+    fn truncate_indefinite(&mut self, to: WasmValueType) {
+        let mut taken = Vec::new();
+        let t = self.scratch(WasmValueType::F64, &mut taken);
+        let (bound, sat, min) = if to == WasmValueType::I32 {
+            (
+                2f64.powi(31),
+                Instruction::I32TruncSatF64S,
+                Instruction::I32Const(i32::MIN),
+            )
+        } else {
+            (
+                2f64.powi(63),
+                Instruction::I64TruncSatF64S,
+                Instruction::I64Const(i64::MIN),
+            )
+        };
+        self.push(Instruction::LocalTee(t));
+        self.push(sat);
+        self.push(min);
+        self.push(Instruction::LocalGet(t));
+        self.push(Instruction::F64Const((-bound).into()));
+        self.push(Instruction::F64Ge);
+        self.push(Instruction::LocalGet(t));
+        self.push(Instruction::F64Const(bound.into()));
+        self.push(Instruction::F64Lt);
+        self.push(Instruction::I32And);
+        self.push(Instruction::Select);
+    }
+
+    /// `[f64] -> [i64]` as gcc lowers `(uint64_t)v` on x64: below 2^63 a signed truncation,
+    /// else the truncation of `v - 2^63` with the top bit flipped.
+    fn truncate_u64(&mut self) {
+        let mut taken = Vec::new();
+        let t = self.scratch(WasmValueType::F64, &mut taken);
+        let two63 = 2f64.powi(63);
+        self.push(Instruction::LocalSet(t));
+        self.push(Instruction::LocalGet(t));
+        self.push(Instruction::F64Const(two63.into()));
+        self.push(Instruction::F64Lt);
+        self.push(Instruction::If(wasm_encoder::BlockType::Result(
+            wasm_encoder::ValType::I64,
+        )));
+        self.push(Instruction::LocalGet(t));
+        self.truncate_indefinite(WasmValueType::I64);
+        self.push(Instruction::Else);
+        self.push(Instruction::LocalGet(t));
+        self.push(Instruction::F64Const(two63.into()));
+        self.push(Instruction::F64Sub);
+        self.truncate_indefinite(WasmValueType::I64);
+        self.push(Instruction::I64Const(i64::MIN));
+        self.push(Instruction::I64Xor);
+        self.push(Instruction::End);
+    }
+
+    /// `if (cond) unreachable`: the trap of the overflow-checking forms (the runtime reports
+    /// it as `OverflowException`).
+    fn trap_if(&mut self) {
+        self.push(Instruction::If(wasm_encoder::BlockType::Empty));
+        self.push(Instruction::Unreachable);
+        self.push(Instruction::End);
+    }
+
+    /// `conv.ovf.<target>[.un]` (III.3.19, III.3.20): traps when the value does not fit.
+    fn convert_checked(&mut self, opcode: &str) -> Result<(), String> {
+        use WasmValueType::*;
+        let from = self.pop()?;
+        let rest = opcode.trim_start_matches("conv.ovf.");
+        let (target, unsigned_source) = match rest.strip_suffix(".un") {
+            Some(t) => (t, true),
+            None => (rest, false),
+        };
+        // (min, max) of the target as i128, on wasm32 (native int is 32 bits).
+        let (min, max): (i128, i128) = match target {
+            "i1" => (i8::MIN.into(), i8::MAX.into()),
+            "u1" => (0, u8::MAX.into()),
+            "i2" => (i16::MIN.into(), i16::MAX.into()),
+            "u2" => (0, u16::MAX.into()),
+            "i4" | "i" => (i32::MIN.into(), i32::MAX.into()),
+            "u4" | "u" => (0, u32::MAX.into()),
+            "i8" => (i64::MIN.into(), i64::MAX.into()),
+            "u8" => (0, u64::MAX.into()),
+            _ => return Err(format!("{opcode} is not an IL instruction")),
+        };
+        let wide = matches!(target, "i8" | "u8");
+        match from {
+            F32 | F64 => {
+                // Wasm's trapping truncations trap exactly on NaN and out of range.
+                self.to_f64(from);
+                let signed = min < 0;
+                self.push(match (wide, signed) {
+                    (true, true) => Instruction::I64TruncF64S,
+                    (true, false) => Instruction::I64TruncF64U,
+                    (false, true) => Instruction::I32TruncF64S,
+                    (false, false) => Instruction::I32TruncF64U,
+                });
+                if !wide && (max < i128::from(u32::MAX) && max != i128::from(i32::MAX)) {
+                    self.check_i32_range(min, max, !signed);
+                }
+            }
+            I32 | I64 => {
+                if from == I32 {
+                    self.push(if unsigned_source {
+                        Instruction::I64ExtendI32U
+                    } else {
+                        Instruction::I64ExtendI32S
+                    });
+                }
+                let unsigned_domain = from == I64 && unsigned_source;
+                self.check_i64_range(min, max, unsigned_domain);
+                if !wide {
+                    self.push(Instruction::I32WrapI64);
+                }
+            }
+            V128 => return Err(format!("{opcode} from v128")),
+        }
+        self.stack.push(if wide { I64 } else { I32 });
+        Ok(())
+    }
+
+    /// Traps unless the i64 on the wasm stack lies in `[min, max]`; `unsigned` reads it as
+    /// a u64. Leaves the value on the stack.
+    fn check_i64_range(&mut self, min: i128, max: i128, unsigned: bool) {
+        let mut taken = Vec::new();
+        let t = self.scratch(WasmValueType::I64, &mut taken);
+        self.push(Instruction::LocalTee(t));
+        let mut checks = 0;
+        if unsigned {
+            // A u64 is never below 0; above max only when max < u64::MAX.
+            if max < i128::from(u64::MAX) {
+                self.push(Instruction::LocalGet(t));
+                self.push(Instruction::I64Const(max as u64 as i64));
+                self.push(Instruction::I64GtU);
+                checks += 1;
+            }
+        } else {
+            if min > i128::from(i64::MIN) {
+                self.push(Instruction::LocalGet(t));
+                self.push(Instruction::I64Const(min as i64));
+                self.push(Instruction::I64LtS);
+                checks += 1;
+            }
+            if max < i128::from(i64::MAX) {
+                self.push(Instruction::LocalGet(t));
+                self.push(Instruction::I64Const(max as i64));
+                self.push(Instruction::I64GtS);
+                checks += 1;
+            }
+        }
+        if checks == 2 {
+            self.push(Instruction::I32Or);
+        }
+        if checks > 0 {
+            self.trap_if();
+        }
+    }
+
+    /// Traps unless the i32 on the wasm stack lies in `[min, max]` (read as unsigned when
+    /// `unsigned`). Leaves the value on the stack.
+    fn check_i32_range(&mut self, min: i128, max: i128, unsigned: bool) {
+        let mut taken = Vec::new();
+        let t = self.scratch(WasmValueType::I32, &mut taken);
+        self.push(Instruction::LocalTee(t));
+        self.push(Instruction::LocalGet(t));
+        if unsigned {
+            self.push(Instruction::I32Const(max as u32 as i32));
+            self.push(Instruction::I32GtU);
+        } else {
+            self.push(Instruction::I32Const(min as i32));
+            self.push(Instruction::I32LtS);
+            self.push(Instruction::LocalGet(t));
+            self.push(Instruction::I32Const(max as i32));
+            self.push(Instruction::I32GtS);
+            self.push(Instruction::I32Or);
+        }
+        self.trap_if();
+    }
+
+    /// `add.ovf`, `sub.ovf`, `mul.ovf` and their `.un` forms (III.3.2, III.3.45, III.3.65).
+    fn arithmetic_checked(&mut self, opcode: &str) -> Result<(), String> {
+        use WasmValueType::*;
+        let b = self.pop()?;
+        let a = self.pop()?;
+        if a != b {
+            return Err(format!("{opcode} on {a} and {b}"));
+        }
+        let unsigned = opcode.ends_with(".un");
+        let op = opcode.split('.').next().unwrap_or_default();
+        match a {
+            I32 => {
+                // Exact in 64 bits, then a range check.
+                let mut taken = Vec::new();
+                let rhs = self.scratch(I32, &mut taken);
+                self.push(Instruction::LocalSet(rhs));
+                let extend = if unsigned {
+                    Instruction::I64ExtendI32U
+                } else {
+                    Instruction::I64ExtendI32S
+                };
+                self.push(extend.clone());
+                self.push(Instruction::LocalGet(rhs));
+                self.push(extend);
+                self.push(match op {
+                    "add" => Instruction::I64Add,
+                    "sub" => Instruction::I64Sub,
+                    _ => Instruction::I64Mul,
+                });
+                if unsigned {
+                    self.check_i64_range(0, u32::MAX.into(), false);
+                } else {
+                    self.check_i64_range(i32::MIN.into(), i32::MAX.into(), false);
+                }
+                self.push(Instruction::I32WrapI64);
+            }
+            I64 if op != "mul" => {
+                let mut taken = Vec::new();
+                let (x, y, r) = (
+                    self.scratch(I64, &mut taken),
+                    self.scratch(I64, &mut taken),
+                    self.scratch(I64, &mut taken),
+                );
+                self.push(Instruction::LocalSet(y));
+                self.push(Instruction::LocalTee(x));
+                self.push(Instruction::LocalGet(y));
+                self.push(if op == "add" {
+                    Instruction::I64Add
+                } else {
+                    Instruction::I64Sub
+                });
+                self.push(Instruction::LocalTee(r));
+                match (op, unsigned) {
+                    // Carry: the sum wrapped below an operand.
+                    ("add", true) => {
+                        self.push(Instruction::LocalGet(x));
+                        self.push(Instruction::I64LtU);
+                    }
+                    // Borrow.
+                    (_, true) => {
+                        self.push(Instruction::Drop);
+                        self.push(Instruction::LocalGet(x));
+                        self.push(Instruction::LocalGet(y));
+                        self.push(Instruction::I64LtU);
+                    }
+                    // Signed: the result's sign differs from what both operands imply
+                    // (Hacker's Delight 2-13).
+                    ("add", false) => {
+                        self.push(Instruction::LocalGet(x));
+                        self.push(Instruction::I64Xor);
+                        self.push(Instruction::LocalGet(y));
+                        self.push(Instruction::LocalGet(r));
+                        self.push(Instruction::I64Xor);
+                        self.push(Instruction::I64And);
+                        self.push(Instruction::I64Const(0));
+                        self.push(Instruction::I64LtS);
+                    }
+                    (_, false) => {
+                        self.push(Instruction::LocalGet(x));
+                        self.push(Instruction::I64Xor);
+                        self.push(Instruction::LocalGet(x));
+                        self.push(Instruction::LocalGet(y));
+                        self.push(Instruction::I64Xor);
+                        self.push(Instruction::I64And);
+                        self.push(Instruction::I64Const(0));
+                        self.push(Instruction::I64LtS);
+                    }
+                }
+                self.trap_if();
+                self.push(Instruction::LocalGet(r));
+            }
+            other => return Err(format!("{opcode} on {other}")),
+        }
+        self.stack.push(a);
+        Ok(())
+    }
+
+    /// `ldind.*` (III.3.42): `[addr] -> [value]`.
+    fn load_indirect(&mut self, opcode: &str, pointer: WasmValueType) -> Result<(), String> {
+        use WasmValueType::*;
+        if self.pop()? != pointer {
+            return Err(format!("{opcode} on a non-pointer"));
+        }
+        let arg = |align| wasm_encoder::MemArg {
+            offset: 0,
+            align,
+            memory_index: 0,
+        };
+        let ptr_load = if pointer == I64 {
+            Instruction::I64Load(arg(3))
+        } else {
+            Instruction::I32Load(arg(2))
+        };
+        let (ins, ty) = match opcode.trim_start_matches("ldind.") {
+            "i1" => (Instruction::I32Load8S(arg(0)), I32),
+            "u1" => (Instruction::I32Load8U(arg(0)), I32),
+            "i2" => (Instruction::I32Load16S(arg(1)), I32),
+            "u2" => (Instruction::I32Load16U(arg(1)), I32),
+            "i4" | "u4" => (Instruction::I32Load(arg(2)), I32),
+            "i8" => (Instruction::I64Load(arg(3)), I64),
+            "r4" => (Instruction::F32Load(arg(2)), F32),
+            "r8" => (Instruction::F64Load(arg(3)), F64),
+            "i" | "ref" => (ptr_load, pointer),
+            _ => return Err(format!("{opcode} is not an IL instruction")),
+        };
+        self.push(ins);
+        self.stack.push(ty);
+        Ok(())
+    }
+
+    /// `stind.*` (III.3.62): `[addr value] -> []`.
+    fn store_indirect(&mut self, opcode: &str, pointer: WasmValueType) -> Result<(), String> {
+        use WasmValueType::*;
+        let value = self.pop()?;
+        if self.pop()? != pointer {
+            return Err(format!("{opcode} on a non-pointer"));
+        }
+        let arg = |align| wasm_encoder::MemArg {
+            offset: 0,
+            align,
+            memory_index: 0,
+        };
+        let (ins, ty) = match opcode.trim_start_matches("stind.") {
+            "i1" => (Instruction::I32Store8(arg(0)), I32),
+            "i2" => (Instruction::I32Store16(arg(1)), I32),
+            "i4" => (Instruction::I32Store(arg(2)), I32),
+            "i8" => (Instruction::I64Store(arg(3)), I64),
+            "r4" => (Instruction::F32Store(arg(2)), F32),
+            "r8" => (Instruction::F64Store(arg(3)), F64),
+            "i" | "ref" if pointer == I64 => (Instruction::I64Store(arg(3)), I64),
+            "i" | "ref" => (Instruction::I32Store(arg(2)), I32),
+            _ => return Err(format!("{opcode} is not an IL instruction")),
+        };
+        if value != ty {
+            return Err(format!("{opcode} of a {value}"));
+        }
+        self.push(ins);
         Ok(())
     }
 
@@ -609,6 +1043,7 @@ impl Body {
     ) -> Result<(), String> {
         use WasmValueType::*;
         let op = ins.opcode;
+        let pointer = self.pointer;
         let var = || match ins.operand {
             IlOperand::Var(v) => Ok(u32::from(v)),
             _ => Err(format!("{op} without an index")),
@@ -621,7 +1056,7 @@ impl Body {
                     None => var()?,
                 };
                 let ty = *args.get(n as usize).ok_or("ldarg beyond the arguments")?;
-                self.push(Instruction::LocalGet(n + 1));
+                self.push(Instruction::LocalGet(n + self.arg_base));
                 self.stack.push(ty);
             }
             "starg.s" | "starg" => {
@@ -630,7 +1065,7 @@ impl Body {
                 if self.pop()? != ty {
                     return Err("starg of the wrong type".into());
                 }
-                self.push(Instruction::LocalSet(n + 1));
+                self.push(Instruction::LocalSet(n + self.arg_base));
             }
             "ldloc.0" | "ldloc.1" | "ldloc.2" | "ldloc.3" | "ldloc.s" | "ldloc" => {
                 let n = match op.strip_prefix("ldloc.").and_then(|d| d.parse().ok()) {
@@ -750,7 +1185,68 @@ impl Body {
                 other => return Err(format!("not on {other}")),
             },
             "ceq" | "cgt" | "cgt.un" | "clt" | "clt.un" => self.compare(op)?,
-            _ if op.starts_with("conv.") && !op.starts_with("conv.ovf") => self.convert(op)?,
+            _ if op.starts_with("conv.ovf.") => self.convert_checked(op)?,
+            _ if op.starts_with("conv.") => self.convert(op)?,
+            "add.ovf" | "add.ovf.un" | "sub.ovf" | "sub.ovf.un" | "mul.ovf" | "mul.ovf.un" => {
+                self.arithmetic_checked(op)?;
+            }
+            _ if op.starts_with("ldind.") => self.load_indirect(op, pointer)?,
+            _ if op.starts_with("stind.") => self.store_indirect(op, pointer)?,
+            "ldftn" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err("ldftn without a token".into());
+                };
+                match jit.function_pointer(token) {
+                    FunctionPointer::Unmanaged { symbol, .. } => {
+                        self.ops.push(Op::TableIndex(symbol));
+                        self.stack.push(pointer);
+                        self.address_taken.push(token);
+                    }
+                    FunctionPointer::Unsupported(reason) => {
+                        return Err(format!("ldftn 0x{token:08x}: {reason}"));
+                    }
+                }
+            }
+            "calli" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err("calli without a token".into());
+                };
+                let callee = jit
+                    .indirect_call_signature(token)
+                    .map_err(|reason| format!("calli 0x{token:08x}: {reason}"))?;
+                let cp = callee.parts();
+                if cp.managed {
+                    return Err(
+                        "calli of a managed function pointer (portable entry points are not \
+                         lowered yet)"
+                            .into(),
+                    );
+                }
+                if !matches!(cp.ret, ReturnAbi::Void | ReturnAbi::Value(_)) {
+                    return Err("calli with a hidden return buffer".into());
+                }
+                // [params..., fnptr] -> call_indirect with the unmanaged type; the pointer is
+                // an absolute table index.
+                if self.pop()? != pointer {
+                    return Err("calli target is not a native int".into());
+                }
+                let mut taken = Vec::new();
+                let target = self.scratch(pointer, &mut taken);
+                self.push(Instruction::LocalSet(target));
+                for p in cp.params.iter().rev() {
+                    let ParamAbi::Value(v) = p else {
+                        return Err("calli with a struct argument".into());
+                    };
+                    if self.pop()? != *v {
+                        return Err("calli argument of the wrong type".into());
+                    }
+                }
+                self.push(Instruction::LocalGet(target));
+                self.ops.push(Op::CallIndirect(callee.func_type()));
+                if let ReturnAbi::Value(v) = cp.ret {
+                    self.stack.push(v);
+                }
+            }
             "dup" => {
                 let ty = self.pop()?;
                 let mut taken = Vec::new();
@@ -803,7 +1299,11 @@ impl Body {
                     self.push(Instruction::LocalSet(t));
                     temps.push(t);
                 }
-                self.push(Instruction::LocalGet(0)); // SP
+                if self.arg_base == 1 {
+                    self.push(Instruction::LocalGet(0)); // SP
+                } else {
+                    self.ops.push(Op::StackPointerGet);
+                }
                 for &t in temps.iter().rev() {
                     self.push(Instruction::LocalGet(t));
                 }
