@@ -8,10 +8,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use crossgraph::codegen::{PointerWidth, WasmSignature};
+use crossgraph::nodes::type_system::TypeSystem;
 use crossgraph::nodes::typesystem::Assembly;
-use crossgraph::nodes::{CompileOptions, compile_assembly};
+use crossgraph::nodes::{CompileOptions, CompileOutput, GraphLog, Roots, compile_input};
 use crossgraph::runtime_core::exec::{ExecConfig, Executor, Interpreter};
-use crossgraph::runtime_core::format::{FixupSignature, Image};
+use crossgraph::runtime_core::format::{FixupSignature, Image, MethodSigFlags};
+use crossgraph::runtime_core::loader::UNMANAGED_CALLERS_ONLY;
 use crossgraph::runtime_core::{Loader, ThunkRuntime, image_from_module};
 
 #[derive(Parser, Debug)]
@@ -27,24 +29,50 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Compile an assembly's methods to a wasm module carrying an R2R image.
+    /// Compile assemblies' methods to wasm modules carrying an R2R image (one per input).
     Compile {
-        /// The input assembly.
-        input: PathBuf,
-        /// The output module.
+        /// Input assemblies (each is compiled; the others serve as references).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Reference assemblies (read to resolve types and calls, not compiled).
+        #[arg(short = 'r', long = "reference")]
+        references: Vec<PathBuf>,
+        /// The output module; with several inputs, a directory receiving INPUT.wasm files.
         #[arg(short, long)]
         output: PathBuf,
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Roots: `all` (every method with an IL body), `public` (public methods of public
+        /// types), or a comma-separated list of `Namespace.Type::Method` names.
+        #[arg(long, default_value = "all")]
+        roots: String,
+        /// Write one CSV row per emitted node (kind, name, section, offset, size).
+        #[arg(long)]
+        map: Option<PathBuf>,
+        /// Keep a mark log: `first` (first edge per node) or `full` (every edge).
+        #[arg(long, value_parser = ["first", "full"])]
+        graph: Option<String>,
+        /// Write the mark log as DGML (implies `--graph first` unless given).
+        #[arg(long)]
+        dgml: Option<PathBuf>,
+        /// Write the mark log as Graphviz DOT (implies `--graph first` unless given).
+        #[arg(long)]
+        dot: Option<PathBuf>,
         /// Write statistics as JSON to this file.
         #[arg(long)]
         stats: Option<PathBuf>,
+        /// Print the chain of reasons that pulled in the node with this name (repeatable).
+        #[arg(long)]
+        why: Vec<String>,
     },
     /// List an image: header, sections, import sections with decoded fixups, methods.
     Inspect {
         /// A module written by `crossgraph compile`.
         module: PathBuf,
+        /// Print the WAT of the function with this name (a method name, a thunk name).
+        #[arg(long)]
+        wat: Option<String>,
     },
     /// Run a compiled method through the runtime's invoke path.
     Run {
@@ -95,67 +123,142 @@ fn run(command: Command, out: &mut String) -> Result<()> {
     use std::fmt::Write as _;
     match command {
         Command::Compile {
-            input,
+            inputs,
+            references,
             output,
             threads,
+            roots,
+            map,
+            graph,
+            dgml,
+            dot,
             stats,
+            why,
         } => {
-            let started = Instant::now();
-            let assembly = Assembly::load(&input)?; // its errors name the file
-            let view = assembly.view()?;
-            let result = compile_assembly(&view, &CompileOptions { threads })?;
-            write_atomically(&output, &result.module)?;
-            let elapsed = started.elapsed();
-            let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
-            for m in &result.not_compiled {
-                // Group by the reason's kind (drop offsets and operands).
-                let kind = m
-                    .reason
-                    .split(": ")
-                    .last()
-                    .unwrap_or(&m.reason)
-                    .split(" 0x")
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                *reasons.entry(kind).or_default() += 1;
+            let log = match (
+                graph.as_deref(),
+                dgml.is_some() || dot.is_some() || !why.is_empty(),
+            ) {
+                (Some("full"), _) => GraphLog::Full,
+                (Some(_), _) | (None, true) => GraphLog::FirstMark,
+                (None, false) => GraphLog::None,
+            };
+            let roots = match roots.as_str() {
+                "all" => Roots::AllMethods,
+                "public" => Roots::PublicSurface,
+                names => Roots::Named(names.split(',').map(|n| n.trim().to_string()).collect()),
+            };
+            let options = CompileOptions {
+                threads,
+                roots,
+                shuffle_seed: None,
+                log,
+                why,
+            };
+            let several = inputs.len() > 1;
+            if several {
+                std::fs::create_dir_all(&output)
+                    .with_context(|| format!("creating {}", output.display()))?;
             }
-            writeln!(
-                out,
-                "{}: {} methods compiled, {} left to the interpreter, {} nodes marked, {} bytes, {:.2} s",
-                input.display(),
-                result.compiled.len(),
-                result.not_compiled.len(),
-                result.marked_nodes,
-                result.module.len(),
-                elapsed.as_secs_f64()
-            )?;
-            let mut top: Vec<(&String, &usize)> = reasons.iter().collect();
-            top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-            for (reason, count) in top.iter().take(8) {
-                writeln!(out, "  {count:>6}  {reason}")?;
+            let progress = indicatif::ProgressBar::new_spinner();
+            progress.enable_steady_tick(std::time::Duration::from_millis(100));
+            progress.set_message("loading assemblies");
+            let load = |path: &PathBuf| Assembly::load(path); // errors name the file
+            let input_assemblies = inputs.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+            let reference_assemblies =
+                references.iter().map(load).collect::<Result<Vec<_>, _>>()?;
+            let views = input_assemblies
+                .iter()
+                .chain(&reference_assemblies)
+                .map(Assembly::view)
+                .collect::<Result<Vec<_>, _>>()?;
+            for (i, input) in inputs.iter().enumerate() {
+                let started = Instant::now();
+                progress.set_message(format!("compiling {}", input.display()));
+                // This input first; every other assembly is a reference.
+                let mut order: Vec<_> = vec![&views[i]];
+                order.extend(
+                    views
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j != i)
+                        .map(|(_, v)| v),
+                );
+                let ts = TypeSystem::new(order)?;
+                let result = compile_input(&ts, &options)?;
+                let target = if several {
+                    let stem = input.file_stem().unwrap_or_default();
+                    output.join(stem).with_extension("wasm")
+                } else {
+                    output.clone()
+                };
+                progress.set_message(format!("writing {}", target.display()));
+                write_atomically(&target, &result.module)?;
+                let elapsed = started.elapsed();
+                progress.suspend(|| ());
+                report(out, input, &target, &result, elapsed)?;
+                if let Some(path) = &map {
+                    let path = if several {
+                        path.join(input.file_stem().unwrap_or_default())
+                            .with_extension("csv")
+                    } else {
+                        path.clone()
+                    };
+                    let mut csv = String::from("kind,name,section,offset,size\n");
+                    for e in &result.map {
+                        writeln!(
+                            csv,
+                            "{},\"{}\",{},{},{}",
+                            e.kind,
+                            e.name.replace('"', "\"\""),
+                            e.section,
+                            e.offset,
+                            e.size
+                        )?;
+                    }
+                    write_atomically(&path, csv.as_bytes())?;
+                }
+                if let (Some(path), Some(text)) = (&dgml, &result.dgml) {
+                    write_atomically(path, text.as_bytes())?;
+                }
+                if let (Some(path), Some(text)) = (&dot, &result.dot) {
+                    write_atomically(path, text.as_bytes())?;
+                }
+                for (name, chain) in &result.why {
+                    match chain {
+                        Ok(chain) => {
+                            writeln!(out, "why {name}:")?;
+                            for (node, reason) in chain {
+                                writeln!(out, "  {node}  <- {reason}")?;
+                            }
+                        }
+                        Err(e) => writeln!(out, "why {name}: {e}")?,
+                    }
+                }
+                if let Some(path) = &stats {
+                    let path = if several {
+                        path.join(input.file_stem().unwrap_or_default())
+                            .with_extension("json")
+                    } else {
+                        path.clone()
+                    };
+                    let json = stats_json(input, &result, elapsed);
+                    write_atomically(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+                }
             }
-            if let Some(path) = stats {
-                let json = serde_json::json!({
-                    "input": input.display().to_string(),
-                    "compiled": result.compiled.len(),
-                    "not_compiled": result.not_compiled.len(),
-                    "marked_nodes": result.marked_nodes,
-                    "module_bytes": result.module.len(),
-                    "seconds": elapsed.as_secs_f64(),
-                    "not_compiled_by_reason": reasons,
-                    "compiled_methods": result.compiled.iter().map(|(_, n)| n).collect::<Vec<_>>(),
-                });
-                write_atomically(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
-            }
+            progress.finish_and_clear();
         }
-        Command::Inspect { module } => {
+        Command::Inspect { module, wat } => {
             let bytes =
                 std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
             let image_bytes = image_from_module(&bytes)
                 .with_context(|| format!("reading the image of {}", module.display()))?;
             let image = Image::decode(image_bytes)
                 .with_context(|| format!("decoding the image of {}", module.display()))?;
+            if let Some(name) = wat {
+                return print_function(&bytes, &name, out)
+                    .with_context(|| format!("printing {name} from {}", module.display()));
+            }
             writeln!(
                 out,
                 "{}: image {} bytes, version 1.{}",
@@ -201,11 +304,16 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                 .iter()
                 .chain(&image.instance_entry_points)
             {
-                let marks = if e.method.flags.0 & 0x100 != 0 {
-                    " [ASYNC]"
-                } else {
-                    ""
-                };
+                let mut marks = String::new();
+                if e.method.flags.0 & MethodSigFlags::ASYNC_VARIANT.0 != 0 {
+                    marks.push_str(" [ASYNC]");
+                }
+                if e.method.flags.0 & MethodSigFlags::RESUMPTION_STUB.0 != 0 {
+                    marks.push_str(" [RESUME]");
+                }
+                if e.method.flags.0 & UNMANAGED_CALLERS_ONLY.0 != 0 {
+                    marks.push_str(" [UCO]");
+                }
                 writeln!(
                     out,
                     "  0x{:08x} slot {:>6} fixups {}{marks}",
@@ -284,6 +392,149 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                 None => writeln!(out, "(void)")?,
             }
         }
+    }
+    Ok(())
+}
+
+/// Groups a not-compiled reason by its kind (drops offsets and operands).
+fn reason_kind(reason: &str) -> String {
+    reason
+        .split(": ")
+        .last()
+        .unwrap_or(reason)
+        .split(" 0x")
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn report(
+    out: &mut String,
+    input: &std::path::Path,
+    target: &std::path::Path,
+    result: &CompileOutput,
+    elapsed: std::time::Duration,
+) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    for m in &result.not_compiled {
+        *reasons.entry(reason_kind(&m.reason)).or_default() += 1;
+    }
+    writeln!(
+        out,
+        "{} -> {}: {} methods compiled, {} left to the interpreter, {} nodes marked, {} bytes, {:.2} s",
+        input.display(),
+        target.display(),
+        result.compiled.len(),
+        result.not_compiled.len(),
+        result.marked_nodes,
+        result.module.len(),
+        elapsed.as_secs_f64()
+    )?;
+    let a = &result.analysis;
+    writeln!(
+        out,
+        "  phases: analysis {:.3} s (expand {:.3}, mark {:.3}, compile {:.3}, finish {:.3}), emit {:.3} s",
+        (a.expand_time + a.mark_time + a.compute_time + a.finish_time).as_secs_f64(),
+        a.expand_time.as_secs_f64(),
+        a.mark_time.as_secs_f64(),
+        a.compute_time.as_secs_f64(),
+        a.finish_time.as_secs_f64(),
+        result.emit_time.as_secs_f64()
+    )?;
+    let kinds: Vec<String> = result
+        .nodes_by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    writeln!(out, "  nodes: {}", kinds.join(", "))?;
+    let mut top: Vec<(&String, &usize)> = reasons.iter().collect();
+    top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (reason, count) in top.iter().take(8) {
+        writeln!(out, "  {count:>6}  {reason}")?;
+    }
+    for d in &result.diagnostics {
+        writeln!(out, "  warning: {d}")?;
+    }
+    Ok(())
+}
+
+fn stats_json(
+    input: &std::path::Path,
+    result: &CompileOutput,
+    elapsed: std::time::Duration,
+) -> serde_json::Value {
+    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+    for m in &result.not_compiled {
+        *reasons.entry(reason_kind(&m.reason)).or_default() += 1;
+    }
+    let a = &result.analysis;
+    serde_json::json!({
+        "input": input.display().to_string(),
+        "compiled": result.compiled.len(),
+        "not_compiled": result.not_compiled.len(),
+        "marked_nodes": result.marked_nodes,
+        "nodes_by_kind": result.nodes_by_kind,
+        "module_bytes": result.module.len(),
+        "seconds": elapsed.as_secs_f64(),
+        "phases": {
+            "expand_seconds": a.expand_time.as_secs_f64(),
+            "mark_seconds": a.mark_time.as_secs_f64(),
+            "compile_seconds": a.compute_time.as_secs_f64(),
+            "finish_seconds": a.finish_time.as_secs_f64(),
+            "emit_seconds": result.emit_time.as_secs_f64(),
+        },
+        "not_compiled_by_reason": reasons,
+        "diagnostics": result.diagnostics,
+        "compiled_methods": result.compiled.iter().map(|(_, n)| n).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints the WAT of the function named `name` (its symbol, or a method name before `@`).
+fn print_function(bytes: &[u8], name: &str, out: &mut String) -> Result<()> {
+    // Find the function index in the name section.
+    let mut index = None;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let wasmparser::Payload::CustomSection(c) = payload?
+            && let wasmparser::KnownCustom::Name(names) = c.as_known()
+        {
+            for n in names {
+                if let wasmparser::Name::Function(map) = n? {
+                    for naming in map {
+                        let naming = naming?;
+                        let full = naming.name;
+                        if full == name || full.split('@').next() == Some(name) {
+                            index = Some(naming.index);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let Some(index) = index else {
+        bail!("no function named {name:?} (names are symbols such as Ns.Type::Method@06000001)");
+    };
+    let text = wasmprinter::print_bytes(bytes)?;
+    let marker = format!("(;{index};)");
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !(l.trim_start().starts_with("(func ") && l.contains(&marker)));
+    let Some(first) = lines.next() else {
+        bail!("function {index} not found in the printed module");
+    };
+    let indent = first.len() - first.trim_start().len();
+    use std::fmt::Write as _;
+    writeln!(out, "{first}")?;
+    for line in lines {
+        let this = line.len() - line.trim_start().len();
+        if this <= indent && !line.trim().is_empty() {
+            if line.trim() == ")" {
+                writeln!(out, "{line}")?;
+            }
+            break;
+        }
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }

@@ -287,12 +287,14 @@ fn overflow_checks_trap_and_conversions_truncate() {
         "iiip",
         &[Val::I32(i32::MAX), Val::I32(1)]
     )));
-    let sub = |a: i64, b: i64, call: &mut dyn FnMut(&str, &str, &[Val]) -> Result<Val, String>| {
-        call("Demo.Calc::CheckedSub", "lllp", &[Val::I64(a), Val::I64(b)])
-    };
-    assert_eq!(sub(5, 7, &mut call).unwrap().unwrap_i64(), -2);
-    assert!(traps(sub(i64::MIN, 1, &mut call)));
-    assert!(traps(sub(i64::MAX, -1, &mut call)));
+    let sub = |a: i64, b: i64| [Val::I64(a), Val::I64(b)];
+    let checked_sub = "Demo.Calc::CheckedSub";
+    assert_eq!(
+        call(checked_sub, "lllp", &sub(5, 7)).unwrap().unwrap_i64(),
+        -2
+    );
+    assert!(traps(call(checked_sub, "lllp", &sub(i64::MIN, 1))));
+    assert!(traps(call(checked_sub, "lllp", &sub(i64::MAX, -1))));
     // conv.ovf.u4 from float64
     assert_eq!(i(call("Demo.Calc::CheckedFromDouble", "idp", &[f(3.9)])), 3);
     assert!(traps(call(
@@ -316,7 +318,21 @@ fn the_output_does_not_depend_on_the_thread_count() {
     let dll = build_dll();
     let assembly = Assembly::load(&dll).unwrap();
     let view = assembly.view().unwrap();
-    let one = compile_assembly(&view, &CompileOptions { threads: Some(1) }).unwrap();
-    let two = compile_assembly(&view, &CompileOptions { threads: Some(2) }).unwrap();
-    assert_eq!(one.module, two.module);
+    let with = |threads, shuffle_seed| {
+        compile_assembly(
+            &view,
+            &CompileOptions {
+                threads: Some(threads),
+                shuffle_seed,
+                ..CompileOptions::default()
+            },
+        )
+        .unwrap()
+        .module
+    };
+    let one = with(1, None);
+    assert_eq!(one, with(2, None));
+    for seed in [1, 7, 0xdead_beef] {
+        assert_eq!(one, with(2, Some(seed)), "shuffle seed {seed}");
+    }
 }

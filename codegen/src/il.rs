@@ -67,6 +67,15 @@ pub enum CallTarget {
         /// The callee's signature.
         signature: WasmSignature,
     },
+    /// A call through the callee's MethodEntry import cell (a method without R2R code in this
+    /// image: another assembly's, one the runtime provides, or a runtime-async method's
+    /// Task-returning entry). The compiler leaves a placeholder `unreachable` at the call
+    /// site, listed in [`CompiledBody::call_sites`]; the compilation must replace it with
+    /// [`call_through_cell`] once the cell's offset is known.
+    Import {
+        /// The callee's signature.
+        signature: WasmSignature,
+    },
     /// Not callable from compiled code yet; the reason.
     Unsupported(String),
 }
@@ -86,6 +95,16 @@ pub enum FunctionPointer {
     Unsupported(String),
 }
 
+/// An instance field's place and how to load it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldAccess {
+    /// Offset in bytes from the address of the object or value.
+    pub offset: u32,
+    /// The `ldind`/`stind` suffix of its type (`i1`, `u2`, `i4`, `i8`, `r4`, `r8`, `i`,
+    /// `ref`), or `None` for a struct-typed field (only `ldflda` reaches those).
+    pub access: Option<&'static str>,
+}
+
 /// What the compiler asks the type system (crossgen2's `ICorJitInfo`, reduced).
 pub trait JitInterface {
     /// How to call the method with `token`.
@@ -94,6 +113,16 @@ pub trait JitInterface {
     /// What `ldftn token` pushes. The default refuses.
     fn function_pointer(&mut self, token: u32) -> FunctionPointer {
         FunctionPointer::Unsupported(format!("ldftn 0x{token:08x} is not supported here"))
+    }
+
+    /// The instance field `token` (`Field` or `MemberRef`), as `ldfld`/`stfld`/`ldflda` reach
+    /// it through an object reference or a managed pointer.
+    ///
+    /// # Errors
+    /// The reason it cannot be accessed (static fields, struct-typed fields for
+    /// `ldfld`/`stfld`). The default refuses.
+    fn instance_field(&mut self, token: u32) -> Result<FieldAccess, String> {
+        Err(format!("field 0x{token:08x} is not supported here"))
     }
 
     /// The wasm signature of the `StandAloneSig` `token` of a `calli`, lowered with its own
@@ -113,11 +142,14 @@ pub struct CompiledBody {
     pub code: Code,
     /// Tokens of the methods it calls.
     pub callees: Vec<u32>,
-    /// Tokens of the methods whose address it takes (`ldftn`).
-    pub address_taken: Vec<u32>,
-    /// Call sites: the index in `code.ops` of each `Op::Call` and the callee's token, so a
-    /// compilation that learns a callee stays interpreted can route the call through an
-    /// import cell instead ([`call_through_cell`]).
+    /// `ldftn` sites: the index in `code.ops` of each `Op::TableIndex` and the target's
+    /// token, so a compilation that learns the target has no R2R code can load its import
+    /// cell instead.
+    pub address_sites: Vec<(usize, u32)>,
+    /// Call sites: the index in `code.ops` of each `Op::Call` (or [`CallTarget::Import`]
+    /// placeholder) and the callee's token, so a compilation that learns a callee stays
+    /// interpreted can route the call through an import cell instead
+    /// ([`call_through_cell`]).
     pub call_sites: Vec<(usize, u32)>,
 }
 
@@ -136,6 +168,22 @@ pub fn call_through_cell(cell_rva: u32, callee: &WasmSignature) -> Vec<Op> {
         Op::TableBase,
         Op::Ins(Instruction::I32Add),
         Op::CallIndirect(callee.func_type()),
+    ]
+}
+
+/// The operations replacing an `ldftn` when the target has no R2R code: the absolute table
+/// index held by the target's import cell at image offset `cell_rva` (first the cell's
+/// import thunk, after resolution the target's entry). `[] -> [i32]`.
+pub fn function_pointer_through_cell(cell_rva: u32) -> Vec<Op> {
+    vec![
+        Op::ImageAddress(cell_rva),
+        Op::Ins(Instruction::I32Load(wasm_encoder::MemArg {
+            offset: 0,
+            align: 2,
+            memory_index: 0,
+        })),
+        Op::TableBase,
+        Op::Ins(Instruction::I32Add),
     ]
 }
 
@@ -164,24 +212,32 @@ pub fn compile(
     jit: &mut dyn JitInterface,
 ) -> Result<CompiledBody, NotCompiled> {
     let parts = sig.parts();
-    if parts.generic_context
-        || parts.async_continuation
-        || !matches!(parts.ret, ReturnAbi::Void | ReturnAbi::Value(_))
-    {
-        return Err(refuse(
-            "hidden return buffer, generic context or async continuation",
-        ));
+    if parts.generic_context || !matches!(parts.ret, ReturnAbi::Void | ReturnAbi::Value(_)) {
+        return Err(refuse("hidden return buffer or generic context"));
     }
     // Managed: IL argument i -> wasm parameter i + 1 (parameter 0 is SP; `this` is IL
     // argument 0). Unmanaged (`UnmanagedCallersOnly`): IL argument i -> wasm parameter i, and
     // managed callees get the `__stack_pointer` global as their SP.
+    // An async variant's continuation (after `this`) is no IL argument: a variant compiled
+    // here never suspends, so it never reads it.
     let mut args: Vec<WasmValueType> = Vec::new();
+    let mut arg_params: Vec<u32> = Vec::new();
+    let mut next = u32::from(parts.managed);
     if parts.has_this {
         args.push(sig.pointer().value_type());
+        arg_params.push(next);
+        next += 1;
+    }
+    if parts.async_continuation {
+        next += 1;
     }
     for p in &parts.params {
         match p {
-            ParamAbi::Value(v) => args.push(*v),
+            ParamAbi::Value(v) => {
+                args.push(*v);
+                arg_params.push(next);
+                next += 1;
+            }
             _ => return Err(refuse("struct or empty-struct parameter")),
         }
     }
@@ -196,11 +252,12 @@ pub fn compile(
         stack: Vec::new(),
         extra_locals: locals.to_vec(),
         first_local: wasm_params,
-        arg_base: u32::from(parts.managed),
+        managed: parts.managed,
+        arg_params,
         pointer: sig.pointer().value_type(),
         scratch: Vec::new(),
         callees: Vec::new(),
-        address_taken: Vec::new(),
+        address_sites: Vec::new(),
         call_sites: Vec::new(),
     };
     // Basic blocks: starts at 0, at branch targets, and after every branch or ret.
@@ -276,7 +333,7 @@ pub fn compile(
             ops: body.ops,
         },
         callees: body.callees,
-        address_taken: body.address_taken,
+        address_sites: body.address_sites,
         call_sites: body.call_sites,
     })
 }
@@ -304,14 +361,16 @@ struct Body {
     stack: Vec<WasmValueType>,
     extra_locals: Vec<WasmValueType>,
     first_local: u32,
-    /// Wasm parameter of IL argument 0: 1 for managed bodies (after SP), 0 for unmanaged.
-    arg_base: u32,
+    /// Managed body (SP is parameter 0), as opposed to `UnmanagedCallersOnly`.
+    managed: bool,
+    /// The wasm parameter of each IL argument.
+    arg_params: Vec<u32>,
     /// The pointer-sized value type (`native int`, addresses, table indices).
     pointer: WasmValueType,
     /// Scratch locals `(type, index)`, reused across instructions.
     scratch: Vec<(WasmValueType, u32)>,
     callees: Vec<u32>,
-    address_taken: Vec<u32>,
+    address_sites: Vec<(usize, u32)>,
     call_sites: Vec<(usize, u32)>,
 }
 
@@ -639,11 +698,11 @@ impl Body {
             }),
             ("i8" | "u8", I64) => {}
             ("i8", F32 | F64) => {
-                self.to_f64(from);
+                self.widen_to_f64(from);
                 self.truncate_indefinite(I64);
             }
             ("u8", F32 | F64) => {
-                self.to_f64(from);
+                self.widen_to_f64(from);
                 self.truncate_u64(); // what gcc emits for `(uint64_t)double` on x64
             }
             ("i4" | "u4" | "i" | "u" | "i1" | "u1" | "i2" | "u2", I32 | I64 | F32 | F64) => {
@@ -652,12 +711,12 @@ impl Body {
                     (_, I64) => self.push(Instruction::I32WrapI64),
                     ("u4" | "u", _) => {
                         // x64 converts through a 64-bit truncation and keeps the low half.
-                        self.to_f64(from);
+                        self.widen_to_f64(from);
                         self.truncate_indefinite(I64);
                         self.push(Instruction::I32WrapI64);
                     }
                     _ => {
-                        self.to_f64(from);
+                        self.widen_to_f64(from);
                         self.truncate_indefinite(I32);
                     }
                 }
@@ -688,7 +747,7 @@ impl Body {
     }
 
     /// Widens an f32 on the wasm stack to f64 (exact); f64 stays.
-    fn to_f64(&mut self, from: WasmValueType) {
+    fn widen_to_f64(&mut self, from: WasmValueType) {
         if from == WasmValueType::F32 {
             self.push(Instruction::F64PromoteF32);
         }
@@ -783,7 +842,7 @@ impl Body {
         match from {
             F32 | F64 => {
                 // Wasm's trapping truncations trap exactly on NaN and out of range.
-                self.to_f64(from);
+                self.widen_to_f64(from);
                 let signed = min < 0;
                 self.push(match (wide, signed) {
                     (true, true) => Instruction::I64TruncF64S,
@@ -972,12 +1031,17 @@ impl Body {
 
     /// `ldind.*` (III.3.42): `[addr] -> [value]`.
     fn load_indirect(&mut self, opcode: &str, pointer: WasmValueType) -> Result<(), String> {
+        self.load_at(opcode, pointer, 0)
+    }
+
+    /// A load of `ldind.<suffix>` shape at constant `offset` from the address on the stack.
+    fn load_at(&mut self, opcode: &str, pointer: WasmValueType, offset: u32) -> Result<(), String> {
         use WasmValueType::*;
         if self.pop()? != pointer {
             return Err(format!("{opcode} on a non-pointer"));
         }
         let arg = |align| wasm_encoder::MemArg {
-            offset: 0,
+            offset: u64::from(offset),
             align,
             memory_index: 0,
         };
@@ -1005,13 +1069,23 @@ impl Body {
 
     /// `stind.*` (III.3.62): `[addr value] -> []`.
     fn store_indirect(&mut self, opcode: &str, pointer: WasmValueType) -> Result<(), String> {
+        self.store_at(opcode, pointer, 0)
+    }
+
+    /// A store of `stind.<suffix>` shape at constant `offset` from the address.
+    fn store_at(
+        &mut self,
+        opcode: &str,
+        pointer: WasmValueType,
+        offset: u32,
+    ) -> Result<(), String> {
         use WasmValueType::*;
         let value = self.pop()?;
         if self.pop()? != pointer {
             return Err(format!("{opcode} on a non-pointer"));
         }
         let arg = |align| wasm_encoder::MemArg {
-            offset: 0,
+            offset: u64::from(offset),
             align,
             memory_index: 0,
         };
@@ -1056,7 +1130,7 @@ impl Body {
                     None => var()?,
                 };
                 let ty = *args.get(n as usize).ok_or("ldarg beyond the arguments")?;
-                self.push(Instruction::LocalGet(n + self.arg_base));
+                self.push(Instruction::LocalGet(self.arg_params[n as usize]));
                 self.stack.push(ty);
             }
             "starg.s" | "starg" => {
@@ -1065,7 +1139,7 @@ impl Body {
                 if self.pop()? != ty {
                     return Err("starg of the wrong type".into());
                 }
-                self.push(Instruction::LocalSet(n + self.arg_base));
+                self.push(Instruction::LocalSet(self.arg_params[n as usize]));
             }
             "ldloc.0" | "ldloc.1" | "ldloc.2" | "ldloc.3" | "ldloc.s" | "ldloc" => {
                 let n = match op.strip_prefix("ldloc.").and_then(|d| d.parse().ok()) {
@@ -1192,15 +1266,69 @@ impl Body {
             }
             _ if op.starts_with("ldind.") => self.load_indirect(op, pointer)?,
             _ if op.starts_with("stind.") => self.store_indirect(op, pointer)?,
+            "ldfld" | "stfld" | "ldflda" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err(format!("{op} without a token"));
+                };
+                let field = jit
+                    .instance_field(token)
+                    .map_err(|reason| format!("{op} 0x{token:08x}: {reason}"))?;
+                let mut taken = Vec::new();
+                let value = if op == "stfld" {
+                    let ty = self.pop()?;
+                    let t = self.scratch(ty, &mut taken);
+                    self.push(Instruction::LocalSet(t));
+                    Some((ty, t))
+                } else {
+                    None
+                };
+                if *self.stack.last().ok_or("evaluation stack underflow")? != pointer {
+                    return Err(format!("{op} on a value type on the stack"));
+                }
+                // NullReferenceException: address 0 is valid wasm memory, so check.
+                let object = self.scratch(pointer, &mut taken);
+                self.push(Instruction::LocalTee(object));
+                self.push(if pointer == I64 {
+                    Instruction::I64Eqz
+                } else {
+                    Instruction::I32Eqz
+                });
+                self.trap_if();
+                self.push(Instruction::LocalGet(object));
+                match (op, field.access) {
+                    ("ldflda", _) => {
+                        self.pop()?;
+                        self.push(Instruction::I32Const(field.offset as i32));
+                        self.push(Instruction::I32Add);
+                        self.stack.push(pointer);
+                    }
+                    ("ldfld", Some(access)) => {
+                        self.load_at(&format!("ldind.{access}"), pointer, field.offset)?;
+                    }
+                    ("stfld", Some(access)) => {
+                        let (ty, t) = value.expect("stfld value");
+                        self.push(Instruction::LocalGet(t));
+                        self.stack.push(ty);
+                        let suffix = match access {
+                            "u1" => "i1",
+                            "u2" => "i2",
+                            "u4" => "i4",
+                            other => other,
+                        };
+                        self.store_at(&format!("stind.{suffix}"), pointer, field.offset)?;
+                    }
+                    _ => return Err(format!("{op} of a struct-typed field")),
+                }
+            }
             "ldftn" => {
                 let IlOperand::Token(token) = ins.operand else {
                     return Err("ldftn without a token".into());
                 };
                 match jit.function_pointer(token) {
                     FunctionPointer::Unmanaged { symbol, .. } => {
+                        self.address_sites.push((self.ops.len(), token));
                         self.ops.push(Op::TableIndex(symbol));
                         self.stack.push(pointer);
-                        self.address_taken.push(token);
                     }
                     FunctionPointer::Unsupported(reason) => {
                         return Err(format!("ldftn 0x{token:08x}: {reason}"));
@@ -1265,7 +1393,8 @@ impl Body {
                     return Err("call without a token".into());
                 };
                 let (symbol, callee) = match jit.call_target(token) {
-                    CallTarget::Direct { symbol, signature } => (symbol, signature),
+                    CallTarget::Direct { symbol, signature } => (Some(symbol), signature),
+                    CallTarget::Import { signature } => (None, signature),
                     CallTarget::Unsupported(reason) => {
                         return Err(format!("call 0x{token:08x}: {reason}"));
                     }
@@ -1299,7 +1428,7 @@ impl Body {
                     self.push(Instruction::LocalSet(t));
                     temps.push(t);
                 }
-                if self.arg_base == 1 {
+                if self.managed {
                     self.push(Instruction::LocalGet(0)); // SP
                 } else {
                     self.ops.push(Op::StackPointerGet);
@@ -1311,7 +1440,10 @@ impl Body {
                 // call ends up in an R2R -> interpreter thunk (direct calls ignore it).
                 self.push(Instruction::I32Const(token as i32));
                 self.call_sites.push((self.ops.len(), token));
-                self.ops.push(Op::Call(symbol));
+                self.ops.push(match symbol {
+                    Some(symbol) => Op::Call(symbol),
+                    None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
+                });
                 if let ReturnAbi::Value(v) = cp.ret {
                     self.stack.push(v);
                 }

@@ -142,9 +142,17 @@ pub struct EmittedModule {
     pub type_count: u32,
     /// Number of table slots the module fills.
     pub slot_count: u32,
+    body_layout: Vec<(SymbolId, u32, u32)>,
 }
 
 impl EmittedModule {
+    /// Every defined function as `(symbol, offset, size)`: the offset in bytes of its body
+    /// (after its size prefix) within the code section's contents, and the body's size in
+    /// bytes, in function-index order.
+    pub fn function_bodies(&self) -> &[(SymbolId, u32, u32)] {
+        &self.body_layout
+    }
+
     /// The function index of `symbol`.
     pub fn function_index(&self, symbol: SymbolId) -> Option<u32> {
         self.function_indices.get(symbol.index()).copied().flatten()
@@ -394,7 +402,15 @@ impl ObjectModule {
             })
             .collect::<Result<_, WriteError>>()?;
         let mut code = CodeSection::new();
-        for body in &bodies {
+        // Where each body lands in the code section's contents (after the count), for maps.
+        let leb_len = |v: u32| (32 - v.max(1).leading_zeros()).div_ceil(7);
+        let mut body_layout = Vec::with_capacity(bodies.len());
+        let mut at = leb_len(bodies.len() as u32);
+        for ((symbol, _), body) in self.functions.iter().zip(&bodies) {
+            let size = body.byte_len() as u32;
+            at += leb_len(size);
+            body_layout.push((*symbol, at, size));
+            at += size;
             code.function(body);
         }
         drop(bodies);
@@ -519,6 +535,7 @@ impl ObjectModule {
             table_slots,
             type_count: type_list.len() as u32,
             slot_count,
+            body_layout,
         })
     }
 }

@@ -79,7 +79,21 @@ fn constructs_outside_the_subset_are_refused_with_their_offset() {
         ("ret", IlOperand::None),
     ]);
     let err = compile(&sig, &[], &fields, &mut NoCalls).unwrap_err();
-    assert_eq!(err.reason, "IL_0001: ldfld is outside the baseline subset");
+    assert_eq!(
+        err.reason,
+        "IL_0001: ldfld 0x04000001: field 0x04000001 is not supported here"
+    );
+    let stelem = il(&[
+        ("ldarg.0", IlOperand::None),
+        ("ldarg.0", IlOperand::None),
+        ("ldelem.i4", IlOperand::None),
+        ("ret", IlOperand::None),
+    ]);
+    let err = compile(&sig, &[], &stelem, &mut NoCalls).unwrap_err();
+    assert_eq!(
+        err.reason,
+        "IL_0002: ldelem.i4 is outside the baseline subset"
+    );
     let conditional_with_stack = il(&[
         ("ldarg.0", IlOperand::None),
         ("ldarg.0", IlOperand::None),

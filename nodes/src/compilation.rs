@@ -1,47 +1,110 @@
-//! The compilation: roots (every method with an IL body) go into the dependency analyzer;
-//! its compute routine compiles deferred methods in parallel; the marked nodes become one wasm
-//! module with its image (crossgen2's `Compilation` -> `NodeFactory` -> `ObjectWriter`).
+//! The compilation: roots go into the dependency analyzer; its compute routine compiles
+//! deferred methods in parallel; the marked nodes become one wasm module with its image
+//! (crossgen2's `Compilation` -> `NodeFactory` -> `ObjectWriter`).
 //!
-//! Node kinds in this first slice: compiled methods (crossgen2 `MethodWithGCInfo`: their
-//! dependencies are only known once compiled: callees and the interpreter -> R2R thunk of
-//! their signature), interpreter -> R2R thunks (string-discoverable stubs, key `M` +
-//! signature; marking one pulls in the single `InjectStringThunks` import), and that import.
-//! Methods the baseline compiler cannot compile stay interpreted, with the reason recorded;
-//! compiled callers reach them through one lazy MethodEntry import cell per callee, which
-//! resolves to the callee's R2R -> interpreter thunk (those thunks and cells are added after
-//! the analysis, once it is known which callees compiled).
+//! Node kinds ([`NodeKey`]):
+//! - **compiled method** (crossgen2 `MethodWithGCInfo`): its dependencies are known only once
+//!   compiled: its callees, the import cells of calls that leave the image, and the
+//!   interpreter -> R2R thunk of its signature (not for `UnmanagedCallersOnly` methods). A
+//!   method the baseline compiler refuses depends on its [`NodeKey::NotCompiled`] marker
+//!   instead and stays interpreted, with the reason recorded;
+//! - **MethodEntry import cells** (delay-load, fixup kind 0x13) for callees without R2R code
+//!   here: another assembly's methods, methods the runtime provides, runtime-async methods'
+//!   Task-returning entries, and (through a conditional dependency on the callee's
+//!   `NotCompiled` marker, crossgen2's conditional edges) same-assembly methods that failed
+//!   to compile. Each cell depends on its **import thunk** (the cell's first target) and, for
+//!   managed callees, on the **R2R -> interpreter thunk** of the callee's signature;
+//! - **string-discoverable stubs** (R2R -> interpreter `I...`, interpreter -> R2R `M...`):
+//!   marking one pulls in the single **InjectStringThunks** eager import (kind 0x39).
+//!
+//! Runtime-async methods (impl flag 0x2000) are compiled as their async variant (signature
+//! flag `AsyncVariant` 0x100, an async continuation parameter, the task's result type),
+//! listed in the instance entry-point table; a variant that awaits stays interpreted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
+use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
-    CallTarget, CompiledBody, JitInterface, NotCompiled, call_through_cell, compile, il_type,
+    CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NotCompiled,
+    call_through_cell, compile, function_pointer_through_cell,
 };
 use crossgraph_codegen::thunk::{cell_import_thunk, interpreter_to_r2r, r2r_to_interpreter};
 use crossgraph_codegen::{
-    DataReloc, DefinedFunction, ObjectModule, ParamAbi, PointerWidth, ReturnAbi, SignatureParts,
-    SymbolId, ThunkDirection, WasmSignature,
+    DataReloc, DefinedFunction, MethodAbi, ObjectModule, PointerWidth, SymbolId, ThunkDirection,
+    WasmSignature, WasmValueType, lower_signature,
 };
 use crossgraph_graph::{
-    AnalysisError, Analyzer, AnalyzerOptions, Dependencies, NodeId, NodeSource,
+    AnalysisError, AnalysisStats, Analyzer, AnalyzerOptions, Dependencies, FirstMark, FullGraph,
+    MarkStrategy, NoLog, NodeId, NodeSource, write_dgml, write_dot,
 };
 use crossgraph_runtime_core::format::{
     CodeRefSite, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
     ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
 };
+use crossgraph_runtime_core::loader::UNMANAGED_CALLERS_ONLY;
 use rustc_hash::FxHashMap;
 
+use crate::type_system::TypeSystem;
 use crate::typesystem::{AssemblyView, MethodDef, TypeSystemError};
 
-/// A node of the compilation graph, by its semantic key.
+/// A node of the compilation graph, by its semantic key. Tokens are the input assembly's.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NodeKey {
-    /// A method to compile, by `MethodDef` token.
+    /// A method to compile, by `MethodDef` token (crossgen2 `MethodWithGCInfo`).
     Method(u32),
+    /// Marker: the method with this `MethodDef` token stays interpreted (emits nothing).
+    NotCompiled(u32),
+    /// The delay-load MethodEntry import cell (fixup 0x13) of a callee, by `MethodDef` or
+    /// `MemberRef` token.
+    MethodEntryImport(u32),
+    /// The import thunk a MethodEntry cell first points at (crossgen2 `WasmImportThunk`).
+    ImportThunk(u32),
+    /// The R2R -> interpreter thunk with this lookup string (`I` + signature).
+    R2RToInterpreterThunk(String),
     /// The interpreter -> R2R thunk with this lookup string (`M` + signature).
     InterpreterToR2RThunk(String),
     /// The `InjectStringThunks` eager import (fixup kind 0x39).
     InjectStringThunks,
+}
+
+impl NodeKey {
+    /// The node kind, as `--map` and `--stats` name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodeKey::Method(_) => "MethodWithGCInfo",
+            NodeKey::NotCompiled(_) => "NotCompiled",
+            NodeKey::MethodEntryImport(_) => "DelayLoadMethodImport",
+            NodeKey::ImportThunk(_) => "WasmImportThunk",
+            NodeKey::R2RToInterpreterThunk(_) => "R2RToInterpreterThunk",
+            NodeKey::InterpreterToR2RThunk(_) => "InterpreterToR2RThunk",
+            NodeKey::InjectStringThunks => "InjectStringThunksImport",
+        }
+    }
+}
+
+/// Which methods are roots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Roots {
+    /// Every method with an IL body (crossgen2's default for an input assembly).
+    #[default]
+    AllMethods,
+    /// Public methods of public types (the assembly's callable surface).
+    PublicSurface,
+    /// Methods by `Namespace.Type::Method` name (every overload).
+    Named(Vec<String>),
+}
+
+/// Which mark log the analysis keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GraphLog {
+    /// None (fastest).
+    #[default]
+    None,
+    /// The first edge that marked each node: enough for `why`.
+    FirstMark,
+    /// Every edge.
+    Full,
 }
 
 /// Options of a compilation.
@@ -49,6 +112,16 @@ pub enum NodeKey {
 pub struct CompileOptions {
     /// Worker threads (`None`: rayon's global pool).
     pub threads: Option<usize>,
+    /// Roots.
+    pub roots: Roots,
+    /// Shuffle the mark order with this seed (determinism stress mode; the output must not
+    /// change).
+    pub shuffle_seed: Option<u64>,
+    /// Mark log to keep; with a log, [`CompileOutput::dgml`] and [`CompileOutput::dot`] are
+    /// filled.
+    pub log: GraphLog,
+    /// Node names to explain (`why`); needs a log.
+    pub why: Vec<String>,
 }
 
 /// A method that stays interpreted, and why.
@@ -62,6 +135,25 @@ pub struct NotCompiledMethod {
     pub reason: String,
 }
 
+/// One emitted node, for `--map`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapEntry {
+    /// Node kind ([`NodeKey::kind`]).
+    pub kind: &'static str,
+    /// Node name.
+    pub name: String,
+    /// Where it lives: `code` (a function) or `image` (bytes of the image).
+    pub section: &'static str,
+    /// Offset in bytes: of the function body in the code section's payload, or the RVA in
+    /// the image.
+    pub offset: u32,
+    /// Size in bytes.
+    pub size: u32,
+}
+
+/// A chain of reasons that pulled a node in, root first: `(node name, reason)`.
+pub type WhyChain = Vec<(String, String)>;
+
 /// The result of compiling one assembly.
 #[derive(Clone, Debug)]
 pub struct CompileOutput {
@@ -73,6 +165,22 @@ pub struct CompileOutput {
     pub not_compiled: Vec<NotCompiledMethod>,
     /// Nodes the analyzer marked.
     pub marked_nodes: usize,
+    /// Marked nodes by kind.
+    pub nodes_by_kind: BTreeMap<&'static str, usize>,
+    /// Analysis statistics (per-phase times).
+    pub analysis: AnalysisStats,
+    /// Wall time of emission (layout, image, object writer, validation).
+    pub emit_time: std::time::Duration,
+    /// Emitted nodes with offsets and sizes, in output order.
+    pub map: Vec<MapEntry>,
+    /// The mark log as DGML, when a log was kept.
+    pub dgml: Option<String>,
+    /// The mark log as Graphviz DOT, when a log was kept.
+    pub dot: Option<String>,
+    /// For each name in [`CompileOptions::why`]: the chain, or why there is none.
+    pub why: Vec<(String, Result<WhyChain, String>)>,
+    /// Problems that did not stop the compilation (missing references, ...), one per line.
+    pub diagnostics: Vec<String>,
 }
 
 /// Why a compilation failed (a method the compiler cannot handle is not a failure).
@@ -93,80 +201,132 @@ pub enum CompileError {
     /// Building a thunk failed.
     #[error(transparent)]
     Thunk(#[from] crossgraph_codegen::thunk::ThunkError),
+    /// A named root matches no method of the input.
+    #[error("{path}: no method named {name:?} (roots are written Namespace.Type::Method)")]
+    UnknownRoot {
+        /// The input file.
+        path: std::path::PathBuf,
+        /// The name given.
+        name: String,
+    },
 }
+
+/// Method impl flag of runtime-async methods (`MethodImplAttributes.Async`, 0x2000).
+pub const RUNTIME_ASYNC: u16 = 0x2000;
+
+/// The well-known suspension point of runtime-async code.
+const AWAIT: &str = "System.Runtime.CompilerServices.AsyncHelpers::Await";
 
 struct Plan {
     name: String,
-    has_body: bool,
+    /// The signature its code has (the async variant's for runtime-async methods).
+    signature: Result<WasmSignature, String>,
+    uco: bool,
+    is_async: bool,
+}
+
+/// A callee outside the input assembly (a `MemberRef`), resolved and lowered.
+struct External {
     signature: Result<WasmSignature, String>,
 }
 
 /// The node source: the type system plus compile results (crossgen2's `NodeFactory`).
-struct Factory<'v, 'a> {
-    view: &'v AssemblyView<'a>,
+struct Factory<'t, 'v, 'a> {
+    ts: &'t TypeSystem<'v, 'a>,
     plans: FxHashMap<u32, Plan>,
     symbols: FxHashMap<u32, SymbolId>,
+    externals: Mutex<FxHashMap<u32, External>>,
     results: Mutex<FxHashMap<u32, Result<CompiledBody, NotCompiled>>>,
+    diagnostics: Mutex<BTreeSet<String>>,
 }
 
-/// Lowers a method's signature shape (managed calling convention).
-fn lower(method: &MethodDef) -> Result<WasmSignature, String> {
-    let pointer = PointerWidth::Wasm32;
-    let ty = |name: &str| {
-        il_type(name, pointer.value_type()).ok_or_else(|| format!("type {name} is not lowered yet"))
-    };
-    if method.signature.generic_params > 0 {
-        return Err("generic method".into());
-    }
-    let ret = match method.signature.ret.as_str() {
-        "void" => ReturnAbi::Void,
-        other => ReturnAbi::Value(ty(other)?),
-    };
-    let params = method
-        .signature
-        .params
-        .iter()
-        .map(|p| ty(p).map(ParamAbi::Value))
-        .collect::<Result<Vec<_>, _>>()?;
-    WasmSignature::new(
-        pointer,
-        SignatureParts {
-            ret,
-            has_this: method.signature.has_this,
-            generic_context: false,
-            async_continuation: false,
-            params,
-            managed: true,
-        },
-    )
-    .map_err(|e| e.to_string())
+const POINTER: PointerWidth = PointerWidth::Wasm32;
+
+fn lower(abi: &MethodAbi) -> Result<WasmSignature, String> {
+    lower_signature(abi, POINTER).map_err(|e| e.to_string())
 }
 
-struct Jit<'f, 'v, 'a> {
-    factory: &'f Factory<'v, 'a>,
-}
-
-impl JitInterface for Jit<'_, '_, '_> {
-    fn call_target(&mut self, token: u32) -> CallTarget {
-        match (
-            self.factory.plans.get(&token),
-            self.factory.symbols.get(&token),
-        ) {
-            (Some(plan), Some(&symbol)) if plan.has_body => match &plan.signature {
-                Ok(signature) => CallTarget::Direct {
-                    symbol,
-                    signature: signature.clone(),
-                },
-                Err(reason) => CallTarget::Unsupported(reason.clone()),
-            },
-            _ => CallTarget::Unsupported(
-                "callee is not a method with IL body in this assembly".into(),
-            ),
+impl Factory<'_, '_, '_> {
+    /// The signature of a method's code, from metadata.
+    fn plan_signature(&self, method: &MethodDef) -> Result<WasmSignature, String> {
+        let sig = self
+            .ts
+            .method_sig(0, method.token)
+            .map_err(|e| e.to_string())?;
+        let uco = method.unmanaged_callers_only.is_some();
+        let mut abi = self.ts.method_abi(0, &sig, uco).map_err(|e| short(&e))?;
+        if method.impl_flags & RUNTIME_ASYNC != 0 {
+            let result = self
+                .ts
+                .task_result(0, &sig.return_type.type_)
+                .ok_or("runtime-async method whose return type is not Task or ValueTask")?;
+            abi.ret = match result {
+                None => AbiType::Void,
+                Some(t) => self.ts.abi_type(0, t).map_err(|e| short(&e))?,
+            };
+            abi.async_call = true;
         }
+        lower(&abi)
     }
-}
 
-impl Factory<'_, '_> {
+    fn signature_of(&self, token: u32) -> Option<WasmSignature> {
+        if token >> 24 == 0x06 {
+            let plan = self.plans.get(&token)?;
+            if plan.is_async {
+                // Callers reach the Task-returning entry, which the runtime provides.
+                return self.task_entry_signature(token).ok();
+            }
+            return plan.signature.clone().ok();
+        }
+        self.externals
+            .lock()
+            .expect("externals poisoned")
+            .get(&token)
+            .and_then(|e| e.signature.clone().ok())
+    }
+
+    /// The managed signature of a runtime-async method's Task-returning entry.
+    fn task_entry_signature(&self, token: u32) -> Result<WasmSignature, String> {
+        let sig = self.ts.method_sig(0, token).map_err(|e| e.to_string())?;
+        let abi = self.ts.method_abi(0, &sig, false).map_err(|e| short(&e))?;
+        lower(&abi)
+    }
+
+    fn external(&self, token: u32) -> Result<WasmSignature, String> {
+        if let Some(e) = self
+            .externals
+            .lock()
+            .expect("externals poisoned")
+            .get(&token)
+        {
+            return e.signature.clone();
+        }
+        let signature = (|| {
+            let target = self.ts.resolve_method(0, token).map_err(|e| {
+                if let TypeSystemError::MissingReference { .. } = e {
+                    self.diagnostics
+                        .lock()
+                        .expect("diagnostics poisoned")
+                        .insert(e.to_string());
+                }
+                short(&e)
+            })?;
+            if target.assembly == 0 {
+                return Err("member reference into the input itself".to_string());
+            }
+            let sig = self.ts.method_sig(0, token).map_err(|e| short(&e))?;
+            let abi = self.ts.method_abi(0, &sig, false).map_err(|e| short(&e))?;
+            lower(&abi)
+        })();
+        self.externals.lock().expect("externals poisoned").insert(
+            token,
+            External {
+                signature: signature.clone(),
+            },
+        );
+        signature
+    }
+
     fn compile_method(&self, token: u32) -> Result<CompiledBody, NotCompiled> {
         let refuse = |reason: String| NotCompiled { reason };
         let plan = self
@@ -174,22 +334,38 @@ impl Factory<'_, '_> {
             .get(&token)
             .ok_or_else(|| refuse("unknown method".into()))?;
         let signature = plan.signature.clone().map_err(refuse)?;
-        let body = self
-            .view
+        let view = self.ts.view(0);
+        let body = view
             .method_body(token)
             .map_err(|e| refuse(e.to_string()))?
             .ok_or_else(|| refuse("no IL body".into()))?;
         if !body.exception_clauses.is_empty() {
             return Err(refuse("exception handling".into()));
         }
-        let locals = body
-            .locals
+        if plan.is_async {
+            let awaits = body.instructions.iter().any(|i| {
+                matches!(i.operand, crossgraph_codegen::il::IlOperand::Token(t)
+                    if i.opcode == "call" && self.ts.method_name(0, t).as_deref() == Some(AWAIT))
+            });
+            if awaits {
+                return Err(refuse(
+                    "runtime-async variant awaits: splitting at suspension points (and its \
+                     resumption stub) is not implemented; left to the interpreter"
+                        .into(),
+                ));
+            }
+        }
+        let locals = self
+            .ts
+            .locals_abi(0, token)
+            .map_err(|e| refuse(short(&e)))?
             .iter()
-            .map(|l| {
-                il_type(l, signature.pointer().value_type())
-                    .ok_or_else(|| refuse(format!("local of type {l}")))
+            .enumerate()
+            .map(|(i, ty)| match ty.lower(POINTER, "local") {
+                Ok(Lowered::Value(v)) => Ok(v),
+                _ => Err(refuse(format!("local {i} is a struct"))),
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<WasmValueType>, _>>()?;
         compile(
             &signature,
             &locals,
@@ -197,32 +373,209 @@ impl Factory<'_, '_> {
             &mut Jit { factory: self },
         )
     }
+
+    /// Whether a same-assembly callee is called directly (it may still fail to compile;
+    /// then the call goes through its cell).
+    fn direct(&self, token: u32) -> bool {
+        token >> 24 == 0x06 && self.symbols.contains_key(&token) && {
+            let plan = &self.plans[&token];
+            !plan.uco && !plan.is_async
+        }
+    }
 }
 
-impl NodeSource for Factory<'_, '_> {
+/// A type-system error without the file prefix (reasons are per method, the file is known).
+fn short(e: &TypeSystemError) -> String {
+    match e {
+        TypeSystemError::Unresolved { message, .. } => message.clone(),
+        TypeSystemError::MissingReference { assembly, item, .. } => {
+            format!("{item} is in assembly {assembly}, which is not given (-r)")
+        }
+        other => other.to_string(),
+    }
+}
+
+struct Jit<'f, 't, 'v, 'a> {
+    factory: &'f Factory<'t, 'v, 'a>,
+}
+
+impl JitInterface for Jit<'_, '_, '_, '_> {
+    fn call_target(&mut self, token: u32) -> CallTarget {
+        let f = self.factory;
+        match token >> 24 {
+            0x06 => {
+                let Some(plan) = f.plans.get(&token) else {
+                    return CallTarget::Unsupported("unknown method".into());
+                };
+                if plan.uco {
+                    return CallTarget::Unsupported(
+                        "UnmanagedCallersOnly methods cannot be called from managed code".into(),
+                    );
+                }
+                if f.direct(token) {
+                    return match &plan.signature {
+                        Ok(signature) => CallTarget::Direct {
+                            symbol: f.symbols[&token],
+                            signature: signature.clone(),
+                        },
+                        Err(reason) => CallTarget::Unsupported(reason.clone()),
+                    };
+                }
+                match f.signature_of(token) {
+                    Some(signature) => CallTarget::Import { signature },
+                    None => CallTarget::Unsupported(match &plan.signature {
+                        Err(reason) => reason.clone(),
+                        Ok(_) => "callee signature cannot be lowered".into(),
+                    }),
+                }
+            }
+            0x0a => match f.external(token) {
+                Ok(signature) => CallTarget::Import { signature },
+                Err(reason) => CallTarget::Unsupported(reason),
+            },
+            _ => CallTarget::Unsupported("generic method instantiation".into()),
+        }
+    }
+
+    fn function_pointer(&mut self, token: u32) -> FunctionPointer {
+        let f = self.factory;
+        match (f.plans.get(&token), f.symbols.get(&token)) {
+            (Some(plan), Some(&symbol)) if plan.uco => match &plan.signature {
+                Ok(signature) => FunctionPointer::Unmanaged {
+                    symbol,
+                    signature: signature.clone(),
+                },
+                Err(reason) => FunctionPointer::Unsupported(reason.clone()),
+            },
+            _ => FunctionPointer::Unsupported(
+                "managed function pointers need portable entry points (not lowered yet)".into(),
+            ),
+        }
+    }
+
+    fn indirect_call_signature(&mut self, token: u32) -> Result<WasmSignature, String> {
+        let view = self.factory.ts.view(0);
+        if token >> 24 != 0x11 {
+            return Err("not a StandAloneSig".into());
+        }
+        let row = view
+            .metadata()
+            .tables()
+            .stand_alone_sig(token & 0x00ff_ffff)
+            .map_err(|e| e.to_string())?;
+        let blob = view
+            .metadata()
+            .blobs()
+            .get(row.signature)
+            .map_err(|e| e.to_string())?;
+        let sig = cildec::MethodSig::parse(blob).map_err(|e| e.to_string())?;
+        let abi = self
+            .factory
+            .ts
+            .method_abi(0, &sig, false)
+            .map_err(|e| short(&e))?;
+        lower(&abi)
+    }
+
+    fn instance_field(&mut self, token: u32) -> Result<FieldAccess, String> {
+        use crossgraph_codegen::abi::{PointerKind, Primitive};
+        let field = self
+            .factory
+            .ts
+            .resolve_field(0, token)
+            .map_err(|e| short(&e))?;
+        if field.is_static {
+            return Err("static field (statics are not laid out yet)".into());
+        }
+        let access = match &field.ty {
+            AbiType::Primitive(p) => Some(match p {
+                Primitive::Bool | Primitive::U8 => "u1",
+                Primitive::I8 => "i1",
+                Primitive::Char | Primitive::U16 => "u2",
+                Primitive::I16 => "i2",
+                Primitive::I32 | Primitive::U32 => "i4",
+                Primitive::I64 | Primitive::U64 => "i8",
+                Primitive::F32 => "r4",
+                Primitive::F64 => "r8",
+            }),
+            AbiType::Pointer(PointerKind::ObjectRef) => Some("ref"),
+            AbiType::Pointer(_) => Some("i"),
+            _ => None,
+        };
+        Ok(FieldAccess {
+            offset: field.offset,
+            access,
+        })
+    }
+}
+
+impl NodeSource for Factory<'_, '_, '_> {
     type Key = NodeKey;
 
     fn static_dependencies(&self, _: NodeId, key: &NodeKey, deps: &mut Dependencies<NodeKey>) {
         match key {
             NodeKey::Method(token) => {
                 let results = self.results.lock().expect("results poisoned");
-                if let Some(Ok(body)) = results.get(token) {
-                    for &callee in &body.callees {
-                        deps.add(NodeKey::Method(callee), "call");
+                match results.get(token) {
+                    Some(Ok(body)) => {
+                        for &(_, callee) in body.call_sites.iter().chain(&body.address_sites) {
+                            if callee >> 24 == 0x06 && self.symbols.contains_key(&callee) {
+                                if self.direct(callee) || self.plans[&callee].uco {
+                                    deps.add(NodeKey::Method(callee), "call or ldftn");
+                                    deps.add_conditional(
+                                        NodeKey::MethodEntryImport(callee),
+                                        NodeKey::NotCompiled(callee),
+                                        "callee left to the interpreter",
+                                    );
+                                } else {
+                                    deps.add(NodeKey::Method(callee), "callee");
+                                    deps.add(
+                                        NodeKey::MethodEntryImport(callee),
+                                        "call through an import cell",
+                                    );
+                                }
+                            } else {
+                                deps.add(
+                                    NodeKey::MethodEntryImport(callee),
+                                    "call through an import cell",
+                                );
+                            }
+                        }
+                        let plan = &self.plans[token];
+                        if !plan.uco
+                            && let Ok(signature) = &plan.signature
+                        {
+                            deps.add(
+                                NodeKey::InterpreterToR2RThunk(
+                                    signature.thunk_key(ThunkDirection::InterpreterToR2R),
+                                ),
+                                "interpreter -> R2R thunk of the signature",
+                            );
+                        }
                     }
-                    if let Some(Ok(signature)) = self.plans.get(token).map(|p| &p.signature) {
-                        let key = signature.thunk_key(ThunkDirection::InterpreterToR2R);
-                        deps.add(
-                            NodeKey::InterpreterToR2RThunk(key),
-                            "interpreter -> R2R thunk of the signature",
-                        );
+                    Some(Err(_)) => {
+                        deps.add(NodeKey::NotCompiled(*token), "left to the interpreter")
                     }
+                    None => {}
                 }
             }
-            NodeKey::InterpreterToR2RThunk(_) => {
+            NodeKey::MethodEntryImport(token) => {
+                deps.add(NodeKey::ImportThunk(*token), "the cell's first target");
+                if let Some(signature) = self.signature_of(*token)
+                    && signature.parts().managed
+                {
+                    deps.add(
+                        NodeKey::R2RToInterpreterThunk(
+                            signature.thunk_key(ThunkDirection::R2RToInterpreter),
+                        ),
+                        "the callee may have no R2R code",
+                    );
+                }
+            }
+            NodeKey::R2RToInterpreterThunk(_) | NodeKey::InterpreterToR2RThunk(_) => {
                 deps.add(NodeKey::InjectStringThunks, "string-discoverable stub");
             }
-            NodeKey::InjectStringThunks => {}
+            NodeKey::NotCompiled(_) | NodeKey::ImportThunk(_) | NodeKey::InjectStringThunks => {}
         }
     }
 
@@ -248,65 +601,127 @@ impl NodeSource for Factory<'_, '_> {
     }
 
     fn name(&self, key: &NodeKey) -> String {
-        match key {
-            NodeKey::Method(token) => self
-                .plans
+        let method = |token: &u32| {
+            self.plans
                 .get(token)
-                .map_or_else(|| format!("method 0x{token:08x}"), |p| p.name.clone()),
-            NodeKey::InterpreterToR2RThunk(k) => format!("thunk {k}"),
+                .map(|p| p.name.clone())
+                .or_else(|| self.ts.method_name(0, *token))
+                .unwrap_or_else(|| format!("method 0x{token:08x}"))
+        };
+        match key {
+            NodeKey::Method(token) => method(token),
+            NodeKey::NotCompiled(token) => format!("NotCompiled {}", method(token)),
+            NodeKey::MethodEntryImport(token) => format!("MethodEntry {}", method(token)),
+            NodeKey::ImportThunk(token) => format!("ImportThunk {}", method(token)),
+            NodeKey::R2RToInterpreterThunk(k) | NodeKey::InterpreterToR2RThunk(k) => {
+                format!("thunk {k}")
+            }
             NodeKey::InjectStringThunks => "InjectStringThunks".into(),
         }
     }
 }
 
-/// Compiles the methods of an assembly view into a module.
+/// Compiles the methods of an assembly view into a module (no references: calls into other
+/// assemblies stay interpreted, with the missing reference recorded).
 ///
 /// # Errors
-/// [`CompileError`] for unreadable input or a failure of the analyzer or the writer.
+/// As [`compile`].
 pub fn compile_assembly(
     view: &AssemblyView<'_>,
     options: &CompileOptions,
 ) -> Result<CompileOutput, CompileError> {
+    let ts = TypeSystem::new(vec![view])?;
+    compile_input(&ts, options)
+}
+
+/// Compiles assembly 0 of `ts` (the others are references) into a module.
+///
+/// # Errors
+/// [`CompileError`] for unreadable input, an unknown named root, or a failure of the analyzer
+/// or the writer. A method the compiler cannot handle is not an error: it is listed in
+/// [`CompileOutput::not_compiled`].
+pub fn compile_input(
+    ts: &TypeSystem<'_, '_>,
+    options: &CompileOptions,
+) -> Result<CompileOutput, CompileError> {
+    match options.log {
+        GraphLog::None => run::<NoLog>(ts, options),
+        GraphLog::FirstMark => run::<FirstMark>(ts, options),
+        GraphLog::Full => run::<FullGraph>(ts, options),
+    }
+}
+
+fn run<M: MarkStrategy>(
+    ts: &TypeSystem<'_, '_>,
+    options: &CompileOptions,
+) -> Result<CompileOutput, CompileError> {
+    let view = ts.view(0);
     let methods = view.methods()?;
     let mut object = ObjectModule::new();
-    let mut plans = FxHashMap::default();
-    let mut symbols = FxHashMap::default();
-    let mut name_counts: FxHashMap<&str, usize> = FxHashMap::default();
+    let mut factory = Factory {
+        ts,
+        plans: FxHashMap::default(),
+        symbols: FxHashMap::default(),
+        externals: Mutex::new(FxHashMap::default()),
+        results: Mutex::new(FxHashMap::default()),
+        diagnostics: Mutex::new(BTreeSet::new()),
+    };
     for m in &methods {
-        *name_counts.entry(m.name.as_str()).or_default() += 1;
-    }
-    for m in &methods {
-        let signature = lower(m);
+        let signature = factory.plan_signature(m);
         if signature.is_ok() && m.has_body() {
-            symbols.insert(
+            factory.symbols.insert(
                 m.token,
                 object.symbol(&format!("{}@{:08x}", m.name, m.token)),
             );
         }
-        plans.insert(
+        factory.plans.insert(
             m.token,
             Plan {
                 name: m.name.clone(),
-                has_body: m.has_body(),
                 signature,
+                uco: m.unmanaged_callers_only.is_some(),
+                is_async: m.impl_flags & RUNTIME_ASYNC != 0,
             },
         );
     }
-    let factory = Factory {
-        view,
-        plans,
-        symbols,
-        results: Mutex::new(FxHashMap::default()),
+    let roots: Vec<&MethodDef> = match &options.roots {
+        Roots::AllMethods => methods.iter().filter(|m| m.has_body()).collect(),
+        Roots::PublicSurface => methods
+            .iter()
+            .filter(|m| m.has_body() && m.public_surface)
+            .collect(),
+        Roots::Named(names) => {
+            let mut out = Vec::new();
+            for name in names {
+                let found: Vec<&MethodDef> = methods
+                    .iter()
+                    .filter(|m| m.has_body() && &m.name == name)
+                    .collect();
+                if found.is_empty() {
+                    return Err(CompileError::UnknownRoot {
+                        path: view.path().to_path_buf(),
+                        name: name.clone(),
+                    });
+                }
+                out.extend(found);
+            }
+            out
+        }
     };
-    let mut analyzer: Analyzer<'_, Factory<'_, '_>> = Analyzer::new(
+    let mut analyzer: Analyzer<'_, Factory<'_, '_, '_>, M> = Analyzer::new(
         &factory,
         AnalyzerOptions {
             threads: options.threads,
-            shuffle_seed: None,
+            shuffle_seed: options.shuffle_seed,
         },
     );
-    for m in methods.iter().filter(|m| m.has_body()) {
-        analyzer.add_root(NodeKey::Method(m.token), "method with an IL body")?;
+    let root_reason = match options.roots {
+        Roots::AllMethods => "method with an IL body",
+        Roots::PublicSurface => "public surface",
+        Roots::Named(_) => "named root",
+    };
+    for m in roots {
+        analyzer.add_root(NodeKey::Method(m.token), root_reason)?;
     }
     analyzer.compute_marked_nodes()?;
     let marked: Vec<NodeKey> = analyzer
@@ -314,95 +729,188 @@ pub fn compile_assembly(
         .iter()
         .map(|&id| analyzer.key(id).cloned())
         .collect::<Result<_, _>>()?;
+    let analysis = analyzer.stats();
 
-    let mut results = factory.results.into_inner().expect("results poisoned");
-    let compiled_tokens: BTreeSet<u32> = results
-        .iter()
-        .filter(|(_, r)| r.is_ok())
-        .map(|(&t, _)| t)
-        .collect();
-    let signature_of = |token: u32| -> &WasmSignature {
-        factory.plans[&token]
-            .signature
-            .as_ref()
-            .expect("called and compiled methods are lowered")
-    };
-    // Calls to methods left to the interpreter go through MethodEntry import cells (one per
-    // callee), resolved on first call to the callee's R2R -> interpreter thunk.
-    let interpreted_callees: BTreeSet<u32> = results
-        .values()
-        .filter_map(|r| r.as_ref().ok())
-        .flat_map(|body| body.call_sites.iter().map(|&(_, callee)| callee))
-        .filter(|callee| !compiled_tokens.contains(callee))
-        .collect();
-    let cell_of: FxHashMap<u32, usize> = interpreted_callees
-        .iter()
-        .enumerate()
-        .map(|(c, &t)| (t, c))
-        .collect();
-
-    let mut thunk_keys: BTreeSet<String> = marked
-        .iter()
-        .filter_map(|k| match k {
-            NodeKey::InterpreterToR2RThunk(key) => Some(key.clone()),
-            _ => None,
-        })
-        .collect();
-    for &callee in &interpreted_callees {
-        thunk_keys.insert(signature_of(callee).thunk_key(ThunkDirection::R2RToInterpreter));
+    // The log's answers, before the analyzer goes.
+    let (mut dgml, mut dot, mut why) = (None, None, Vec::new());
+    if options.log != GraphLog::None {
+        let mut buf = Vec::new();
+        write_dgml(&analyzer, &mut buf)?;
+        dgml = Some(String::from_utf8_lossy(&buf).into_owned());
+        buf.clear();
+        write_dot(&analyzer, &mut buf)?;
+        dot = Some(String::from_utf8_lossy(&buf).into_owned());
     }
-    let thunk_keys: Vec<String> = thunk_keys.into_iter().collect();
+    for name in &options.why {
+        why.push((name.clone(), explain(&analyzer, &marked, name)));
+    }
+    drop(analyzer);
 
-    // The image model; code references are filled in by relocation.
-    let mut import_sections = vec![ImportSection {
-        flags: ImportSectionFlags::EAGER,
-        kind: ImportSectionType::UNKNOWN,
-        entry_size: 4,
-        cells: vec![ImportCell {
-            initial: 0,
-            signature: FixupSignature::InjectStringThunks(
-                thunk_keys
-                    .iter()
-                    .map(|key| StringThunk {
-                        key: key.clone(),
-                        code: 0,
-                    })
-                    .collect(),
-            ),
-        }],
-    }];
-    if !interpreted_callees.is_empty() {
+    let emit_start = std::time::Instant::now();
+    let mut output = emit(&factory, &methods, &marked, object)?;
+    output.analysis = analysis;
+    output.emit_time = emit_start.elapsed();
+    output.dgml = dgml;
+    output.dot = dot;
+    output.why = why;
+    output.diagnostics = std::mem::take(factory.diagnostics.get_mut().expect("poisoned"))
+        .into_iter()
+        .collect();
+    Ok(output)
+}
+
+/// The chain of reasons to the node named `name` (a method name or a node name).
+fn explain<M: MarkStrategy>(
+    analyzer: &Analyzer<'_, Factory<'_, '_, '_>, M>,
+    marked: &[NodeKey],
+    name: &str,
+) -> Result<WhyChain, String> {
+    let key = marked
+        .iter()
+        .find(|k| analyzer_name(analyzer, k) == name)
+        .ok_or_else(|| format!("no marked node is named {name:?}"))?;
+    let id = analyzer
+        .id_of(key)
+        .ok_or_else(|| format!("{name:?} was not interned"))?;
+    let chain = analyzer.why(id).map_err(|e| e.to_string())?;
+    Ok(chain
+        .iter()
+        .map(|edge| {
+            let node = analyzer.name(edge.target).unwrap_or_default();
+            let reason = match (edge.source, edge.condition) {
+                (None, _) => format!("root: {}", edge.reason),
+                (Some(_), Some(c)) => format!(
+                    "{} (once {} is marked)",
+                    edge.reason,
+                    analyzer.name(c).unwrap_or_default()
+                ),
+                (Some(_), None) => edge.reason.to_string(),
+            };
+            (node, reason)
+        })
+        .collect())
+}
+
+fn analyzer_name<M: MarkStrategy>(
+    analyzer: &Analyzer<'_, Factory<'_, '_, '_>, M>,
+    key: &NodeKey,
+) -> String {
+    analyzer
+        .id_of(key)
+        .and_then(|id| analyzer.name(id).ok())
+        .unwrap_or_default()
+}
+
+/// Lays the marked nodes out: the image (import sections, entry points, string thunks) and
+/// the functions, then writes the module.
+fn emit(
+    factory: &Factory<'_, '_, '_>,
+    methods: &[MethodDef],
+    marked: &[NodeKey],
+    mut object: ObjectModule,
+) -> Result<CompileOutput, CompileError> {
+    let mut results = std::mem::take(&mut *factory.results.lock().expect("results poisoned"));
+    let mut nodes_by_kind: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut cells: Vec<u32> = Vec::new();
+    let mut thunk_keys: Vec<String> = Vec::new();
+    let mut inject = false;
+    for key in marked {
+        *nodes_by_kind.entry(key.kind()).or_default() += 1;
+        match key {
+            NodeKey::MethodEntryImport(token) => cells.push(*token),
+            NodeKey::R2RToInterpreterThunk(k) | NodeKey::InterpreterToR2RThunk(k) => {
+                thunk_keys.push(k.clone());
+            }
+            NodeKey::InjectStringThunks => inject = true,
+            _ => {}
+        }
+    }
+    // Deterministic, independent of the mark order: by token, by lookup string (ordinal).
+    cells.sort_unstable();
+    thunk_keys.sort();
+    let cell_index: FxHashMap<u32, usize> =
+        cells.iter().enumerate().map(|(c, &t)| (t, c)).collect();
+    let signature_of = |token: u32| -> WasmSignature {
+        factory
+            .signature_of(token)
+            .expect("cells exist only for lowered callees")
+    };
+
+    let mut import_sections = Vec::new();
+    if inject {
         import_sections.push(ImportSection {
-            flags: ImportSectionFlags::NONE,
+            flags: ImportSectionFlags::EAGER,
             kind: ImportSectionType::UNKNOWN,
             entry_size: 4,
-            cells: interpreted_callees
+            cells: vec![ImportCell {
+                initial: 0,
+                signature: FixupSignature::InjectStringThunks(
+                    thunk_keys
+                        .iter()
+                        .map(|key| StringThunk {
+                            key: key.clone(),
+                            code: 0,
+                        })
+                        .collect(),
+                ),
+            }],
+        });
+    }
+    let cell_section = import_sections.len();
+    if !cells.is_empty() {
+        import_sections.push(ImportSection {
+            flags: ImportSectionFlags::PCODE,
+            kind: ImportSectionType::STUB_DISPATCH,
+            entry_size: 4,
+            cells: cells
                 .iter()
-                .map(|&token| ImportCell {
-                    initial: 0,
-                    signature: FixupSignature::MethodEntry(MethodRef {
-                        flags: MethodSigFlags::NONE,
-                        token,
-                    }),
+                .map(|&token| {
+                    let uco = factory.plans.get(&token).is_some_and(|p| p.uco);
+                    ImportCell {
+                        initial: 0,
+                        signature: FixupSignature::MethodEntry(MethodRef {
+                            // A cell of a UCO method (ldftn) wants its unmanaged entry.
+                            flags: if uco {
+                                UNMANAGED_CALLERS_ONLY
+                            } else {
+                                MethodSigFlags::NONE
+                            },
+                            token,
+                        }),
+                    }
                 })
                 .collect(),
         });
     }
+
     let mut compiled = Vec::new();
     let mut not_compiled = Vec::new();
     let mut entries = Vec::new();
+    let mut instance_entries = Vec::new();
     let mut bodies = Vec::new();
-    for m in &methods {
+    for m in methods {
+        let plan = &factory.plans[&m.token];
         match results.remove(&m.token) {
             Some(Ok(body)) => {
-                entries.push(MethodEntryPoint {
+                let entry = MethodEntryPoint {
                     method: MethodRef {
-                        flags: MethodSigFlags::NONE,
+                        flags: if plan.uco {
+                            UNMANAGED_CALLERS_ONLY
+                        } else if plan.is_async {
+                            MethodSigFlags::ASYNC_VARIANT
+                        } else {
+                            MethodSigFlags::NONE
+                        },
                         token: m.token,
                     },
                     code: 0,
                     fixups: vec![],
-                });
+                };
+                if plan.is_async {
+                    instance_entries.push(entry);
+                } else {
+                    entries.push(entry);
+                }
                 bodies.push((m, body));
                 compiled.push((m.token, m.name.clone()));
             }
@@ -414,7 +922,7 @@ pub fn compile_assembly(
             None if m.has_body() => not_compiled.push(NotCompiledMethod {
                 token: m.token,
                 name: m.name.clone(),
-                reason: "not reached".into(),
+                reason: "not reached from the roots".into(),
             }),
             None => {}
         }
@@ -423,53 +931,88 @@ pub fn compile_assembly(
         compiler: Some(format!("crossgraph {}", env!("CARGO_PKG_VERSION"))),
         import_sections,
         method_entry_points: entries,
+        instance_entry_points: instance_entries,
         ..Image::default()
     };
     let (bytes, sites) = image.encode_with_code_offsets()?;
     let cell_rva: FxHashMap<usize, u32> = sites
         .iter()
         .filter_map(|&(site, offset)| match site {
-            CodeRefSite::CellInitial { section: 1, cell } => Some((cell, offset)),
+            CodeRefSite::CellInitial { section, cell } if section == cell_section => {
+                Some((cell, offset))
+            }
             _ => None,
         })
         .collect();
+    let compiled_tokens: BTreeSet<u32> = compiled.iter().map(|&(t, _)| t).collect();
 
-    // Functions: compiled methods (calls to interpreted callees rerouted through their
-    // cells), then the thunks, then the cells' import thunks.
+    // Functions: compiled methods (calls to callees without R2R code here rerouted through
+    // their cells), then the thunks, then the cells' import thunks.
+    let mut name_counts: FxHashMap<&str, usize> = FxHashMap::default();
+    for m in methods {
+        *name_counts.entry(m.name.as_str()).or_default() += 1;
+    }
     let mut method_symbols = Vec::new();
+    let mut instance_symbols = Vec::new();
     for (m, mut body) in bodies {
-        for &(index, callee) in body.call_sites.iter().rev() {
-            if let Some(&cell) = cell_of.get(&callee) {
-                let replacement = call_through_cell(cell_rva[&cell], signature_of(callee));
-                body.code.ops.splice(index..=index, replacement);
+        let plan = &factory.plans[&m.token];
+        let mut sites: Vec<(usize, u32, bool)> = body
+            .call_sites
+            .iter()
+            .map(|&(i, t)| (i, t, true))
+            .chain(body.address_sites.iter().map(|&(i, t)| (i, t, false)))
+            .collect();
+        sites.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
+        for (index, callee, is_call) in sites {
+            let local = callee >> 24 == 0x06 && compiled_tokens.contains(&callee);
+            if local && (factory.direct(callee) || !is_call) {
+                continue;
             }
+            let rva = cell_rva[&cell_index[&callee]];
+            let replacement = if is_call {
+                call_through_cell(rva, &signature_of(callee))
+            } else {
+                function_pointer_through_cell(rva)
+            };
+            body.code.ops.splice(index..=index, replacement);
         }
         let symbol = factory.symbols[&m.token];
-        let export = (name_counts[m.name.as_str()] == 1).then(|| m.name.clone());
+        let export = match &m.unmanaged_callers_only {
+            Some(uco) if uco.entry_point.is_some() => uco.entry_point.clone(),
+            _ => (name_counts[m.name.as_str()] == 1).then(|| m.name.clone()),
+        };
         object.define(
             symbol,
             DefinedFunction {
-                ty: signature_of(m.token).func_type(),
+                ty: plan
+                    .signature
+                    .as_ref()
+                    .expect("compiled methods are lowered")
+                    .func_type(),
                 code: body.code,
                 table_slot: true,
                 export,
             },
         );
-        method_symbols.push(symbol);
+        if plan.is_async {
+            instance_symbols.push(symbol);
+        } else {
+            method_symbols.push(symbol);
+        }
     }
     let mut thunk_symbols = Vec::new();
     for key in &thunk_keys {
-        let signature = WasmSignature::parse(&key[1..], PointerWidth::Wasm32)
-            .expect("thunk keys come from signatures");
+        let signature =
+            WasmSignature::parse(&key[1..], POINTER).expect("thunk keys come from signatures");
         thunk_symbols.push(match key.as_bytes()[0] {
             b'M' => interpreter_to_r2r(&signature, &mut object)?,
             _ => r2r_to_interpreter(&signature, &mut object)?,
         });
     }
-    let cell_thunks: Vec<SymbolId> = interpreted_callees
+    let cell_thunks: Vec<SymbolId> = cells
         .iter()
         .enumerate()
-        .map(|(c, &callee)| cell_import_thunk(signature_of(callee), cell_rva[&c], &mut object))
+        .map(|(c, &callee)| cell_import_thunk(&signature_of(callee), cell_rva[&c], &mut object))
         .collect();
     let image_relocs = sites
         .into_iter()
@@ -477,7 +1020,10 @@ pub fn compile_assembly(
             let symbol = match site {
                 CodeRefSite::StringThunk { thunk, .. } => thunk_symbols[thunk],
                 CodeRefSite::MethodEntry(i) => method_symbols[i],
-                CodeRefSite::CellInitial { section: 1, cell } => cell_thunks[cell],
+                CodeRefSite::InstanceEntry(i) => instance_symbols[i],
+                CodeRefSite::CellInitial { section, cell } if section == cell_section => {
+                    cell_thunks[cell]
+                }
                 _ => return None,
             };
             Some(DataReloc { offset, symbol })
@@ -485,11 +1031,61 @@ pub fn compile_assembly(
         .collect();
     object.image = bytes;
     object.image_relocs = image_relocs;
-    let module = object.emit()?.bytes;
+    let emitted = object.emit()?;
+
+    // The map: functions in table order with their body offsets, then image items.
+    let mut map = Vec::new();
+    let name_of_symbol = |symbol: SymbolId| object.name(symbol).to_owned();
+    for &(symbol, offset, size) in emitted.function_bodies() {
+        let name = name_of_symbol(symbol);
+        let kind = if name.starts_with("InterpreterToR2R") {
+            "InterpreterToR2RThunk"
+        } else if name.starts_with("R2RToInterpreter") {
+            "R2RToInterpreterThunk"
+        } else if name.starts_with("ImportThunk") {
+            "WasmImportThunk"
+        } else if name.contains('@') {
+            "MethodWithGCInfo"
+        } else {
+            "RuntimeImport"
+        };
+        map.push(MapEntry {
+            kind,
+            name,
+            section: "code",
+            offset,
+            size,
+        });
+    }
+    for (c, &token) in cells.iter().enumerate() {
+        map.push(MapEntry {
+            kind: "DelayLoadMethodImport",
+            name: format!(
+                "MethodEntry {}",
+                factory
+                    .plans
+                    .get(&token)
+                    .map(|p| p.name.clone())
+                    .or_else(|| factory.ts.method_name(0, token))
+                    .unwrap_or_default()
+            ),
+            section: "image",
+            offset: cell_rva[&c],
+            size: 4,
+        });
+    }
     Ok(CompileOutput {
-        module,
+        module: emitted.bytes,
         compiled,
         not_compiled,
         marked_nodes: marked.len(),
+        nodes_by_kind,
+        analysis: AnalysisStats::default(),
+        emit_time: std::time::Duration::ZERO,
+        map,
+        dgml: None,
+        dot: None,
+        why: Vec::new(),
+        diagnostics: Vec::new(),
     })
 }

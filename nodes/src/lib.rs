@@ -20,6 +20,11 @@
 #![deny(missing_docs)]
 
 pub mod compilation;
+pub mod custom_attribute;
+pub mod type_system;
 pub mod typesystem;
 
-pub use compilation::{CompileError, CompileOptions, CompileOutput, NodeKey, compile_assembly};
+pub use compilation::{
+    CompileError, CompileOptions, CompileOutput, GraphLog, MapEntry, NodeKey, NotCompiledMethod,
+    Roots, compile_assembly, compile_input,
+};

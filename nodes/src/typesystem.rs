@@ -45,6 +45,28 @@ pub enum TypeSystemError {
         /// What `cildec` reported.
         message: String,
     },
+    /// An item refers to an assembly that is not among the inputs and references.
+    #[error(
+        "{path}: {item} is defined in assembly {assembly}, which is not given (add it with -r)"
+    )]
+    MissingReference {
+        /// The referencing file.
+        path: PathBuf,
+        /// The missing assembly's simple name.
+        assembly: String,
+        /// The item that needs it.
+        item: String,
+    },
+    /// A token does not resolve to a definition.
+    #[error("{path}: token 0x{token:08x}: {message}")]
+    Unresolved {
+        /// The file the token belongs to.
+        path: PathBuf,
+        /// The token (0 when the item is a signature element).
+        token: u32,
+        /// What is wrong.
+        message: String,
+    },
     /// A method's row, signature or body cannot be decoded.
     #[error("{path}: method 0x{token:08x}: {message}")]
     Method {
@@ -95,7 +117,22 @@ pub struct MethodDef {
     pub rva: u32,
     /// Signature shape.
     pub signature: SignatureShape,
+    /// Callable from outside the assembly: a public method of a type visible outside it.
+    pub public_surface: bool,
+    /// Marked `[UnmanagedCallersOnly]`.
+    pub unmanaged_callers_only: Option<UnmanagedCallersOnly>,
 }
+
+/// What `[UnmanagedCallersOnly]` says about a method.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnmanagedCallersOnly {
+    /// `EntryPoint = "..."`: the name native code uses (exported under it).
+    pub entry_point: Option<String>,
+}
+
+/// The attribute's full name (crossgen2 matches it by name, not by assembly).
+pub const UNMANAGED_CALLERS_ONLY_ATTRIBUTE: &str =
+    "System.Runtime.InteropServices.UnmanagedCallersOnlyAttribute";
 
 impl MethodDef {
     /// Whether the method has an IL body to compile.
@@ -209,7 +246,125 @@ impl Assembly {
     }
 }
 
-impl AssemblyView<'_> {
+impl<'a> AssemblyView<'a> {
+    /// The file this view reads.
+    pub fn path(&self) -> &Path {
+        &self.assembly.path
+    }
+
+    /// The PE image (for method bodies).
+    pub fn image(&self) -> &PeImage<'a> {
+        &self.image
+    }
+
+    /// The decoded metadata (for queries this view does not wrap).
+    pub fn metadata(&self) -> &Metadata<'a> {
+        &self.metadata
+    }
+
+    /// A `#Strings` entry, `""` when the index is bad.
+    pub fn string(&self, index: cildec::StringIndex) -> &'a str {
+        self.metadata.strings().str_opt(index).unwrap_or("")
+    }
+
+    pub(crate) fn image_error(&self, e: impl std::fmt::Display) -> TypeSystemError {
+        TypeSystemError::Image {
+            path: self.assembly.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The custom attribute type name of a `CustomAttributeType` constructor token.
+    fn attribute_type_name(&self, constructor: Token) -> Option<String> {
+        let names = Names::new(&self.metadata);
+        let tables = self.metadata.tables();
+        match constructor.table()? {
+            cildec::TableId::MethodDef => {
+                let owner = tables.type_of_method(Rid::new(constructor.rid())).ok()??;
+                names.type_def(owner).ok()
+            }
+            cildec::TableId::MemberRef => {
+                let row = tables.member_ref(constructor.rid()).ok()?;
+                match row.class.table()? {
+                    cildec::TableId::TypeRef => {
+                        let r = tables.type_ref(row.class.rid()).ok()?;
+                        let ns = self.string(r.type_namespace);
+                        let n = self.string(r.type_name);
+                        Some(if ns.is_empty() {
+                            n.to_owned()
+                        } else {
+                            format!("{ns}.{n}")
+                        })
+                    }
+                    cildec::TableId::TypeDef => names.type_def(Rid::new(row.class.rid())).ok(),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// `[UnmanagedCallersOnly]` methods of this assembly by `MethodDef` token, with their
+    /// decoded arguments.
+    ///
+    /// # Errors
+    /// [`TypeSystemError::Method`] naming the method whose attribute blob is malformed.
+    pub fn unmanaged_callers_only(
+        &self,
+    ) -> Result<std::collections::HashMap<u32, UnmanagedCallersOnly>, TypeSystemError> {
+        let mut out = std::collections::HashMap::new();
+        for (_, row) in self
+            .metadata
+            .tables()
+            .iter::<cildec::tables::CustomAttributeRow>()
+        {
+            let Ok(row) = row else { continue };
+            if row.parent.table() != Some(cildec::TableId::MethodDef) {
+                continue;
+            }
+            if self.attribute_type_name(row.constructor).as_deref()
+                != Some(UNMANAGED_CALLERS_ONLY_ATTRIBUTE)
+            {
+                continue;
+            }
+            let token = row.parent.value();
+            let blob = self
+                .metadata
+                .blobs()
+                .get(row.value)
+                .map_err(|e| self.method_error(token, e))?;
+            let decoded = crate::custom_attribute::decode(blob, &[])
+                .map_err(|e| self.method_error(token, format!("[UnmanagedCallersOnly]: {e}")))?;
+            let entry_point = match decoded.named("EntryPoint") {
+                Some(crate::custom_attribute::AttributeValue::String(s)) => s.clone(),
+                _ => None,
+            };
+            out.insert(token, UnmanagedCallersOnly { entry_point });
+        }
+        Ok(out)
+    }
+
+    /// Whether the type and all its enclosing types are public.
+    fn type_is_public(&self, rid: u32) -> bool {
+        let tables = self.metadata.tables();
+        let mut current = rid;
+        for _ in 0..64 {
+            let Ok(row) = tables.type_def(current) else {
+                return false;
+            };
+            match row.flags & 0x7 {
+                1 => return true, // public (top level)
+                2 => {}           // nested public
+                _ => return false,
+            }
+            match tables.enclosing_type(Rid::new(current)) {
+                Ok(Some(outer)) => current = outer.get(),
+                _ => return false,
+            }
+        }
+        false
+    }
+
     fn method_error(&self, token: u32, e: impl std::fmt::Display) -> TypeSystemError {
         TypeSystemError::Method {
             path: self.assembly.path.clone(),
@@ -225,6 +380,7 @@ impl AssemblyView<'_> {
     pub fn methods(&self) -> Result<Vec<MethodDef>, TypeSystemError> {
         let names = Names::new(&self.metadata);
         let tables = self.metadata.tables();
+        let uco = self.unmanaged_callers_only()?;
         let mut methods = Vec::new();
         for (rid, row) in tables.iter::<MethodDefRow>() {
             let token = 0x0600_0000 | rid;
@@ -233,10 +389,13 @@ impl AssemblyView<'_> {
             let blob = self.metadata.blobs().get(row.signature).map_err(fail)?;
             let sig = MethodSig::parse(blob).map_err(fail)?;
             let method_name = self.metadata.strings().str_opt(row.name).unwrap_or("?");
-            let owner = match tables.type_of_method(Rid::new(rid)).map_err(fail)? {
+            let owner_rid = tables.type_of_method(Rid::new(rid)).map_err(fail)?;
+            let owner = match owner_rid {
                 Some(type_def) => names.type_def(type_def).map_err(fail)?,
                 None => String::from("<Module>"),
             };
+            let public_surface =
+                row.flags & 0x7 == 6 && owner_rid.is_some_and(|t| self.type_is_public(t.get()));
             methods.push(MethodDef {
                 token,
                 name: format!("{owner}::{method_name}"),
@@ -250,6 +409,8 @@ impl AssemblyView<'_> {
                     ret: names.param(&sig.return_type),
                     generic_params: sig.calling_convention.generic_param_count(),
                 },
+                public_surface,
+                unmanaged_callers_only: uco.get(&token).cloned(),
             });
         }
         Ok(methods)

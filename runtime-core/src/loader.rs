@@ -439,6 +439,17 @@ impl Loader {
         let signature =
             &loaded.image.import_sections[section as usize].cells[cell as usize].signature;
         let value = match signature {
+            // A cell flagged UNMANAGED_CALLERS_ONLY holds the method's unmanaged entry (the
+            // target of an `ldftn` of an UnmanagedCallersOnly method).
+            FixupSignature::MethodEntry(method)
+                if method.flags.0 & UNMANAGED_CALLERS_ONLY.0 != 0 =>
+            {
+                let method = MethodRef {
+                    flags: MethodSigFlags(method.flags.0 & !UNMANAGED_CALLERS_ONLY.0),
+                    ..*method
+                };
+                self.method_entry(method, CallKind::Unmanaged)?.0
+            }
             FixupSignature::MethodEntry(method) => self.method_entry(*method, CallKind::Managed)?.0,
             FixupSignature::Helper(id) => {
                 self.helpers
