@@ -19,6 +19,8 @@ TOOLS=(ilasm.exe ikdasm.exe)
 have_runtime() {
     [ -f /usr/lib/mono/4.5/mscorlib.dll ] && [ -f /usr/lib/mono/4.5/System.dll ] \
         && [ -f /usr/lib/mono/4.5/System.Core.dll ] && [ -f /usr/lib/mono/4.5/System.Xml.dll ] \
+        && [ -f /usr/lib/mono/4.5/Mono.Security.dll ] \
+        && [ -f /usr/lib/mono/4.5/System.Configuration.dll ] \
         && command -v mcs >/dev/null 2>&1 \
         && command -v mono >/dev/null 2>&1 && [ -f /usr/lib/mono/4.5/PEAPI.dll ]
 }
@@ -63,7 +65,8 @@ if ! have_runtime; then
     echo "installing Mono's class libraries, mcs and PEAPI (apt) ..."
     with_apt_retry $SUDO apt-get install -y -qq --no-install-recommends \
         mono-mcs libmono-corlib4.5-cil libmono-system4.0-cil libmono-system-core4.0-cil \
-        libmono-system-xml4.0-cil libmono-peapi4.0a-cil >/dev/null
+        libmono-system-xml4.0-cil libmono-security4.0-cil libmono-system-configuration4.0-cil \
+        libmono-peapi4.0a-cil >/dev/null
 fi
 
 if ! have_tools; then

@@ -1,0 +1,218 @@
+//! IL fixtures assembled with Mono's ilasm (`scripts/ilasm`, installed by
+//! `bash scripts/install-mono.sh`): UnmanagedCallersOnly methods reached through `ldftn` +
+//! `calli unmanaged` from compiled code, and runtime-async methods (impl flag 0x2000 patched
+//! into the assembled file, as ilasm has no keyword for it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use crossgraph::codegen::{PointerWidth, WasmSignature};
+use crossgraph::nodes::type_system::TypeSystem;
+use crossgraph::nodes::typesystem::Assembly;
+use crossgraph::nodes::{CompileOptions, CompileOutput, compile_input};
+use crossgraph::runtime_core::exec::{ExecConfig, Executor, Interpreter};
+use crossgraph::runtime_core::format::{Image, MethodRef, MethodSigFlags};
+use crossgraph::runtime_core::loader::UNMANAGED_CALLERS_ONLY;
+use crossgraph::runtime_core::{Loader, ThunkRuntime, image_from_module};
+use wasmtime::Val;
+
+const INSTALL: &str = "bash scripts/install-mono.sh";
+const MSCORLIB: &str = "/usr/lib/mono/4.5/mscorlib.dll";
+
+fn assemble(il: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("crossgraph-il-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dll = dir.join(Path::new(il).with_extension("dll").file_name().unwrap());
+    let out = Command::new("bash")
+        .arg(root.join("scripts/ilasm"))
+        .arg("/dll")
+        .arg(format!("/output:{}", dll.display()))
+        .arg(root.join("tests/fixtures").join(il))
+        .output()
+        .unwrap_or_else(|e| panic!("scripts/ilasm cannot run ({e}): run `{INSTALL}`"));
+    assert!(
+        out.status.success(),
+        "ilasm failed (install it with `{INSTALL}`): {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dll
+}
+
+fn compile(dll: &Path) -> CompileOutput {
+    assert!(
+        Path::new(MSCORLIB).exists(),
+        "{MSCORLIB} is missing: run `{INSTALL}`"
+    );
+    let input = Assembly::load(dll).unwrap();
+    let corlib = Assembly::load(MSCORLIB).unwrap();
+    let (a, b) = (input.view().unwrap(), corlib.view().unwrap());
+    let ts = TypeSystem::new(vec![&a, &b]).unwrap();
+    compile_input(&ts, &CompileOptions::default()).unwrap()
+}
+
+struct NoInterpreter;
+
+impl Interpreter for NoInterpreter {
+    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
+        Err(format!("{entry:#x} was not expected in the interpreter"))
+    }
+}
+
+fn token_of(output: &CompileOutput, name: &str) -> u32 {
+    output
+        .compiled
+        .iter()
+        .find(|(_, n)| n == name)
+        .map(|&(t, _)| t)
+        .unwrap_or_else(|| panic!("{name} not compiled: {:#?}", output.not_compiled))
+}
+
+fn sig(s: &str) -> WasmSignature {
+    WasmSignature::parse(s, PointerWidth::Wasm32).unwrap()
+}
+
+#[test]
+fn uco_method_called_through_ldftn_and_calli_unmanaged_runs() {
+    let output = compile(&assemble("uco.il"));
+    let add = token_of(&output, "Fixture.Native::Add");
+    token_of(&output, "Fixture.Native::CallAdd");
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let entry = image
+        .method_entry_points
+        .iter()
+        .find(|e| e.method.token == add)
+        .unwrap();
+    assert_eq!(entry.method.flags, UNMANAGED_CALLERS_ONLY);
+    // No interpreter <-> R2R thunk exists for the unmanaged signature.
+    let thunks = image
+        .import_sections
+        .iter()
+        .flat_map(|s| &s.cells)
+        .find_map(|c| match &c.signature {
+            crossgraph::runtime_core::format::FixupSignature::InjectStringThunks(t) => Some(t),
+            _ => None,
+        })
+        .unwrap();
+    assert!(thunks.iter().all(|t| t.key != "Miii" && t.key != "Iiii"));
+
+    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
+    let mut exec = Executor::instantiate(
+        &output.module,
+        loader,
+        Arc::new(NoInterpreter),
+        ExecConfig::default(),
+    )
+    .unwrap();
+    // Compiled managed code: ldftn Add; calli unmanaged cdecl int32(int32, int32). The
+    // crossgen2 failure mode was "indirect call signature mismatch" here.
+    let r = exec
+        .invoke_by_name(
+            "Fixture.Native::CallAdd",
+            &sig("iiip"),
+            &[Val::I32(2), Val::I32(40)],
+        )
+        .unwrap();
+    assert_eq!(r.unwrap().unwrap_i32(), 42);
+    // A native caller gets the same unmanaged entry.
+    let method = MethodRef {
+        flags: MethodSigFlags::NONE,
+        token: add,
+    };
+    let r = exec
+        .call_unmanaged(method, &[Val::I32(5), Val::I32(6)])
+        .unwrap();
+    assert_eq!(r[0].unwrap_i32(), 11);
+    // And it is exported under its EntryPoint name.
+    let exports: Vec<String> = wasmparser::Parser::new(0)
+        .parse_all(&output.module)
+        .filter_map(|p| match p.unwrap() {
+            wasmparser::Payload::ExportSection(r) => Some(
+                r.into_iter()
+                    .map(|e| e.unwrap().name.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(exports.iter().any(|e| e == "uco_add"), "{exports:?}");
+}
+
+/// Sets `MethodImplAttributes` bit 0x2000 (runtime-async) on the named methods of `dll`.
+fn mark_runtime_async(dll: &Path, names: &[&str]) {
+    let mut bytes = std::fs::read(dll).unwrap();
+    let mut offsets = Vec::new();
+    {
+        let image = cildec::PeImage::parse(&bytes).unwrap();
+        let metadata = image.metadata().unwrap();
+        let tables = metadata.tables();
+        for (rid, row) in tables.iter::<cildec::tables::MethodDefRow>() {
+            let row = row.unwrap();
+            if names.contains(&metadata.strings().str(row.name).unwrap()) {
+                let raw = tables.row_bytes(cildec::TableId::MethodDef, rid).unwrap();
+                // Row layout (II.22.26): RVA u32, ImplFlags u16, Flags u16, ...
+                offsets.push(raw.as_ptr() as usize - bytes.as_ptr() as usize + 4);
+            }
+        }
+    }
+    assert_eq!(offsets.len(), names.len());
+    for at in offsets {
+        let flags = u16::from_le_bytes([bytes[at], bytes[at + 1]]) | 0x2000;
+        bytes[at..at + 2].copy_from_slice(&flags.to_le_bytes());
+    }
+    std::fs::write(dll, bytes).unwrap();
+}
+
+#[test]
+fn runtime_async_variant_compiles_unless_it_awaits() {
+    let dll = assemble("async.il");
+    mark_runtime_async(&dll, &["NoAwait", "WithAwait"]);
+    let output = compile(&dll);
+    let no_await = token_of(&output, "Fixture.Async::NoAwait");
+    let with_await = output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Async::WithAwait")
+        .expect("WithAwait stays interpreted");
+    assert!(
+        with_await.reason.contains("awaits"),
+        "{}",
+        with_await.reason
+    );
+
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    // The async variant is listed in the instance entry-point table with AsyncVariant.
+    let variant = image
+        .instance_entry_points
+        .iter()
+        .find(|e| e.method.token == no_await)
+        .expect("async variant entry");
+    assert_eq!(variant.method.flags, MethodSigFlags::ASYNC_VARIANT);
+    assert!(
+        image
+            .method_entry_points
+            .iter()
+            .all(|e| e.method.token != no_await)
+    );
+
+    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
+    let mut exec = Executor::instantiate(
+        &output.module,
+        loader,
+        Arc::new(NoInterpreter),
+        ExecConfig::default(),
+    )
+    .unwrap();
+    // The variant: int32(continuation, int32) -> x + 1, signature `iaip`.
+    let r = exec
+        .invoke_by_name(
+            "Fixture.Async::NoAwait",
+            &sig("iaip"),
+            &[Val::I32(0), Val::I32(41)],
+        )
+        .unwrap();
+    assert_eq!(r.unwrap().unwrap_i32(), 42);
+}
