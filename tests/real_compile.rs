@@ -51,7 +51,7 @@ fn mono_class_libraries_compile_and_their_images_load() {
             *reasons.entry(kind).or_default() += 1;
         }
         let mut top: Vec<_> = reasons.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|t| std::cmp::Reverse(t.1));
         println!(
             "{name}: {} compiled, {} left to the interpreter; top reasons: {:?}",
             output.compiled.len(),
