@@ -8,9 +8,11 @@ cargo build --release --quiet
 bin=target/release/crossgraph
 mkdir -p target/main-job
 $bin compile /usr/lib/mono/4.5/mscorlib.dll -o target/main-job/mscorlib.wasm \
-    --stats target/main-job/mscorlib-stats.json
+    --stats target/main-job/mscorlib-stats.json --map target/main-job/mscorlib-map.csv
 echo
 $bin inspect target/main-job/mscorlib.wasm | head -n 12
+echo
+$bin inspect target/main-job/mscorlib.wasm --wat System.Math::BigMul
 echo "  ... (full listing: $bin inspect target/main-job/mscorlib.wasm)"
 echo
 run() {

@@ -110,3 +110,70 @@ fn compile_inspect_and_run() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn map_graph_why_stats_and_wat() {
+    let dir = std::env::temp_dir().join(format!("crossgraph-cli-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dll(&dir);
+    let module = dir.join("out.wasm");
+    let (map, dgml, dot, stats) = (
+        dir.join("map.csv"),
+        dir.join("g.dgml"),
+        dir.join("g.dot"),
+        dir.join("stats.json"),
+    );
+    let (ok, stdout, stderr) = crossgraph(&[
+        "compile",
+        input.to_str().unwrap(),
+        "-o",
+        module.to_str().unwrap(),
+        "--map",
+        map.to_str().unwrap(),
+        "--graph",
+        "full",
+        "--dgml",
+        dgml.to_str().unwrap(),
+        "--dot",
+        dot.to_str().unwrap(),
+        "--stats",
+        stats.to_str().unwrap(),
+        "--why",
+        "InjectStringThunks",
+    ]);
+    assert!(ok, "{stderr}");
+    // The chain starts at a root and ends at the import.
+    assert!(stdout.contains("why InjectStringThunks:"), "{stdout}");
+    assert!(stdout.contains("root: method with an IL body"), "{stdout}");
+    let map = std::fs::read_to_string(&map).unwrap();
+    assert!(map.starts_with("kind,name,section,offset,size\n"), "{map}");
+    assert!(map.contains("MethodWithGCInfo,"), "{map}");
+    assert!(map.contains("InterpreterToR2RThunk,"), "{map}");
+    assert!(
+        std::fs::read_to_string(&dgml)
+            .unwrap()
+            .contains("<DirectedGraph")
+    );
+    assert!(
+        std::fs::read_to_string(&dot)
+            .unwrap()
+            .starts_with("digraph")
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert!(stats["phases"]["emit_seconds"].as_f64().is_some());
+    assert!(stats["nodes_by_kind"]["MethodWithGCInfo"].as_u64().unwrap() > 0);
+
+    let (ok, stdout, stderr) =
+        crossgraph(&["inspect", module.to_str().unwrap(), "--wat", "Cli.M::Add"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("  (func $Cli.M::Add@"), "{stdout}");
+    assert!(stdout.contains("i32.add"), "{stdout}");
+    let (ok, _, stderr) = crossgraph(&[
+        "inspect",
+        module.to_str().unwrap(),
+        "--wat",
+        "No.Such::Method",
+    ]);
+    assert!(!ok && stderr.contains("No.Such::Method"), "{stderr}");
+}

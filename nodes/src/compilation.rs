@@ -666,8 +666,22 @@ fn run<M: MarkStrategy>(
         results: Mutex::new(FxHashMap::default()),
         diagnostics: Mutex::new(BTreeSet::new()),
     };
-    for m in &methods {
-        let signature = factory.plan_signature(m);
+    // Lowering every signature resolves types across assemblies: in parallel.
+    let signatures: Vec<Result<WasmSignature, String>> = {
+        use rayon::prelude::*;
+        let plan = |m: &MethodDef| factory.plan_signature(m);
+        match options.threads {
+            Some(n) => rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_or_else(
+                    |_| methods.iter().map(plan).collect(),
+                    |pool| pool.install(|| methods.par_iter().map(plan).collect()),
+                ),
+            None => methods.par_iter().map(plan).collect(),
+        }
+    };
+    for (m, signature) in methods.iter().zip(signatures) {
         if signature.is_ok() && m.has_body() {
             factory.symbols.insert(
                 m.token,
@@ -1034,21 +1048,28 @@ fn emit(
     let emitted = object.emit()?;
 
     // The map: functions in table order with their body offsets, then image items.
+    let mut kinds: FxHashMap<SymbolId, &'static str> = FxHashMap::default();
+    for (key, &symbol) in thunk_keys.iter().zip(&thunk_symbols) {
+        kinds.insert(
+            symbol,
+            if key.starts_with('M') {
+                "InterpreterToR2RThunk"
+            } else {
+                "R2RToInterpreterThunk"
+            },
+        );
+    }
+    for &symbol in &cell_thunks {
+        kinds.insert(symbol, "WasmImportThunk");
+    }
+    for &symbol in method_symbols.iter().chain(&instance_symbols) {
+        kinds.insert(symbol, "MethodWithGCInfo");
+    }
     let mut map = Vec::new();
     let name_of_symbol = |symbol: SymbolId| object.name(symbol).to_owned();
     for &(symbol, offset, size) in emitted.function_bodies() {
         let name = name_of_symbol(symbol);
-        let kind = if name.starts_with("InterpreterToR2R") {
-            "InterpreterToR2RThunk"
-        } else if name.starts_with("R2RToInterpreter") {
-            "R2RToInterpreterThunk"
-        } else if name.starts_with("ImportThunk") {
-            "WasmImportThunk"
-        } else if name.contains('@') {
-            "MethodWithGCInfo"
-        } else {
-            "RuntimeImport"
-        };
+        let kind = kinds.get(&symbol).copied().unwrap_or("Function");
         map.push(MapEntry {
             kind,
             name,
