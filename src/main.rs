@@ -12,7 +12,7 @@ use crossgraph::nodes::type_system::TypeSystem;
 use crossgraph::nodes::typesystem::Assembly;
 use crossgraph::nodes::{CompileOptions, CompileOutput, GraphLog, Roots, compile_input};
 use crossgraph::runtime_core::exec::{ExecConfig, Executor, Interpreter};
-use crossgraph::runtime_core::format::{FixupSignature, Image, MethodSigFlags};
+use crossgraph::runtime_core::format::{FixupSignature, Image, ImportSectionType, MethodSigFlags};
 use crossgraph::runtime_core::loader::UNMANAGED_CALLERS_ONLY;
 use crossgraph::runtime_core::{Loader, ThunkRuntime, image_from_module};
 
@@ -270,9 +270,16 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                 writeln!(out, "compiler: {compiler}")?;
             }
             for (i, section) in image.import_sections.iter().enumerate() {
+                let kind = match section.kind {
+                    ImportSectionType::UNKNOWN => "Unknown",
+                    ImportSectionType::STUB_DISPATCH => "StubDispatch",
+                    ImportSectionType::STRING_HANDLE => "StringHandle",
+                    ImportSectionType::PORTABLE_ENTRY_POINT => "PortableEntryPoint",
+                    _ => "?",
+                };
                 writeln!(
                     out,
-                    "import section {i}: flags 0x{:04x} type {} entry {} bytes, {} cells",
+                    "import section {i}: flags 0x{:04x} type {} ({kind}) entry {} bytes, {} cells",
                     section.flags.0,
                     section.kind.0,
                     section.entry_size,
@@ -290,7 +297,21 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                                 writeln!(out, "      {:<24} slot {}", t.key, t.code)?;
                             }
                         }
-                        other => writeln!(out, "  [{c}] {other:?}")?,
+                        FixupSignature::MethodEntry(m) => writeln!(
+                            out,
+                            "  [{c}] MethodEntry (0x13) 0x{:08x}{}",
+                            m.token,
+                            method_marks(m.flags)
+                        )?,
+                        FixupSignature::Helper(id) => {
+                            writeln!(out, "  [{c}] Helper (0x1A) {id}")?;
+                        }
+                        FixupSignature::ResumptionStubEntryPoint { method, stub } => writeln!(
+                            out,
+                            "  [{c}] ResumptionStubEntryPoint (0x38) 0x{:08x}{} stub slot {stub}",
+                            method.token,
+                            method_marks(method.flags)
+                        )?,
                     }
                 }
             }
@@ -304,16 +325,7 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                 .iter()
                 .chain(&image.instance_entry_points)
             {
-                let mut marks = String::new();
-                if e.method.flags.0 & MethodSigFlags::ASYNC_VARIANT.0 != 0 {
-                    marks.push_str(" [ASYNC]");
-                }
-                if e.method.flags.0 & MethodSigFlags::RESUMPTION_STUB.0 != 0 {
-                    marks.push_str(" [RESUME]");
-                }
-                if e.method.flags.0 & UNMANAGED_CALLERS_ONLY.0 != 0 {
-                    marks.push_str(" [UCO]");
-                }
+                let marks = method_marks(e.method.flags);
                 writeln!(
                     out,
                     "  0x{:08x} slot {:>6} fixups {}{marks}",
@@ -537,4 +549,19 @@ fn print_function(bytes: &[u8], name: &str, out: &mut String) -> Result<()> {
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// ` [ASYNC]`, ` [RESUME]`, ` [UCO]` for the flags of a method reference.
+fn method_marks(flags: MethodSigFlags) -> String {
+    let mut marks = String::new();
+    if flags.0 & MethodSigFlags::ASYNC_VARIANT.0 != 0 {
+        marks.push_str(" [ASYNC]");
+    }
+    if flags.0 & MethodSigFlags::RESUMPTION_STUB.0 != 0 {
+        marks.push_str(" [RESUME]");
+    }
+    if flags.0 & UNMANAGED_CALLERS_ONLY.0 != 0 {
+        marks.push_str(" [UCO]");
+    }
+    marks
 }

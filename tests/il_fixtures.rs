@@ -1,6 +1,7 @@
 //! IL fixtures assembled with Mono's ilasm (`scripts/ilasm`, installed by
 //! `bash scripts/install-mono.sh`): UnmanagedCallersOnly methods reached through `ldftn` +
-//! `calli unmanaged` from compiled code, and runtime-async methods (impl flag 0x2000 patched
+//! `calli unmanaged` from compiled code, managed function pointers (`ldftn` + managed
+//! `calli`, to compiled and to interpreted targets), and runtime-async methods (impl flag 0x2000 patched
 //! into the assembled file, as ilasm has no keyword for it).
 
 use std::path::{Path, PathBuf};
@@ -12,8 +13,10 @@ use crossgraph::nodes::type_system::TypeSystem;
 use crossgraph::nodes::typesystem::Assembly;
 use crossgraph::nodes::{CompileOptions, CompileOutput, compile_input};
 use crossgraph::runtime_core::exec::{ExecConfig, Executor, Interpreter};
-use crossgraph::runtime_core::format::{Image, MethodRef, MethodSigFlags};
-use crossgraph::runtime_core::loader::UNMANAGED_CALLERS_ONLY;
+use crossgraph::runtime_core::format::{
+    FixupSignature, Image, ImportSectionType, MethodRef, MethodSigFlags,
+};
+use crossgraph::runtime_core::loader::{InterpretedMethod, UNMANAGED_CALLERS_ONLY};
 use crossgraph::runtime_core::{Loader, ThunkRuntime, image_from_module};
 use wasmtime::Val;
 
@@ -61,6 +64,13 @@ impl Interpreter for NoInterpreter {
     }
 }
 
+/// Instantiates a compiled module in wasmtime with a fresh loader (its image loaded, eager
+/// fixups resolved).
+fn instantiate(output: &CompileOutput, interpreter: Arc<dyn Interpreter>) -> Executor {
+    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
+    Executor::instantiate(&output.module, loader, interpreter, ExecConfig::default()).unwrap()
+}
+
 fn token_of(output: &CompileOutput, name: &str) -> u32 {
     output
         .compiled
@@ -92,20 +102,13 @@ fn uco_method_called_through_ldftn_and_calli_unmanaged_runs() {
         .iter()
         .flat_map(|s| &s.cells)
         .find_map(|c| match &c.signature {
-            crossgraph::runtime_core::format::FixupSignature::InjectStringThunks(t) => Some(t),
+            FixupSignature::InjectStringThunks(t) => Some(t),
             _ => None,
         })
         .unwrap();
     assert!(thunks.iter().all(|t| t.key != "Miii" && t.key != "Iiii"));
 
-    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
-    let mut exec = Executor::instantiate(
-        &output.module,
-        loader,
-        Arc::new(NoInterpreter),
-        ExecConfig::default(),
-    )
-    .unwrap();
+    let mut exec = instantiate(&output, Arc::new(NoInterpreter));
     // Compiled managed code: ldftn Add; calli unmanaged cdecl int32(int32, int32). The
     // crossgen2 failure mode was "indirect call signature mismatch" here.
     let r = exec
@@ -198,14 +201,7 @@ fn runtime_async_variant_compiles_unless_it_awaits() {
             .all(|e| e.method.token != no_await)
     );
 
-    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
-    let mut exec = Executor::instantiate(
-        &output.module,
-        loader,
-        Arc::new(NoInterpreter),
-        ExecConfig::default(),
-    )
-    .unwrap();
+    let mut exec = instantiate(&output, Arc::new(NoInterpreter));
     // The variant: int32(continuation, int32) -> x + 1, signature `iaip`.
     let r = exec
         .invoke_by_name(
@@ -215,4 +211,117 @@ fn runtime_async_variant_compiles_unless_it_awaits() {
         )
         .unwrap();
     assert_eq!(r.unwrap().unwrap_i32(), 42);
+}
+
+/// The embedder's interpreter for fnptr.il: runs `Slow` (x + 100) and counts its calls.
+struct SlowInterpreter {
+    slow: u32,
+    calls: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Interpreter for SlowInterpreter {
+    fn execute(
+        &self,
+        entry: u32,
+        memory: &mut [u8],
+        args: u32,
+        _size: u32,
+        ret: u32,
+    ) -> Result<(), String> {
+        self.calls.lock().unwrap().push(entry);
+        if entry != self.slow {
+            return Err(format!("{entry:#x} was not expected in the interpreter"));
+        }
+        let at = args as usize;
+        let x = i32::from_le_bytes(memory[at..at + 4].try_into().unwrap());
+        let r = ret as usize;
+        memory[r..r + 4].copy_from_slice(&(x + 100).to_le_bytes());
+        Ok(())
+    }
+}
+
+#[test]
+fn managed_function_pointers_call_compiled_and_interpreted_targets() {
+    let output = compile(&assemble("fnptr.il"));
+    for name in [
+        "CallTwice",
+        "CallSlow",
+        "CallWiden",
+        "SamePointer",
+        "Pick",
+        "CallNull",
+    ] {
+        token_of(&output, &format!("Fixture.Pointers::{name}"));
+    }
+    let twice = token_of(&output, "Fixture.Pointers::Twice");
+    let slow = output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Pointers::Slow")
+        .expect("Slow stays interpreted")
+        .token;
+
+    // One portable entry point per ldftn target, [code, handle] with handle = token.
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let section = image
+        .import_sections
+        .iter()
+        .find(|s| s.kind == ImportSectionType::PORTABLE_ENTRY_POINT)
+        .expect("a PortableEntryPoint section");
+    assert_eq!(section.entry_size, 8);
+    let targets: Vec<u32> = section
+        .cells
+        .iter()
+        .map(|c| match c.signature {
+            FixupSignature::MethodEntry(m) => m.token,
+            ref other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(targets.len(), 3, "Twice, Slow, Widen: {targets:x?}");
+    assert!(targets.contains(&twice) && targets.contains(&slow));
+    // Slow's entry needs the R2R -> interpreter thunk of `iip`.
+    assert!(
+        output.map.iter().any(|e| e.name == "Iiip"),
+        "{:#?}",
+        output.map
+    );
+
+    let interpreter = Arc::new(SlowInterpreter {
+        slow,
+        calls: Default::default(),
+    });
+    let mut exec = instantiate(&output, interpreter.clone());
+    // The embedder tells the loader its interpreter runs Slow.
+    exec.loader().register_interpreted(
+        MethodRef {
+            flags: MethodSigFlags::NONE,
+            token: slow,
+        },
+        InterpretedMethod {
+            thunk_key: "Iiip".into(),
+        },
+    );
+    let mut call = |name: &str, signature: &str, args: &[Val]| {
+        exec.invoke_by_name(&format!("Fixture.Pointers::{name}"), &sig(signature), args)
+    };
+    let i32_of = |r: Result<Option<Val>, _>| r.unwrap().unwrap().unwrap_i32();
+    assert_eq!(i32_of(call("CallTwice", "iip", &[Val::I32(21)])), 42);
+    assert!(interpreter.calls.lock().unwrap().is_empty());
+    // Through the entry's import thunk, the delay-load helper, the R2R -> interpreter thunk.
+    assert_eq!(i32_of(call("CallSlow", "iip", &[Val::I32(5)])), 105);
+    assert_eq!(*interpreter.calls.lock().unwrap(), vec![slow]);
+    // Again: the entry is patched now, the interpreter still gets Slow's handle.
+    assert_eq!(i32_of(call("CallSlow", "iip", &[Val::I32(6)])), 106);
+    assert_eq!(*interpreter.calls.lock().unwrap(), vec![slow, slow]);
+    let wide = call("CallWiden", "lilp", &[Val::I32(2), Val::I64(1 << 40)]);
+    assert_eq!(wide.unwrap().unwrap().unwrap_i64(), (1 << 40) + 2);
+    assert_eq!(i32_of(call("SamePointer", "ip", &[])), 1);
+    assert_eq!(i32_of(call("Pick", "iiip", &[Val::I32(0), Val::I32(4)])), 8);
+    assert_eq!(
+        i32_of(call("Pick", "iiip", &[Val::I32(1), Val::I32(4)])),
+        104
+    );
+    // A null function pointer traps (NullReferenceException), never jumps through slot 0.
+    let err = call("CallNull", "iip", &[Val::I32(1)]).unwrap_err();
+    assert!(err.to_string().contains("unreachable"), "{err}");
 }

@@ -10,14 +10,18 @@
 //! indirect loads and stores (`ldind.*`, `stind.*`) on native-int or managed pointers, `dup`,
 //! `pop`, static calls to methods the JIT interface can call directly, `ldftn` of an
 //! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
-//! signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
+//! signature, `ldftn` of a managed method (the address of its portable entry point) with
+//! `calli` of a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
 //! compare-and-branch family and `switch`, lowered to a block-dispatch loop (conditional
 //! branches need an otherwise empty evaluation stack). The evaluation stack maps onto the wasm
 //! operand stack; a call spills its arguments to locals so the stack-pointer argument can go
 //! first. `UnmanagedCallersOnly` bodies compile with their unmanaged signature (no SP
-//! parameter: calls they make pass the `__stack_pointer` global). Managed function pointers
-//! (`ldftn` of a managed method, managed `calli`) are refused: they need portable entry
-//! points.
+//! parameter: calls they make pass the `__stack_pointer` global).
+//!
+//! A managed function pointer is the absolute address of a portable entry point, two words
+//! `[code, handle]` (`docs/image-format.md`): a managed `calli` traps on null, loads `code`
+//! (a table slot relative to `__table_base`) and passes `handle` as the callee's `PE`
+//! argument, exactly what a direct call passes.
 
 use wasm_encoder::Instruction;
 
@@ -91,6 +95,10 @@ pub enum FunctionPointer {
         /// Its unmanaged signature (`[retbuf], params`).
         signature: WasmSignature,
     },
+    /// A managed method: the address of its portable entry point. The compiler leaves a
+    /// placeholder `unreachable` listed in [`CompiledBody::entry_point_sites`]; the
+    /// compilation replaces it with the entry's address ([`portable_entry_point_address`]).
+    Managed,
     /// Not available to compiled code; the reason.
     Unsupported(String),
 }
@@ -146,6 +154,9 @@ pub struct CompiledBody {
     /// token, so a compilation that learns the target has no R2R code can load its import
     /// cell instead.
     pub address_sites: Vec<(usize, u32)>,
+    /// Managed `ldftn` sites: the index in `code.ops` of each placeholder
+    /// ([`FunctionPointer::Managed`]) and the target's token.
+    pub entry_point_sites: Vec<(usize, u32)>,
     /// Call sites: the index in `code.ops` of each `Op::Call` (or [`CallTarget::Import`]
     /// placeholder) and the callee's token, so a compilation that learns a callee stays
     /// interpreted can route the call through an import cell instead
@@ -185,6 +196,26 @@ pub fn function_pointer_through_cell(cell_rva: u32) -> Vec<Op> {
         Op::TableBase,
         Op::Ins(Instruction::I32Add),
     ]
+}
+
+/// The operations replacing a managed `ldftn` placeholder: the absolute address of the
+/// target's portable entry point at image offset `entry_rva`. `[] -> [i32]`.
+pub fn portable_entry_point_address(entry_rva: u32) -> Vec<Op> {
+    vec![Op::ImageAddress(entry_rva)]
+}
+
+/// A pointer-sized load at constant `offset`: `[addr] -> [pointer]`.
+fn pointer_load(pointer: WasmValueType, offset: u32) -> Instruction<'static> {
+    let arg = |align| wasm_encoder::MemArg {
+        offset: u64::from(offset),
+        align,
+        memory_index: 0,
+    };
+    if pointer == WasmValueType::I64 {
+        Instruction::I64Load(arg(3))
+    } else {
+        Instruction::I32Load(arg(2))
+    }
 }
 
 /// Why a method was not compiled (it stays interpreted).
@@ -258,6 +289,7 @@ pub fn compile(
         scratch: Vec::new(),
         callees: Vec::new(),
         address_sites: Vec::new(),
+        entry_point_sites: Vec::new(),
         call_sites: Vec::new(),
     };
     // Basic blocks: starts at 0, at branch targets, and after every branch or ret.
@@ -334,6 +366,7 @@ pub fn compile(
         },
         callees: body.callees,
         address_sites: body.address_sites,
+        entry_point_sites: body.entry_point_sites,
         call_sites: body.call_sites,
     })
 }
@@ -371,6 +404,7 @@ struct Body {
     scratch: Vec<(WasmValueType, u32)>,
     callees: Vec<u32>,
     address_sites: Vec<(usize, u32)>,
+    entry_point_sites: Vec<(usize, u32)>,
     call_sites: Vec<(usize, u32)>,
 }
 
@@ -811,6 +845,49 @@ impl Body {
 
     /// `if (cond) unreachable`: the trap of the overflow-checking forms (the runtime reports
     /// it as `OverflowException`).
+    /// Pops a managed callee's IL arguments (`[this], params`) and pushes its wasm arguments
+    /// up to `PE`: `SP, [this], params`. Arguments are spilled to scratch locals (kept in
+    /// `taken`) so SP can go first.
+    fn managed_call_arguments(
+        &mut self,
+        callee: &WasmSignature,
+        taken: &mut Vec<u32>,
+    ) -> Result<(), String> {
+        let cp = callee.parts();
+        if cp.generic_context || cp.async_continuation || matches!(cp.ret, ReturnAbi::Buffer { .. })
+        {
+            return Err("call of an unsupported callee shape".into());
+        }
+        let mut callee_args: Vec<WasmValueType> = Vec::new();
+        if cp.has_this {
+            callee_args.push(callee.pointer().value_type());
+        }
+        for p in &cp.params {
+            match p {
+                ParamAbi::Value(v) => callee_args.push(*v),
+                _ => return Err("call with a struct argument".into()),
+            }
+        }
+        let mut temps = Vec::new();
+        for &ty in callee_args.iter().rev() {
+            if self.pop()? != ty {
+                return Err("call argument of the wrong type".into());
+            }
+            let t = self.scratch(ty, taken);
+            self.push(Instruction::LocalSet(t));
+            temps.push(t);
+        }
+        if self.managed {
+            self.push(Instruction::LocalGet(0)); // SP
+        } else {
+            self.ops.push(Op::StackPointerGet);
+        }
+        for &t in temps.iter().rev() {
+            self.push(Instruction::LocalGet(t));
+        }
+        Ok(())
+    }
+
     fn trap_if(&mut self) {
         self.push(Instruction::If(wasm_encoder::BlockType::Empty));
         self.push(Instruction::Unreachable);
@@ -1330,6 +1407,11 @@ impl Body {
                         self.ops.push(Op::TableIndex(symbol));
                         self.stack.push(pointer);
                     }
+                    FunctionPointer::Managed => {
+                        self.entry_point_sites.push((self.ops.len(), token));
+                        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced
+                        self.stack.push(pointer);
+                    }
                     FunctionPointer::Unsupported(reason) => {
                         return Err(format!("ldftn 0x{token:08x}: {reason}"));
                     }
@@ -1344,11 +1426,36 @@ impl Body {
                     .map_err(|reason| format!("calli 0x{token:08x}: {reason}"))?;
                 let cp = callee.parts();
                 if cp.managed {
-                    return Err(
-                        "calli of a managed function pointer (portable entry points are not \
-                         lowered yet)"
-                            .into(),
-                    );
+                    // [args..., entry] -> SP, args, entry.handle; call_indirect entry.code.
+                    if self.pop()? != pointer {
+                        return Err("calli target is not a native int".into());
+                    }
+                    let mut taken = Vec::new();
+                    let entry = self.scratch(pointer, &mut taken);
+                    self.push(Instruction::LocalTee(entry));
+                    // NullReferenceException: address 0 is valid wasm memory, so check.
+                    self.push(if pointer == I64 {
+                        Instruction::I64Eqz
+                    } else {
+                        Instruction::I32Eqz
+                    });
+                    self.trap_if();
+                    self.managed_call_arguments(&callee, &mut taken)?;
+                    let word = if pointer == I64 { 8 } else { 4 };
+                    self.push(Instruction::LocalGet(entry));
+                    self.push(pointer_load(pointer, word)); // handle: the PE argument
+                    self.push(Instruction::LocalGet(entry));
+                    self.push(pointer_load(pointer, 0)); // code: a relative table slot
+                    if pointer == I64 {
+                        self.push(Instruction::I32WrapI64); // tables are 32-bit indexed
+                    }
+                    self.ops.push(Op::TableBase);
+                    self.push(Instruction::I32Add);
+                    self.ops.push(Op::CallIndirect(callee.func_type()));
+                    if let ReturnAbi::Value(v) = cp.ret {
+                        self.stack.push(v);
+                    }
+                    return Ok(());
                 }
                 if !matches!(cp.ret, ReturnAbi::Void | ReturnAbi::Value(_)) {
                     return Err("calli with a hidden return buffer".into());
@@ -1400,42 +1507,10 @@ impl Body {
                     }
                 };
                 let cp = callee.parts();
-                let mut callee_args: Vec<WasmValueType> = Vec::new();
-                if cp.has_this {
-                    callee_args.push(callee.pointer().value_type());
-                }
-                for p in &cp.params {
-                    match p {
-                        ParamAbi::Value(v) => callee_args.push(*v),
-                        _ => return Err("call with a struct argument".into()),
-                    }
-                }
-                if !cp.managed
-                    || cp.generic_context
-                    || cp.async_continuation
-                    || matches!(cp.ret, ReturnAbi::Buffer { .. })
-                {
+                if !cp.managed {
                     return Err("call of an unsupported callee shape".into());
                 }
-                // Spill the IL arguments so SP can go first.
-                let mut taken = Vec::new();
-                let mut temps = Vec::new();
-                for &ty in callee_args.iter().rev() {
-                    if self.pop()? != ty {
-                        return Err("call argument of the wrong type".into());
-                    }
-                    let t = self.scratch(ty, &mut taken);
-                    self.push(Instruction::LocalSet(t));
-                    temps.push(t);
-                }
-                if self.managed {
-                    self.push(Instruction::LocalGet(0)); // SP
-                } else {
-                    self.ops.push(Op::StackPointerGet);
-                }
-                for &t in temps.iter().rev() {
-                    self.push(Instruction::LocalGet(t));
-                }
+                self.managed_call_arguments(&callee, &mut Vec::new())?;
                 // PE: the callee's token, the entry-point handle the interpreter gets when the
                 // call ends up in an R2R -> interpreter thunk (direct calls ignore it).
                 self.push(Instruction::I32Const(token as i32));

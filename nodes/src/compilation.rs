@@ -14,6 +14,10 @@
 //!   `NotCompiled` marker, crossgen2's conditional edges) same-assembly methods that failed
 //!   to compile. Each cell depends on its **import thunk** (the cell's first target) and, for
 //!   managed callees, on the **R2R -> interpreter thunk** of the callee's signature;
+//! - **portable entry points** of managed `ldftn` targets (a `PortableEntryPoint` import
+//!   section of `[code, handle]` pairs whose code word is a delay-load cell with its own
+//!   import thunk), depending on the target (compiled if it can be) and on the
+//!   R2R -> interpreter thunk of its signature for targets that may have no R2R code;
 //! - **string-discoverable stubs** (R2R -> interpreter `I...`, interpreter -> R2R `M...`):
 //!   marking one pulls in the single **InjectStringThunks** eager import (kind 0x39).
 //!
@@ -27,7 +31,7 @@ use std::sync::Mutex;
 use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
     CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NotCompiled,
-    call_through_cell, compile, function_pointer_through_cell,
+    call_through_cell, compile, function_pointer_through_cell, portable_entry_point_address,
 };
 use crossgraph_codegen::thunk::{cell_import_thunk, interpreter_to_r2r, r2r_to_interpreter};
 use crossgraph_codegen::{
@@ -60,6 +64,10 @@ pub enum NodeKey {
     MethodEntryImport(u32),
     /// The import thunk a MethodEntry cell first points at (crossgen2 `WasmImportThunk`).
     ImportThunk(u32),
+    /// The portable entry point of a managed method (what `ldftn` pushes): a delay-load cell
+    /// plus the method's handle, in a `PortableEntryPoint` import section; emitted with its
+    /// own import thunk.
+    PortableEntryPoint(u32),
     /// The R2R -> interpreter thunk with this lookup string (`I` + signature).
     R2RToInterpreterThunk(String),
     /// The interpreter -> R2R thunk with this lookup string (`M` + signature).
@@ -76,6 +84,7 @@ impl NodeKey {
             NodeKey::NotCompiled(_) => "NotCompiled",
             NodeKey::MethodEntryImport(_) => "DelayLoadMethodImport",
             NodeKey::ImportThunk(_) => "WasmImportThunk",
+            NodeKey::PortableEntryPoint(_) => "PortableEntryPoint",
             NodeKey::R2RToInterpreterThunk(_) => "R2RToInterpreterThunk",
             NodeKey::InterpreterToR2RThunk(_) => "InterpreterToR2RThunk",
             NodeKey::InjectStringThunks => "InjectStringThunksImport",
@@ -447,9 +456,18 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
                 },
                 Err(reason) => FunctionPointer::Unsupported(reason.clone()),
             },
-            _ => FunctionPointer::Unsupported(
-                "managed function pointers need portable entry points (not lowered yet)".into(),
-            ),
+            (Some(plan), _) => match &plan.signature {
+                // The entry's code is the callee's signature (a runtime-async method's
+                // Task-returning entry for async ones).
+                Ok(_) if f.signature_of(token).is_some() => FunctionPointer::Managed,
+                Ok(_) => FunctionPointer::Unsupported("signature cannot be lowered".into()),
+                Err(reason) => FunctionPointer::Unsupported(reason.clone()),
+            },
+            _ if token >> 24 == 0x0a => match f.external(token) {
+                Ok(_) => FunctionPointer::Managed,
+                Err(reason) => FunctionPointer::Unsupported(reason),
+            },
+            _ => FunctionPointer::Unsupported("generic method instantiation".into()),
         }
     }
 
@@ -541,6 +559,12 @@ impl NodeSource for Factory<'_, '_, '_> {
                                 );
                             }
                         }
+                        for &(_, target) in &body.entry_point_sites {
+                            if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
+                                deps.add(NodeKey::Method(target), "ldftn target");
+                            }
+                            deps.add(NodeKey::PortableEntryPoint(target), "ldftn");
+                        }
                         let plan = &self.plans[token];
                         if !plan.uco
                             && let Ok(signature) = &plan.signature
@@ -570,6 +594,22 @@ impl NodeSource for Factory<'_, '_, '_> {
                         ),
                         "the callee may have no R2R code",
                     );
+                }
+            }
+            NodeKey::PortableEntryPoint(token) => {
+                if let Some(signature) = self.signature_of(*token) {
+                    let thunk = NodeKey::R2RToInterpreterThunk(
+                        signature.thunk_key(ThunkDirection::R2RToInterpreter),
+                    );
+                    if self.direct(*token) {
+                        deps.add_conditional(
+                            thunk,
+                            NodeKey::NotCompiled(*token),
+                            "ldftn target left to the interpreter",
+                        );
+                    } else {
+                        deps.add(thunk, "the ldftn target may have no R2R code");
+                    }
                 }
             }
             NodeKey::R2RToInterpreterThunk(_) | NodeKey::InterpreterToR2RThunk(_) => {
@@ -613,6 +653,9 @@ impl NodeSource for Factory<'_, '_, '_> {
             NodeKey::NotCompiled(token) => format!("NotCompiled {}", method(token)),
             NodeKey::MethodEntryImport(token) => format!("MethodEntry {}", method(token)),
             NodeKey::ImportThunk(token) => format!("ImportThunk {}", method(token)),
+            NodeKey::PortableEntryPoint(token) => {
+                format!("PortableEntryPoint {}", method(token))
+            }
             NodeKey::R2RToInterpreterThunk(k) | NodeKey::InterpreterToR2RThunk(k) => {
                 format!("thunk {k}")
             }
@@ -826,12 +869,14 @@ fn emit(
     let mut results = std::mem::take(&mut *factory.results.lock().expect("results poisoned"));
     let mut nodes_by_kind: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut cells: Vec<u32> = Vec::new();
+    let mut entry_points: Vec<u32> = Vec::new();
     let mut thunk_keys: Vec<String> = Vec::new();
     let mut inject = false;
     for key in marked {
         *nodes_by_kind.entry(key.kind()).or_default() += 1;
         match key {
             NodeKey::MethodEntryImport(token) => cells.push(*token),
+            NodeKey::PortableEntryPoint(token) => entry_points.push(*token),
             NodeKey::R2RToInterpreterThunk(k) | NodeKey::InterpreterToR2RThunk(k) => {
                 thunk_keys.push(k.clone());
             }
@@ -841,9 +886,15 @@ fn emit(
     }
     // Deterministic, independent of the mark order: by token, by lookup string (ordinal).
     cells.sort_unstable();
+    entry_points.sort_unstable();
     thunk_keys.sort();
     let cell_index: FxHashMap<u32, usize> =
         cells.iter().enumerate().map(|(c, &t)| (t, c)).collect();
+    let entry_point_index: FxHashMap<u32, usize> = entry_points
+        .iter()
+        .enumerate()
+        .map(|(c, &t)| (t, c))
+        .collect();
     let signature_of = |token: u32| -> WasmSignature {
         factory
             .signature_of(token)
@@ -870,7 +921,8 @@ fn emit(
             }],
         });
     }
-    let cell_section = import_sections.len();
+    // Section indices, `None` when the section is not written.
+    let cell_section = (!cells.is_empty()).then_some(import_sections.len());
     if !cells.is_empty() {
         import_sections.push(ImportSection {
             flags: ImportSectionFlags::PCODE,
@@ -892,6 +944,24 @@ fn emit(
                             token,
                         }),
                     }
+                })
+                .collect(),
+        });
+    }
+    let entry_point_section = (!entry_points.is_empty()).then_some(import_sections.len());
+    if !entry_points.is_empty() {
+        import_sections.push(ImportSection {
+            flags: ImportSectionFlags::PCODE,
+            kind: ImportSectionType::PORTABLE_ENTRY_POINT,
+            entry_size: 2 * POINTER.size() as u8,
+            cells: entry_points
+                .iter()
+                .map(|&token| ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::MethodEntry(MethodRef {
+                        flags: MethodSigFlags::NONE,
+                        token,
+                    }),
                 })
                 .collect(),
         });
@@ -942,22 +1012,26 @@ fn emit(
         }
     }
     let image = Image {
+        minor_version: crossgraph_runtime_core::format::MINOR_VERSION,
         compiler: Some(format!("crossgraph {}", env!("CARGO_PKG_VERSION"))),
         import_sections,
         method_entry_points: entries,
         instance_entry_points: instance_entries,
-        ..Image::default()
     };
     let (bytes, sites) = image.encode_with_code_offsets()?;
-    let cell_rva: FxHashMap<usize, u32> = sites
-        .iter()
-        .filter_map(|&(site, offset)| match site {
-            CodeRefSite::CellInitial { section, cell } if section == cell_section => {
-                Some((cell, offset))
-            }
-            _ => None,
-        })
-        .collect();
+    let initial_rva = |wanted: Option<usize>| -> FxHashMap<usize, u32> {
+        sites
+            .iter()
+            .filter_map(|&(site, offset)| match site {
+                CodeRefSite::CellInitial { section, cell } if Some(section) == wanted => {
+                    Some((cell, offset))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let cell_rva = initial_rva(cell_section);
+    let entry_point_rva = initial_rva(entry_point_section);
     let compiled_tokens: BTreeSet<u32> = compiled.iter().map(|&(t, _)| t).collect();
 
     // Functions: compiled methods (calls to callees without R2R code here rerouted through
@@ -989,6 +1063,13 @@ fn emit(
                 function_pointer_through_cell(rva)
             };
             body.code.ops.splice(index..=index, replacement);
+        }
+        // Managed ldftn sites, last first (each replaces one op with one).
+        for &(index, target) in body.entry_point_sites.iter().rev() {
+            let rva = entry_point_rva[&entry_point_index[&target]];
+            body.code
+                .ops
+                .splice(index..=index, portable_entry_point_address(rva));
         }
         let symbol = factory.symbols[&m.token];
         let export = match &m.unmanaged_callers_only {
@@ -1028,6 +1109,13 @@ fn emit(
         .enumerate()
         .map(|(c, &callee)| cell_import_thunk(&signature_of(callee), cell_rva[&c], &mut object))
         .collect();
+    let entry_point_thunks: Vec<SymbolId> = entry_points
+        .iter()
+        .enumerate()
+        .map(|(c, &target)| {
+            cell_import_thunk(&signature_of(target), entry_point_rva[&c], &mut object)
+        })
+        .collect();
     let image_relocs = sites
         .into_iter()
         .filter_map(|(site, offset)| {
@@ -1035,8 +1123,13 @@ fn emit(
                 CodeRefSite::StringThunk { thunk, .. } => thunk_symbols[thunk],
                 CodeRefSite::MethodEntry(i) => method_symbols[i],
                 CodeRefSite::InstanceEntry(i) => instance_symbols[i],
-                CodeRefSite::CellInitial { section, cell } if section == cell_section => {
+                CodeRefSite::CellInitial { section, cell } if Some(section) == cell_section => {
                     cell_thunks[cell]
+                }
+                CodeRefSite::CellInitial { section, cell }
+                    if Some(section) == entry_point_section =>
+                {
+                    entry_point_thunks[cell]
                 }
                 _ => return None,
             };
@@ -1059,7 +1152,7 @@ fn emit(
             },
         );
     }
-    for &symbol in &cell_thunks {
+    for &symbol in cell_thunks.iter().chain(&entry_point_thunks) {
         kinds.insert(symbol, "WasmImportThunk");
     }
     for &symbol in method_symbols.iter().chain(&instance_symbols) {
@@ -1078,21 +1171,30 @@ fn emit(
             size,
         });
     }
+    let method_name = |token: u32| {
+        factory
+            .plans
+            .get(&token)
+            .map(|p| p.name.clone())
+            .or_else(|| factory.ts.method_name(0, token))
+            .unwrap_or_default()
+    };
     for (c, &token) in cells.iter().enumerate() {
         map.push(MapEntry {
             kind: "DelayLoadMethodImport",
-            name: format!(
-                "MethodEntry {}",
-                factory
-                    .plans
-                    .get(&token)
-                    .map(|p| p.name.clone())
-                    .or_else(|| factory.ts.method_name(0, token))
-                    .unwrap_or_default()
-            ),
+            name: format!("MethodEntry {}", method_name(token)),
             section: "image",
             offset: cell_rva[&c],
-            size: 4,
+            size: POINTER.size(),
+        });
+    }
+    for (c, &token) in entry_points.iter().enumerate() {
+        map.push(MapEntry {
+            kind: "PortableEntryPoint",
+            name: format!("PortableEntryPoint {}", method_name(token)),
+            section: "image",
+            offset: entry_point_rva[&c],
+            size: 2 * POINTER.size(),
         });
     }
     Ok(CompileOutput {

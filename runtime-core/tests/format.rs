@@ -236,6 +236,68 @@ fn decoding_errors_name_offsets() {
     assert!(err.to_string().contains(&format!("offset {at}")));
 }
 
+#[test]
+fn portable_entry_points_are_code_then_handle() {
+    let mut image = sample();
+    image.import_sections.push(ImportSection {
+        flags: ImportSectionFlags::PCODE,
+        kind: ImportSectionType::PORTABLE_ENTRY_POINT,
+        entry_size: 8,
+        cells: vec![ImportCell {
+            initial: 21,
+            signature: FixupSignature::MethodEntry(method(0x0600_0007)),
+        }],
+    });
+    let (bytes, sites) = image.encode_with_code_offsets().unwrap();
+    assert_eq!(Image::decode(&bytes).unwrap(), image);
+    let at = sites
+        .iter()
+        .find(|(site, _)| {
+            *site
+                == CodeRefSite::CellInitial {
+                    section: 2,
+                    cell: 0,
+                }
+        })
+        .unwrap()
+        .1 as usize;
+    assert_eq!(u32_at(&bytes, at), 21, "word 0: the code");
+    assert_eq!(
+        u32_at(&bytes, at + 4),
+        0x0600_0007,
+        "word 1: the handle (PE)"
+    );
+
+    // A handle that disagrees with its MethodEntry names the entry's offset.
+    let mut bad = bytes.clone();
+    bad[at + 4] ^= 1;
+    let err = Image::decode(&bad).unwrap_err();
+    assert!(
+        matches!(&err, FormatError::Malformed { what: "portable entry point", offset, .. }
+            if *offset == at as u64 + 4),
+        "{err}"
+    );
+
+    let mut wrong = image.clone();
+    wrong.import_sections[2].entry_size = 4;
+    assert!(matches!(
+        wrong.encode(),
+        Err(FormatError::InvalidEntrySize {
+            section: 2,
+            entry_size: 4
+        })
+    ));
+    let mut wrong = image;
+    wrong.import_sections[2].cells[0].signature = FixupSignature::Helper(3);
+    assert_eq!(
+        wrong.encode(),
+        Err(FormatError::PortableEntryPointSignature {
+            section: 2,
+            cell: 0
+        })
+    );
+}
+
 fn image_strategy() -> impl Strategy<Value = Image> {
     let method = (
         any::<u32>(),
@@ -272,6 +334,24 @@ fn image_strategy() -> impl Strategy<Value = Image> {
             entry_size,
             cells,
         });
+    // Portable entry points: MethodEntry cells, two words each.
+    let portable = (
+        prop_oneof![Just(8u8), Just(16)],
+        prop::collection::vec((any::<u32>(), method.clone()), 0..4),
+    )
+        .prop_map(|(entry_size, cells)| ImportSection {
+            flags: ImportSectionFlags::PCODE,
+            kind: ImportSectionType::PORTABLE_ENTRY_POINT,
+            entry_size,
+            cells: cells
+                .into_iter()
+                .map(|(initial, m)| ImportCell {
+                    initial,
+                    signature: FixupSignature::MethodEntry(m),
+                })
+                .collect(),
+        });
+    let section = prop_oneof![4 => section, 1 => portable];
     (
         any::<u16>(),
         prop::option::of("[ -~]{0,20}"),

@@ -172,11 +172,14 @@ fn decode_import_section(r: &Reader<'_>, at: u64) -> Result<ImportSection, Forma
     let kind = ImportSectionType(r.u8(WHAT, at + 10)?);
     let entry_size = r.u8(WHAT, at + 11)?;
     let signatures_rva = u64::from(r.u32(WHAT, at + 12)?);
-    if !matches!(entry_size, 4 | 8) {
+    let portable = kind == ImportSectionType::PORTABLE_ENTRY_POINT;
+    let sizes: &[u8] = if portable { &[8, 16] } else { &[4, 8] };
+    if !sizes.contains(&entry_size) {
+        let allowed = if portable { "8 or 16" } else { "4 or 8" };
         return Err(malformed(
             WHAT,
             at,
-            format!("entry size {entry_size} (must be 4 or 8)"),
+            format!("entry size {entry_size} (must be {allowed})"),
         ));
     }
     if cells_size % u64::from(entry_size) != 0 {
@@ -192,7 +195,9 @@ fn decode_import_section(r: &Reader<'_>, at: u64) -> Result<ImportSection, Forma
     let mut cells = Vec::with_capacity(count as usize);
     for c in 0..count {
         let cell_at = cells_rva + c * u64::from(entry_size);
-        let initial = match entry_size {
+        // A portable entry point is two words; its first is the code, like a cell's.
+        let word = if portable { entry_size / 2 } else { entry_size };
+        let initial = match word {
             8 => {
                 let b = r.slice("import cell", cell_at, 8)?;
                 let wide = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
@@ -203,10 +208,36 @@ fn decode_import_section(r: &Reader<'_>, at: u64) -> Result<ImportSection, Forma
         };
         let sig_rva = u64::from(r.u32("import signature list", signatures_rva + 4 * c)?);
         r.charge(cell_at, ITEM_COST)?;
-        cells.push(ImportCell {
-            initial,
-            signature: decode_signature(r, sig_rva)?,
-        });
+        let signature = decode_signature(r, sig_rva)?;
+        if portable {
+            const PE: &str = "portable entry point";
+            let FixupSignature::MethodEntry(method) = &signature else {
+                return Err(malformed(
+                    PE,
+                    cell_at,
+                    "signature is not a MethodEntry (0x13)",
+                ));
+            };
+            let handle_at = cell_at + u64::from(word);
+            let handle = match word {
+                8 => {
+                    let b = r.slice(PE, handle_at, 8)?;
+                    u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))
+                }
+                _ => u64::from(r.u32(PE, handle_at)?),
+            };
+            if handle != u64::from(method.token) {
+                return Err(malformed(
+                    PE,
+                    handle_at,
+                    format!(
+                        "handle 0x{handle:x} differs from its MethodEntry token 0x{:08x}",
+                        method.token
+                    ),
+                ));
+            }
+        }
+        cells.push(ImportCell { initial, signature });
     }
     Ok(ImportSection {
         flags,

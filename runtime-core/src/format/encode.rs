@@ -58,7 +58,8 @@ impl Image {
     ///
     /// # Errors
     /// [`FormatError::InvalidThunkKey`], [`FormatError::InvalidEntrySize`],
-    /// [`FormatError::FixupOutOfRange`], [`FormatError::TooLarge`].
+    /// [`FormatError::PortableEntryPointSignature`], [`FormatError::FixupOutOfRange`],
+    /// [`FormatError::TooLarge`].
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
         self.encode_into(&mut Vec::new())
     }
@@ -123,6 +124,24 @@ impl Image {
                     },
                     at,
                 ));
+                if section.kind == ImportSectionType::PORTABLE_ENTRY_POINT {
+                    // [code, handle], each a pointer-sized word (checked: MethodEntry).
+                    let handle = match &cell.signature {
+                        FixupSignature::MethodEntry(m) => m.token,
+                        _ => 0,
+                    };
+                    match section.entry_size {
+                        16 => {
+                            out.extend_from_slice(&u64::from(cell.initial).to_le_bytes());
+                            out.extend_from_slice(&u64::from(handle).to_le_bytes());
+                        }
+                        _ => {
+                            out.extend_from_slice(&cell.initial.to_le_bytes());
+                            out.extend_from_slice(&handle.to_le_bytes());
+                        }
+                    }
+                    continue;
+                }
                 match section.entry_size {
                     8 => out.extend_from_slice(&u64::from(cell.initial).to_le_bytes()),
                     _ => out.extend_from_slice(&cell.initial.to_le_bytes()),
@@ -197,11 +216,21 @@ impl Image {
 
     fn check(&self) -> Result<(), FormatError> {
         for (i, section) in self.import_sections.iter().enumerate() {
-            if !matches!(section.entry_size, 4 | 8) {
+            let portable = section.kind == ImportSectionType::PORTABLE_ENTRY_POINT;
+            let sizes: &[u8] = if portable { &[8, 16] } else { &[4, 8] };
+            if !sizes.contains(&section.entry_size) {
                 return Err(FormatError::InvalidEntrySize {
                     section: i,
                     entry_size: section.entry_size,
                 });
+            }
+            if portable
+                && let Some(cell) = section
+                    .cells
+                    .iter()
+                    .position(|c| !matches!(c.signature, FixupSignature::MethodEntry(_)))
+            {
+                return Err(FormatError::PortableEntryPointSignature { section: i, cell });
             }
             for cell in &section.cells {
                 if let FixupSignature::InjectStringThunks(thunks) = &cell.signature

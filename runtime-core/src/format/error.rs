@@ -76,13 +76,27 @@ pub enum FormatError {
         /// The key.
         key: String,
     },
-    /// Encoding: an import cell size other than 4 or 8 bytes.
-    #[error("import section {section}: entry size {entry_size} (must be 4 or 8)")]
+    /// Encoding: an import cell size other than 4 or 8 bytes (8 or 16 for a portable
+    /// entry-point section).
+    #[error(
+        "import section {section}: entry size {entry_size} (must be 4 or 8; 8 or 16 for portable entry points)"
+    )]
     InvalidEntrySize {
         /// Section index.
         section: usize,
         /// The size.
         entry_size: u8,
+    },
+    /// Encoding: a cell of a portable entry-point section whose signature is not a
+    /// `MethodEntry`.
+    #[error(
+        "import section {section}, cell {cell}: a portable entry point needs a MethodEntry (0x13) signature"
+    )]
+    PortableEntryPointSignature {
+        /// Section index.
+        section: usize,
+        /// Cell index.
+        cell: usize,
     },
     /// Encoding: the image would exceed 4 GiB.
     #[error("image exceeds 4 GiB")]

@@ -16,8 +16,9 @@ pub use error::FormatError;
 pub const MAGIC: [u8; 4] = *b"CGR2";
 /// Major version: readers reject other majors.
 pub const MAJOR_VERSION: u16 = 1;
-/// Minor version: additive changes only.
-pub const MINOR_VERSION: u16 = 0;
+/// Minor version: additive changes only (1: portable entry-point import sections,
+/// [`ImportSectionType::PORTABLE_ENTRY_POINT`]).
+pub const MINOR_VERSION: u16 = 1;
 /// Header size in bytes (magic, major, minor, flags, section count).
 pub const HEADER_SIZE: u32 = 16;
 /// Section directory entry size in bytes (kind, RVA, size).
@@ -84,6 +85,13 @@ impl ImportSectionType {
     pub const STUB_DISPATCH: Self = ImportSectionType(2);
     /// `StringHandle` (3).
     pub const STRING_HANDLE: Self = ImportSectionType(3);
+    /// Portable entry points (0x80; crossgraph's, wasm has no public number): each entry is
+    /// a managed function pointer, two pointer-sized words `[code, handle]`: the code
+    /// reference (a delay-load cell: first its import thunk, then the method's code) and the
+    /// entry-point handle compiled code passes as the `PE` argument (the method token of its
+    /// `MethodEntry` signature). Entry size 8 on wasm32, 16 on wasm64; every cell's signature
+    /// is a `MethodEntry`.
+    pub const PORTABLE_ENTRY_POINT: Self = ImportSectionType(0x80);
 }
 
 /// Method signature flags carried by method fixups (ReadyToRun `ReadyToRunMethodSigFlags`).
