@@ -122,13 +122,24 @@ pub struct DataReloc {
 #[derive(Clone, Debug, Default)]
 pub struct ObjectModule {
     names: Vec<String>,
-    by_name: FxHashMap<String, SymbolId>,
+    /// Symbols by name, hashed over `names` (no second copy of every name).
+    by_name: hashbrown::HashTable<SymbolId>,
     imports: Vec<(SymbolId, ImportedFunction)>,
     functions: Vec<(SymbolId, DefinedFunction)>,
+    /// Per symbol: where it is bound (index into `imports` or `functions`), so binding
+    /// checks stay O(1) with 10^5 thunks.
+    binding: Vec<Option<Binding>>,
     /// The image bytes (see `docs/image-format.md`), placed at `__image_base`.
     pub image: Vec<u8>,
     /// Table-slot relocations inside the image.
     pub image_relocs: Vec<DataReloc>,
+}
+
+/// Where a symbol is bound.
+#[derive(Clone, Copy, Debug)]
+enum Binding {
+    Import,
+    Function(u32),
 }
 
 /// A written, validated module and the indices the writer chose, by symbol.
@@ -225,18 +236,44 @@ impl ObjectModule {
     /// The symbol named `name`, created on first use (get or create). A symbol may be used
     /// in code before it is defined; at emit time it must be defined or imported once.
     pub fn symbol(&mut self, name: &str) -> SymbolId {
-        if let Some(&id) = self.by_name.get(name) {
-            return id;
+        match self.lookup(name) {
+            Some(id) => id,
+            None => self.add_symbol(name.to_string()),
         }
+    }
+
+    fn add_symbol(&mut self, name: String) -> SymbolId {
         let id = SymbolId(self.names.len() as u32);
-        self.names.push(name.to_string());
-        self.by_name.insert(name.to_string(), id);
+        let hash = hash_name(&name);
+        self.names.push(name);
+        let names = &self.names;
+        self.by_name
+            .insert_unique(hash, id, |s| hash_name(&names[s.index()]));
         id
+    }
+
+    /// [`ObjectModule::symbol`] taking the name by value (one allocation fewer per new
+    /// symbol).
+    pub fn symbol_owned(&mut self, name: String) -> SymbolId {
+        match self.lookup(&name) {
+            Some(id) => id,
+            None => self.add_symbol(name),
+        }
+    }
+
+    /// Makes room for `additional` more symbols.
+    pub fn reserve_symbols(&mut self, additional: usize) {
+        self.names.reserve(additional);
+        let names = &self.names;
+        self.by_name
+            .reserve(additional, |s| hash_name(&names[s.index()]));
     }
 
     /// The symbol named `name`, if it exists.
     pub fn lookup(&self, name: &str) -> Option<SymbolId> {
-        self.by_name.get(name).copied()
+        self.by_name
+            .find(hash_name(name), |s| self.names[s.index()] == name)
+            .copied()
     }
 
     /// The name of `symbol`.
@@ -247,13 +284,25 @@ impl ObjectModule {
         &self.names[symbol.index()]
     }
 
+    fn bind(&mut self, symbol: SymbolId, binding: Binding) {
+        let i = symbol.index();
+        if self.binding.len() <= i {
+            self.binding.resize(i + 1, None);
+        }
+        // A second binding is reported by `emit` (`WriteError::DuplicateSymbol`); keep the
+        // first for lookups.
+        self.binding[i].get_or_insert(binding);
+    }
+
     /// Imports `symbol` as a runtime helper.
     pub fn import(&mut self, symbol: SymbolId, function: ImportedFunction) {
+        self.bind(symbol, Binding::Import);
         self.imports.push((symbol, function));
     }
 
     /// Defines `symbol`.
     pub fn define(&mut self, symbol: SymbolId, function: DefinedFunction) {
+        self.bind(symbol, Binding::Function(self.functions.len() as u32));
         self.functions.push((symbol, function));
     }
 
@@ -269,16 +318,17 @@ impl ObjectModule {
 
     /// The definition of `symbol`, to amend it (e.g. export a thunk).
     pub fn lookup_function_mut(&mut self, symbol: SymbolId) -> Option<&mut DefinedFunction> {
-        self.functions
-            .iter_mut()
-            .find(|(s, _)| *s == symbol)
-            .map(|(_, f)| f)
+        match self.binding.get(symbol.index()).copied().flatten()? {
+            Binding::Function(i) => Some(&mut self.functions[i as usize].1),
+            Binding::Import => None,
+        }
     }
 
     /// Whether `symbol` is already imported or defined.
     pub fn is_bound(&self, symbol: SymbolId) -> bool {
-        self.imports.iter().any(|(s, _)| *s == symbol)
-            || self.functions.iter().any(|(s, _)| *s == symbol)
+        self.binding
+            .get(symbol.index())
+            .is_some_and(|b| b.is_some())
     }
 
     /// Writes and validates the module.
@@ -523,12 +573,9 @@ impl ObjectModule {
         }
         module.section(&names);
         let bytes = module.finish();
-        wasmparser::Validator::new()
-            .validate_all(&bytes)
-            .map(|_| ())
-            .map_err(|e| WriteError::Invalid {
-                message: e.to_string(),
-            })?;
+        validate(&bytes).map_err(|e| WriteError::Invalid {
+            message: e.to_string(),
+        })?;
         Ok(EmittedModule {
             bytes,
             function_indices,
@@ -538,4 +585,37 @@ impl ObjectModule {
             body_layout,
         })
     }
+}
+
+/// Validates a module with wasmparser: sections in order on this thread, function bodies in
+/// parallel (wasmparser's `FuncToValidate` split, the way wasmtime validates). The error
+/// reported is the first in module order, whatever the thread count.
+fn validate(bytes: &[u8]) -> Result<(), wasmparser::BinaryReaderError> {
+    use wasmparser::{FuncValidatorAllocations, Parser, ValidPayload, Validator};
+    let mut validator = Validator::new();
+    let mut functions = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let ValidPayload::Func(function, body) = validator.payload(&payload?)? {
+            functions.push((function, body));
+        }
+    }
+    let first_error = functions
+        .into_par_iter()
+        .map_init(
+            FuncValidatorAllocations::default,
+            |allocations, (function, body)| {
+                let mut validator = function.into_validator(std::mem::take(allocations));
+                let result = validator.validate(&body);
+                *allocations = validator.into_allocations();
+                result
+            },
+        )
+        .filter_map(Result::err)
+        .find_first(|_| true);
+    first_error.map_or(Ok(()), Err)
+}
+
+fn hash_name(name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(name)
 }

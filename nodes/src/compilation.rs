@@ -26,7 +26,7 @@
 //! listed in the instance entry-point table; a variant that awaits stays interpreted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
@@ -234,18 +234,54 @@ struct Plan {
     is_async: bool,
 }
 
-/// A callee outside the input assembly (a `MemberRef`), resolved and lowered.
-struct External {
-    signature: Result<WasmSignature, String>,
+/// A dense map keyed by `MethodDef` token (indexed by row id): 27k lookups per compile stay
+/// array reads. Other tokens are never present.
+struct ByMethodDef<T>(Vec<Option<T>>);
+
+impl<T> ByMethodDef<T> {
+    fn new() -> Self {
+        ByMethodDef(Vec::new())
+    }
+
+    fn index(token: u32) -> Option<usize> {
+        (token >> 24 == 0x06).then_some((token & 0x00ff_ffff) as usize)
+    }
+
+    fn insert(&mut self, token: u32, value: T) {
+        let i = Self::index(token).expect("a MethodDef token");
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, || None);
+        }
+        self.0[i] = Some(value);
+    }
+
+    fn get(&self, token: &u32) -> Option<&T> {
+        Self::index(*token).and_then(|i| self.0.get(i)?.as_ref())
+    }
+
+    fn contains_key(&self, token: &u32) -> bool {
+        self.get(token).is_some()
+    }
+}
+
+impl<T> std::ops::Index<&u32> for ByMethodDef<T> {
+    type Output = T;
+
+    fn index(&self, token: &u32) -> &T {
+        self.get(token)
+            .unwrap_or_else(|| panic!("no entry for method 0x{token:08x}"))
+    }
 }
 
 /// The node source: the type system plus compile results (crossgen2's `NodeFactory`).
 struct Factory<'t, 'v, 'a> {
     ts: &'t TypeSystem<'v, 'a>,
-    plans: FxHashMap<u32, Plan>,
-    symbols: FxHashMap<u32, SymbolId>,
-    externals: Mutex<FxHashMap<u32, External>>,
-    results: Mutex<FxHashMap<u32, Result<CompiledBody, NotCompiled>>>,
+    plans: ByMethodDef<Plan>,
+    symbols: ByMethodDef<SymbolId>,
+    /// Lowered signatures of `MemberRef` callees, by row (computed once, lock-free reads).
+    externals: Vec<OnceLock<Result<WasmSignature, String>>>,
+    /// Compile results by `MethodDef` row (set once by the compute routine).
+    results: Vec<OnceLock<Result<CompiledBody, NotCompiled>>>,
     diagnostics: Mutex<BTreeSet<String>>,
 }
 
@@ -288,10 +324,19 @@ impl Factory<'_, '_, '_> {
             return plan.signature.clone().ok();
         }
         self.externals
-            .lock()
-            .expect("externals poisoned")
-            .get(&token)
-            .and_then(|e| e.signature.clone().ok())
+            .get((token & 0x00ff_ffff) as usize)
+            .filter(|_| token >> 24 == 0x0a)?
+            .get()?
+            .clone()
+            .ok()
+    }
+
+    /// The compile result of a method of the input, once computed.
+    fn result(&self, token: u32) -> Option<&Result<CompiledBody, NotCompiled>> {
+        self.results
+            .get((token & 0x00ff_ffff) as usize)
+            .filter(|_| token >> 24 == 0x06)?
+            .get()
     }
 
     /// The managed signature of a runtime-async method's Task-returning entry.
@@ -302,13 +347,15 @@ impl Factory<'_, '_, '_> {
     }
 
     fn external(&self, token: u32) -> Result<WasmSignature, String> {
-        if let Some(e) = self
+        let Some(cell) = self
             .externals
-            .lock()
-            .expect("externals poisoned")
-            .get(&token)
-        {
-            return e.signature.clone();
+            .get((token & 0x00ff_ffff) as usize)
+            .filter(|_| token >> 24 == 0x0a)
+        else {
+            return Err(format!("0x{token:08x} is not a MemberRef of the input"));
+        };
+        if let Some(known) = cell.get() {
+            return known.clone();
         }
         let signature = (|| {
             let target = self.ts.resolve_method(0, token).map_err(|e| {
@@ -327,13 +374,8 @@ impl Factory<'_, '_, '_> {
             let abi = self.ts.method_abi(0, &sig, false).map_err(|e| short(&e))?;
             lower(&abi)
         })();
-        self.externals.lock().expect("externals poisoned").insert(
-            token,
-            External {
-                signature: signature.clone(),
-            },
-        );
-        signature
+        // A race lowers twice; both agree, the first is kept.
+        cell.get_or_init(|| signature).clone()
     }
 
     fn compile_method(&self, token: u32) -> Result<CompiledBody, NotCompiled> {
@@ -532,57 +574,52 @@ impl NodeSource for Factory<'_, '_, '_> {
 
     fn static_dependencies(&self, _: NodeId, key: &NodeKey, deps: &mut Dependencies<NodeKey>) {
         match key {
-            NodeKey::Method(token) => {
-                let results = self.results.lock().expect("results poisoned");
-                match results.get(token) {
-                    Some(Ok(body)) => {
-                        for &(_, callee) in body.call_sites.iter().chain(&body.address_sites) {
-                            if callee >> 24 == 0x06 && self.symbols.contains_key(&callee) {
-                                if self.direct(callee) || self.plans[&callee].uco {
-                                    deps.add(NodeKey::Method(callee), "call or ldftn");
-                                    deps.add_conditional(
-                                        NodeKey::MethodEntryImport(callee),
-                                        NodeKey::NotCompiled(callee),
-                                        "callee left to the interpreter",
-                                    );
-                                } else {
-                                    deps.add(NodeKey::Method(callee), "callee");
-                                    deps.add(
-                                        NodeKey::MethodEntryImport(callee),
-                                        "call through an import cell",
-                                    );
-                                }
+            NodeKey::Method(token) => match self.result(*token) {
+                Some(Ok(body)) => {
+                    for &(_, callee) in body.call_sites.iter().chain(&body.address_sites) {
+                        if callee >> 24 == 0x06 && self.symbols.contains_key(&callee) {
+                            if self.direct(callee) || self.plans[&callee].uco {
+                                deps.add(NodeKey::Method(callee), "call or ldftn");
+                                deps.add_conditional(
+                                    NodeKey::MethodEntryImport(callee),
+                                    NodeKey::NotCompiled(callee),
+                                    "callee left to the interpreter",
+                                );
                             } else {
+                                deps.add(NodeKey::Method(callee), "callee");
                                 deps.add(
                                     NodeKey::MethodEntryImport(callee),
                                     "call through an import cell",
                                 );
                             }
-                        }
-                        for &(_, target) in &body.entry_point_sites {
-                            if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
-                                deps.add(NodeKey::Method(target), "ldftn target");
-                            }
-                            deps.add(NodeKey::PortableEntryPoint(target), "ldftn");
-                        }
-                        let plan = &self.plans[token];
-                        if !plan.uco
-                            && let Ok(signature) = &plan.signature
-                        {
+                        } else {
                             deps.add(
-                                NodeKey::InterpreterToR2RThunk(
-                                    signature.thunk_key(ThunkDirection::InterpreterToR2R),
-                                ),
-                                "interpreter -> R2R thunk of the signature",
+                                NodeKey::MethodEntryImport(callee),
+                                "call through an import cell",
                             );
                         }
                     }
-                    Some(Err(_)) => {
-                        deps.add(NodeKey::NotCompiled(*token), "left to the interpreter")
+                    for &(_, target) in &body.entry_point_sites {
+                        if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
+                            deps.add(NodeKey::Method(target), "ldftn target");
+                        }
+                        deps.add(NodeKey::PortableEntryPoint(target), "ldftn");
                     }
-                    None => {}
+                    let plan = &self.plans[token];
+                    if !plan.uco
+                        && let Ok(signature) = &plan.signature
+                    {
+                        deps.add(
+                            NodeKey::InterpreterToR2RThunk(
+                                signature.thunk_key(ThunkDirection::InterpreterToR2R),
+                            ),
+                            "interpreter -> R2R thunk of the signature",
+                        );
+                    }
                 }
-            }
+                Some(Err(_)) => deps.add(NodeKey::NotCompiled(*token), "left to the interpreter"),
+                None => {}
+            },
             NodeKey::MethodEntryImport(token) => {
                 deps.add(NodeKey::ImportThunk(*token), "the cell's first target");
                 if let Some(signature) = self.signature_of(*token)
@@ -621,11 +658,7 @@ impl NodeSource for Factory<'_, '_, '_> {
 
     fn static_dependencies_computed(&self, _: NodeId, key: &NodeKey) -> bool {
         match key {
-            NodeKey::Method(token) => self
-                .results
-                .lock()
-                .expect("results poisoned")
-                .contains_key(token),
+            NodeKey::Method(token) => self.result(*token).is_some(),
             _ => true,
         }
     }
@@ -633,10 +666,9 @@ impl NodeSource for Factory<'_, '_, '_> {
     fn compute_dependencies(&self, _: NodeId, key: &NodeKey) {
         if let NodeKey::Method(token) = key {
             let result = self.compile_method(*token);
-            self.results
-                .lock()
-                .expect("results poisoned")
-                .insert(*token, result);
+            if let Some(cell) = self.results.get((*token & 0x00ff_ffff) as usize) {
+                let _ = cell.set(result);
+            }
         }
     }
 
@@ -687,10 +719,19 @@ pub fn compile_input(
     ts: &TypeSystem<'_, '_>,
     options: &CompileOptions,
 ) -> Result<CompileOutput, CompileError> {
-    match options.log {
+    let compile = || match options.log {
         GraphLog::None => run::<NoLog>(ts, options),
         GraphLog::FirstMark => run::<FirstMark>(ts, options),
         GraphLog::Full => run::<FullGraph>(ts, options),
+    };
+    // Every parallel phase (reading methods, lowering signatures, emission) runs on a pool
+    // of the requested size; the analyzer sizes its own the same way.
+    match options.threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_or_else(|_| compile(), |pool| pool.install(compile)),
+        None => compile(),
     }
 }
 
@@ -703,43 +744,44 @@ fn run<M: MarkStrategy>(
     let mut object = ObjectModule::new();
     let mut factory = Factory {
         ts,
-        plans: FxHashMap::default(),
-        symbols: FxHashMap::default(),
-        externals: Mutex::new(FxHashMap::default()),
-        results: Mutex::new(FxHashMap::default()),
+        plans: ByMethodDef::new(),
+        symbols: ByMethodDef::new(),
+        externals: {
+            let rows = view
+                .metadata()
+                .tables()
+                .row_count(cildec::TableId::MemberRef);
+            (0..=rows).map(|_| OnceLock::new()).collect()
+        },
+        results: (0..=methods.len()).map(|_| OnceLock::new()).collect(),
         diagnostics: Mutex::new(BTreeSet::new()),
     };
-    // Lowering every signature resolves types across assemblies: in parallel.
-    let signatures: Vec<Result<WasmSignature, String>> = {
+    // Lowering every signature resolves types across assemblies: in parallel, with the
+    // symbol names; only interning the symbols stays serial.
+    let planned: Vec<(Plan, Option<String>)> = {
         use rayon::prelude::*;
-        let plan = |m: &MethodDef| factory.plan_signature(m);
-        match options.threads {
-            Some(n) => rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_or_else(
-                    |_| methods.iter().map(plan).collect(),
-                    |pool| pool.install(|| methods.par_iter().map(plan).collect()),
-                ),
-            None => methods.par_iter().map(plan).collect(),
-        }
+        methods
+            .par_iter()
+            .map(|m| {
+                let signature = factory.plan_signature(m);
+                let symbol = (signature.is_ok() && m.has_body())
+                    .then(|| format!("{}@{:08x}", m.name, m.token));
+                let plan = Plan {
+                    name: m.name.clone(),
+                    signature,
+                    uco: m.unmanaged_callers_only.is_some(),
+                    is_async: m.impl_flags & RUNTIME_ASYNC != 0,
+                };
+                (plan, symbol)
+            })
+            .collect()
     };
-    for (m, signature) in methods.iter().zip(signatures) {
-        if signature.is_ok() && m.has_body() {
-            factory.symbols.insert(
-                m.token,
-                object.symbol(&format!("{}@{:08x}", m.name, m.token)),
-            );
+    object.reserve_symbols(planned.len());
+    for (m, (plan, symbol)) in methods.iter().zip(planned) {
+        if let Some(name) = symbol {
+            factory.symbols.insert(m.token, object.symbol_owned(name));
         }
-        factory.plans.insert(
-            m.token,
-            Plan {
-                name: m.name.clone(),
-                signature,
-                uco: m.unmanaged_callers_only.is_some(),
-                is_async: m.impl_flags & RUNTIME_ASYNC != 0,
-            },
-        );
+        factory.plans.insert(m.token, plan);
     }
     let roots: Vec<&MethodDef> = match &options.roots {
         Roots::AllMethods => methods.iter().filter(|m| m.has_body()).collect(),
@@ -804,7 +846,8 @@ fn run<M: MarkStrategy>(
     drop(analyzer);
 
     let emit_start = std::time::Instant::now();
-    let mut output = emit(&factory, &methods, &marked, object)?;
+    let results = std::mem::take(&mut factory.results);
+    let mut output = emit(&factory, results, &methods, &marked, object)?;
     output.analysis = analysis;
     output.emit_time = emit_start.elapsed();
     output.dgml = dgml;
@@ -862,11 +905,11 @@ fn analyzer_name<M: MarkStrategy>(
 /// the functions, then writes the module.
 fn emit(
     factory: &Factory<'_, '_, '_>,
+    mut results: Vec<OnceLock<Result<CompiledBody, NotCompiled>>>,
     methods: &[MethodDef],
     marked: &[NodeKey],
     mut object: ObjectModule,
 ) -> Result<CompileOutput, CompileError> {
-    let mut results = std::mem::take(&mut *factory.results.lock().expect("results poisoned"));
     let mut nodes_by_kind: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut cells: Vec<u32> = Vec::new();
     let mut entry_points: Vec<u32> = Vec::new();
@@ -974,7 +1017,10 @@ fn emit(
     let mut bodies = Vec::new();
     for m in methods {
         let plan = &factory.plans[&m.token];
-        match results.remove(&m.token) {
+        match results
+            .get_mut((m.token & 0x00ff_ffff) as usize)
+            .and_then(OnceLock::take)
+        {
             Some(Ok(body)) => {
                 let entry = MethodEntryPoint {
                     method: MethodRef {
@@ -1040,56 +1086,80 @@ fn emit(
     for m in methods {
         *name_counts.entry(m.name.as_str()).or_default() += 1;
     }
+    /// What an op of a compiled body becomes once the image is laid out.
+    #[derive(Clone, Copy)]
+    enum Site {
+        /// A call whose callee may have no R2R code here.
+        Call,
+        /// `ldftn` of an `UnmanagedCallersOnly` method.
+        Address,
+        /// `ldftn` of a managed method: its portable entry point.
+        EntryPoint,
+    }
+    // Rewriting the bodies is independent per method: in parallel, in method order.
+    let functions: Vec<(SymbolId, DefinedFunction, bool)> = {
+        use rayon::prelude::*;
+        bodies
+            .into_par_iter()
+            .map(|(m, mut body)| {
+                let plan = &factory.plans[&m.token];
+                let mut sites: Vec<(usize, u32, Site)> = body
+                    .call_sites
+                    .iter()
+                    .map(|&(i, t)| (i, t, Site::Call))
+                    .chain(
+                        body.address_sites
+                            .iter()
+                            .map(|&(i, t)| (i, t, Site::Address)),
+                    )
+                    .chain(
+                        body.entry_point_sites
+                            .iter()
+                            .map(|&(i, t)| (i, t, Site::EntryPoint)),
+                    )
+                    .collect();
+                // Last first, so the indices of the sites still to rewrite stay valid.
+                sites.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
+                for (index, target, site) in sites {
+                    let local = target >> 24 == 0x06 && compiled_tokens.contains(&target);
+                    let replacement = match site {
+                        Site::Call if local && factory.direct(target) => continue,
+                        Site::Address if local => continue,
+                        Site::Call => {
+                            call_through_cell(cell_rva[&cell_index[&target]], &signature_of(target))
+                        }
+                        Site::Address => {
+                            function_pointer_through_cell(cell_rva[&cell_index[&target]])
+                        }
+                        Site::EntryPoint => portable_entry_point_address(
+                            entry_point_rva[&entry_point_index[&target]],
+                        ),
+                    };
+                    body.code.ops.splice(index..=index, replacement);
+                }
+                let export = match &m.unmanaged_callers_only {
+                    Some(uco) if uco.entry_point.is_some() => uco.entry_point.clone(),
+                    _ => (name_counts[m.name.as_str()] == 1).then(|| m.name.clone()),
+                };
+                let function = DefinedFunction {
+                    ty: plan
+                        .signature
+                        .as_ref()
+                        .expect("compiled methods are lowered")
+                        .func_type(),
+                    code: body.code,
+                    table_slot: true,
+                    export,
+                };
+                (factory.symbols[&m.token], function, plan.is_async)
+            })
+            .collect()
+    };
     let mut method_symbols = Vec::new();
     let mut instance_symbols = Vec::new();
-    for (m, mut body) in bodies {
-        let plan = &factory.plans[&m.token];
-        let mut sites: Vec<(usize, u32, bool)> = body
-            .call_sites
-            .iter()
-            .map(|&(i, t)| (i, t, true))
-            .chain(body.address_sites.iter().map(|&(i, t)| (i, t, false)))
-            .collect();
-        sites.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
-        for (index, callee, is_call) in sites {
-            let local = callee >> 24 == 0x06 && compiled_tokens.contains(&callee);
-            if local && (factory.direct(callee) || !is_call) {
-                continue;
-            }
-            let rva = cell_rva[&cell_index[&callee]];
-            let replacement = if is_call {
-                call_through_cell(rva, &signature_of(callee))
-            } else {
-                function_pointer_through_cell(rva)
-            };
-            body.code.ops.splice(index..=index, replacement);
-        }
-        // Managed ldftn sites, last first (each replaces one op with one).
-        for &(index, target) in body.entry_point_sites.iter().rev() {
-            let rva = entry_point_rva[&entry_point_index[&target]];
-            body.code
-                .ops
-                .splice(index..=index, portable_entry_point_address(rva));
-        }
-        let symbol = factory.symbols[&m.token];
-        let export = match &m.unmanaged_callers_only {
-            Some(uco) if uco.entry_point.is_some() => uco.entry_point.clone(),
-            _ => (name_counts[m.name.as_str()] == 1).then(|| m.name.clone()),
-        };
-        object.define(
-            symbol,
-            DefinedFunction {
-                ty: plan
-                    .signature
-                    .as_ref()
-                    .expect("compiled methods are lowered")
-                    .func_type(),
-                code: body.code,
-                table_slot: true,
-                export,
-            },
-        );
-        if plan.is_async {
+    for (symbol, function, is_async) in functions {
+        object.define(symbol, function);
+        if is_async {
             instance_symbols.push(symbol);
         } else {
             method_symbols.push(symbol);

@@ -6,7 +6,7 @@
 //! that is not in the set is [`TypeSystemError::MissingReference`], naming the referencing
 //! file, the assembly and the item.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use cildec::tables::{AssemblyRow, ClassLayoutRow, FieldRow, MemberRefRow, TypeDefRow, TypeRefRow};
 use cildec::{FieldSig, MethodSig, Rid, TableId, Token, Type};
@@ -97,7 +97,9 @@ pub struct TypeSystem<'v, 'a> {
     pointer: PointerWidth,
     /// Top-level type definitions by `(namespace, name)`, per assembly.
     type_index: Vec<OnceLock<FxHashMap<(String, String), u32>>>,
-    layouts: Mutex<FxHashMap<TypeDefId, Result<TypeLayout, String>>>,
+    /// Computed layouts per assembly, by `TypeDef` row: lock-free reads from every
+    /// compiling thread (a race computes a layout twice and keeps the first).
+    layouts: Vec<Vec<OnceLock<Result<TypeLayout, String>>>>,
 }
 
 impl std::fmt::Debug for TypeSystem<'_, '_> {
@@ -165,12 +167,19 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
             names.push(view.string(row.name).to_owned());
         }
         let type_index = views.iter().map(|_| OnceLock::new()).collect();
+        let layouts = views
+            .iter()
+            .map(|view| {
+                let rows = view.metadata().tables().row_count(TableId::TypeDef);
+                (0..=rows).map(|_| OnceLock::new()).collect()
+            })
+            .collect();
         Ok(TypeSystem {
             views,
             names,
             pointer: PointerWidth::Wasm32,
             type_index,
-            layouts: Mutex::new(FxHashMap::default()),
+            layouts,
         })
     }
 
@@ -497,17 +506,21 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
     }
 
     fn layout_depth(&self, id: TypeDefId, depth: u32) -> Result<TypeLayout, TypeSystemError> {
-        if let Some(known) = self.layouts.lock().expect("layouts poisoned").get(&id) {
+        let cell = self
+            .layouts
+            .get(id.assembly)
+            .and_then(|rows| rows.get(id.rid as usize));
+        if let Some(known) = cell.and_then(OnceLock::get) {
             return known
                 .clone()
                 .map_err(|m| self.unresolved(id.assembly, 0x0200_0000 | id.rid, m));
         }
+        // Computed outside the cell (not `get_or_init`): a value type that contains itself
+        // recurses here and must hit the depth limit, not block on its own cell.
         let result = self.compute_layout(id, depth);
-        let stored = result.as_ref().map_err(|e| e.to_string()).cloned();
-        self.layouts
-            .lock()
-            .expect("layouts poisoned")
-            .insert(id, stored);
+        if let Some(cell) = cell {
+            let _ = cell.set(result.as_ref().map_err(|e| e.to_string()).cloned());
+        }
         result
     }
 

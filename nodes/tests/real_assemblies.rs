@@ -41,8 +41,9 @@ fn mscorlib_has_the_methods_bodies_and_instructions_of_the_trial() {
         .iter()
         .find(|m| m.name == "System.Math::Max")
         .expect("System.Math::Max exists");
-    assert!(!max.signature.has_this);
-    assert_eq!(max.signature.params.len(), 2);
+    let shape = corlib.signature_shape(max).unwrap();
+    assert!(!shape.has_this);
+    assert_eq!(shape.params.len(), 2);
 }
 
 #[test]
@@ -83,10 +84,13 @@ fn a_compiled_csharp_method_reads_back() {
         .iter()
         .find(|m| m.name == "Demo.Calc::Add")
         .unwrap_or_else(|| panic!("{methods:#?}"));
-    assert_eq!(add.full_signature, "int32 Demo.Calc::Add(int32, int32)");
-    assert_eq!(add.signature.params, ["int32", "int32"]);
-    assert_eq!(add.signature.params.len(), 2);
-    assert!(!add.signature.has_this);
+    assert_eq!(
+        assembly.full_signature(add).unwrap(),
+        "int32 Demo.Calc::Add(int32, int32)"
+    );
+    let shape = assembly.signature_shape(add).unwrap();
+    assert_eq!(shape.params, ["int32", "int32"]);
+    assert!(!shape.has_this);
     let body = assembly.method_body(add.token).unwrap().unwrap();
     let opcodes: Vec<&str> = body.instructions.iter().map(|i| i.opcode).collect();
     assert_eq!(opcodes, ["ldarg.0", "ldarg.1", "add", "ret"]);
