@@ -378,11 +378,21 @@ impl ObjectModule {
         // `call_indirect`s in body order), so bodies can then be encoded in parallel.
         let mut types: FxHashMap<&WasmFuncType, u32> = FxHashMap::default();
         let mut type_list: Vec<&WasmFuncType> = Vec::new();
+        // Neighbouring functions mostly share a type: compare with the last one before
+        // hashing (100,000 lookups otherwise hash two vectors each).
+        let mut last: Option<(&WasmFuncType, u32)> = None;
         let mut intern_type = |ty| -> u32 {
-            *types.entry(ty).or_insert_with(|| {
+            if let Some((last_ty, index)) = last
+                && last_ty == ty
+            {
+                return index;
+            }
+            let index = *types.entry(ty).or_insert_with(|| {
                 type_list.push(ty);
                 type_list.len() as u32 - 1
-            })
+            });
+            last = Some((ty, index));
+            index
         };
         let import_types: Vec<u32> = self
             .imports
@@ -394,13 +404,25 @@ impl ObjectModule {
             .iter()
             .map(|(_, f)| intern_type(&f.ty))
             .collect();
-        for (_, f) in &self.functions {
-            for op in &f.code.ops {
-                if let Op::CallIndirect(ty) = op {
-                    intern_type(ty);
-                }
-            }
+        // The scan for `call_indirect` types reads every op: in parallel, interned in order.
+        let indirect: Vec<Vec<&WasmFuncType>> = self
+            .functions
+            .par_iter()
+            .map(|(_, f)| {
+                f.code
+                    .ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::CallIndirect(ty) => Some(ty),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        for ty in indirect.iter().flatten() {
+            intern_type(ty);
         }
+        drop(indirect);
 
         // Bodies, with relocations resolved, encoded in parallel (in order).
         let bodies: Vec<Function> = self
@@ -465,18 +487,18 @@ impl ObjectModule {
         }
         drop(bodies);
 
-        // The image, with table-slot relocations applied.
-        let mut image = self.image.clone();
+        // The image's table-slot relocations, applied once the image sits in the module
+        // (no copy of the image just to patch it).
+        let mut image_patches = Vec::with_capacity(self.image_relocs.len());
         for reloc in &self.image_relocs {
             let at = reloc.offset as usize;
-            if at.checked_add(4).is_none_or(|end| end > image.len()) {
+            if at.checked_add(4).is_none_or(|end| end > self.image.len()) {
                 return Err(WriteError::RelocOutOfImage {
                     offset: reloc.offset,
-                    size: image.len(),
+                    size: self.image.len(),
                 });
             }
-            let slot = slot_of(reloc.symbol, "image")?;
-            image[at..at + 4].copy_from_slice(&slot.to_le_bytes());
+            image_patches.push((at, slot_of(reloc.symbol, "image")?));
         }
 
         // Sections.
@@ -543,8 +565,12 @@ impl ObjectModule {
             );
         }
         let mut data = DataSection::new();
-        if !image.is_empty() {
-            data.active(0, &ConstExpr::global_get(IMAGE_BASE_GLOBAL), image);
+        if !self.image.is_empty() {
+            data.active(
+                0,
+                &ConstExpr::global_get(IMAGE_BASE_GLOBAL),
+                self.image.iter().copied(),
+            );
         }
         // Function names (the symbols), for WAT dumps and wasmtime backtraces.
         let mut function_names = NameMap::new();
@@ -571,8 +597,13 @@ impl ObjectModule {
         if !data.is_empty() {
             module.section(&data);
         }
+        // The image is the data section's tail.
+        let image_start = module.as_slice().len() - self.image.len();
         module.section(&names);
-        let bytes = module.finish();
+        let mut bytes = module.finish();
+        for (at, slot) in image_patches {
+            bytes[image_start + at..image_start + at + 4].copy_from_slice(&slot.to_le_bytes());
+        }
         validate(&bytes).map_err(|e| WriteError::Invalid {
             message: e.to_string(),
         })?;
