@@ -169,17 +169,9 @@ pub struct CompiledBody {
 /// cell's import thunk, after resolution the callee's code or its R2R -> interpreter thunk)
 /// and `call_indirect` it with the callee's wasm type.
 pub fn call_through_cell(cell_rva: u32, callee: &WasmSignature) -> Vec<Op> {
-    vec![
-        Op::ImageAddress(cell_rva),
-        Op::Ins(Instruction::I32Load(wasm_encoder::MemArg {
-            offset: 0,
-            align: 2,
-            memory_index: 0,
-        })),
-        Op::TableBase,
-        Op::Ins(Instruction::I32Add),
-        Op::CallIndirect(callee.func_type()),
-    ]
+    let mut ops = function_pointer_through_cell(cell_rva);
+    ops.push(Op::CallIndirect(callee.func_type()));
+    ops
 }
 
 /// The operations replacing an `ldftn` when the target has no R2R code: the absolute table
@@ -615,90 +607,68 @@ impl Body {
         Ok(())
     }
 
-    fn compare(&mut self, opcode: &str) -> Result<(), String> {
+    /// A comparison, `[a b] -> [i32]`: `ceq`, `cgt(.un)`, `clt(.un)` (III.3.21-25), or the
+    /// condition of a compare-and-branch (`beq`, `bge.un`, ...). The relation is the
+    /// opcode's letters after the first (`eq ne gt ge lt le`); `.un` means unsigned for
+    /// integers and, for floats, unordered: the ordered opposite negated (`gt.un` = not
+    /// `le`), so NaN compares true.
+    fn relation(&mut self, opcode: &str) -> Result<(), String> {
+        let rel = opcode.get(1..3).unwrap_or_default();
+        let un = opcode.ends_with(".un");
+        use Instruction as I;
         use WasmValueType::*;
         let b = self.pop()?;
         let a = self.pop()?;
         if a != b {
             return Err(format!("{opcode} on {a} and {b}"));
         }
-        // (instruction, negate): unordered float forms are negated ordered ones.
-        let (ins, negate) = match (opcode, a) {
-            ("ceq", I32) => (Instruction::I32Eq, false),
-            ("cgt", I32) => (Instruction::I32GtS, false),
-            ("cgt.un", I32) => (Instruction::I32GtU, false),
-            ("clt", I32) => (Instruction::I32LtS, false),
-            ("clt.un", I32) => (Instruction::I32LtU, false),
-            ("ceq", I64) => (Instruction::I64Eq, false),
-            ("cgt", I64) => (Instruction::I64GtS, false),
-            ("cgt.un", I64) => (Instruction::I64GtU, false),
-            ("clt", I64) => (Instruction::I64LtS, false),
-            ("clt.un", I64) => (Instruction::I64LtU, false),
-            ("ceq", F64) => (Instruction::F64Eq, false),
-            ("cgt", F64) => (Instruction::F64Gt, false),
-            ("clt", F64) => (Instruction::F64Lt, false),
-            ("cgt.un", F64) => (Instruction::F64Le, true),
-            ("clt.un", F64) => (Instruction::F64Ge, true),
-            ("ceq", F32) => (Instruction::F32Eq, false),
-            ("cgt", F32) => (Instruction::F32Gt, false),
-            ("clt", F32) => (Instruction::F32Lt, false),
-            ("cgt.un", F32) => (Instruction::F32Le, true),
-            ("clt.un", F32) => (Instruction::F32Ge, true),
+        let float = matches!(a, F32 | F64);
+        // Unordered float forms: the ordered opposite, negated (`ne` is unordered already).
+        let (rel, negate) = match (rel, float && un) {
+            ("gt", true) => ("le", true),
+            ("ge", true) => ("lt", true),
+            ("lt", true) => ("ge", true),
+            ("le", true) => ("gt", true),
+            (rel, _) => (rel, false),
+        };
+        let ins = match (rel, a, un) {
+            ("eq", I32, _) => I::I32Eq,
+            ("ne", I32, _) => I::I32Ne,
+            ("gt", I32, false) => I::I32GtS,
+            ("gt", I32, true) => I::I32GtU,
+            ("ge", I32, false) => I::I32GeS,
+            ("ge", I32, true) => I::I32GeU,
+            ("lt", I32, false) => I::I32LtS,
+            ("lt", I32, true) => I::I32LtU,
+            ("le", I32, false) => I::I32LeS,
+            ("le", I32, true) => I::I32LeU,
+            ("eq", I64, _) => I::I64Eq,
+            ("ne", I64, _) => I::I64Ne,
+            ("gt", I64, false) => I::I64GtS,
+            ("gt", I64, true) => I::I64GtU,
+            ("ge", I64, false) => I::I64GeS,
+            ("ge", I64, true) => I::I64GeU,
+            ("lt", I64, false) => I::I64LtS,
+            ("lt", I64, true) => I::I64LtU,
+            ("le", I64, false) => I::I64LeS,
+            ("le", I64, true) => I::I64LeU,
+            ("eq", F64, _) => I::F64Eq,
+            ("ne", F64, _) => I::F64Ne,
+            ("gt", F64, _) => I::F64Gt,
+            ("ge", F64, _) => I::F64Ge,
+            ("lt", F64, _) => I::F64Lt,
+            ("le", F64, _) => I::F64Le,
+            ("eq", F32, _) => I::F32Eq,
+            ("ne", F32, _) => I::F32Ne,
+            ("gt", F32, _) => I::F32Gt,
+            ("ge", F32, _) => I::F32Ge,
+            ("lt", F32, _) => I::F32Lt,
+            ("le", F32, _) => I::F32Le,
             _ => return Err(format!("{opcode} on {a}")),
         };
         self.push(ins);
         if negate {
-            self.push(Instruction::I32Eqz);
-        }
-        self.stack.push(I32);
-        Ok(())
-    }
-
-    /// The condition of a compare-and-branch (`beq`, `bge.un`, ...), as an i32.
-    fn branch_compare(&mut self, op: &str) -> Result<(), String> {
-        use WasmValueType::*;
-        let b = self.pop()?;
-        let a = self.pop()?;
-        if a != b {
-            return Err(format!("{op} on {a} and {b}"));
-        }
-        // (instruction, negate): unordered float forms are negated ordered ones.
-        let (ins, negate) = match (op, a) {
-            ("beq", I32) => (Instruction::I32Eq, false),
-            ("bne.un", I32) => (Instruction::I32Ne, false),
-            ("bgt", I32) => (Instruction::I32GtS, false),
-            ("bgt.un", I32) => (Instruction::I32GtU, false),
-            ("bge", I32) => (Instruction::I32GeS, false),
-            ("bge.un", I32) => (Instruction::I32GeU, false),
-            ("blt", I32) => (Instruction::I32LtS, false),
-            ("blt.un", I32) => (Instruction::I32LtU, false),
-            ("ble", I32) => (Instruction::I32LeS, false),
-            ("ble.un", I32) => (Instruction::I32LeU, false),
-            ("beq", I64) => (Instruction::I64Eq, false),
-            ("bne.un", I64) => (Instruction::I64Ne, false),
-            ("bgt", I64) => (Instruction::I64GtS, false),
-            ("bgt.un", I64) => (Instruction::I64GtU, false),
-            ("bge", I64) => (Instruction::I64GeS, false),
-            ("bge.un", I64) => (Instruction::I64GeU, false),
-            ("blt", I64) => (Instruction::I64LtS, false),
-            ("blt.un", I64) => (Instruction::I64LtU, false),
-            ("ble", I64) => (Instruction::I64LeS, false),
-            ("ble.un", I64) => (Instruction::I64LeU, false),
-            ("beq", F64) => (Instruction::F64Eq, false),
-            ("bne.un", F64) => (Instruction::F64Ne, false),
-            ("bgt", F64) => (Instruction::F64Gt, false),
-            ("bge", F64) => (Instruction::F64Ge, false),
-            ("blt", F64) => (Instruction::F64Lt, false),
-            ("ble", F64) => (Instruction::F64Le, false),
-            ("bgt.un", F64) => (Instruction::F64Le, true),
-            ("bge.un", F64) => (Instruction::F64Lt, true),
-            ("blt.un", F64) => (Instruction::F64Ge, true),
-            ("ble.un", F64) => (Instruction::F64Gt, true),
-            _ => return Err(format!("{op} on {a}")),
-        };
-        self.push(ins);
-        if negate {
-            self.push(Instruction::I32Eqz);
+            self.push(I::I32Eqz);
         }
         self.stack.push(I32);
         Ok(())
@@ -1335,7 +1305,7 @@ impl Body {
                 }
                 other => return Err(format!("not on {other}")),
             },
-            "ceq" | "cgt" | "cgt.un" | "clt" | "clt.un" => self.compare(op)?,
+            "ceq" | "cgt" | "cgt.un" | "clt" | "clt.un" => self.relation(op)?,
             _ if op.starts_with("conv.ovf.") => self.convert_checked(op)?,
             _ if op.starts_with("conv.") => self.convert(op)?,
             "add.ovf" | "add.ovf.un" | "sub.ovf" | "sub.ovf.un" | "mul.ovf" | "mul.ovf.un" => {
@@ -1570,7 +1540,7 @@ impl Body {
                 let IlOperand::Branch(target) = ins.operand else {
                     return Err(format!("{op} without a target"));
                 };
-                self.branch_compare(op.trim_end_matches(".s"))?;
+                self.relation(op.trim_end_matches(".s"))?;
                 self.goto_if(target)?;
             }
             "switch" if self.cf.is_some() => {
