@@ -12,7 +12,8 @@ use crossgraph::codegen::{PointerWidth, WasmSignature};
 use crossgraph::nodes::type_system::TypeSystem;
 use crossgraph::nodes::typesystem::Assembly;
 use crossgraph::nodes::{CompileOptions, CompileOutput, compile_input};
-use crossgraph::runtime_core::exec::{ExecConfig, Executor, Interpreter};
+use crossgraph::runtime_core::abi::{ArgLayout, ArgRole, WasmValueType};
+use crossgraph::runtime_core::exec::{AsyncResult, ExecConfig, Executor, Interpreter};
 use crossgraph::runtime_core::format::{
     FixupSignature, Image, ImportSectionType, MethodRef, MethodSigFlags,
 };
@@ -169,37 +170,45 @@ fn mark_runtime_async(dll: &Path, names: &[&str]) {
     std::fs::write(dll, bytes).unwrap();
 }
 
+const ASYNC_METHODS: [&str; 5] = ["NoAwait", "WithAwait", "Leaf", "Middle", "Outer"];
+
 #[test]
-fn runtime_async_variant_compiles_unless_it_awaits() {
+fn runtime_async_variant_without_suspension_runs_like_a_plain_method() {
     let dll = assemble("async.il");
-    mark_runtime_async(&dll, &["NoAwait", "WithAwait"]);
+    mark_runtime_async(&dll, &ASYNC_METHODS);
     let output = compile(&dll);
     let no_await = token_of(&output, "Fixture.Async::NoAwait");
-    let with_await = output
-        .not_compiled
-        .iter()
-        .find(|m| m.name == "Fixture.Async::WithAwait")
-        .expect("WithAwait stays interpreted");
-    assert!(
-        with_await.reason.contains("awaits"),
-        "{}",
-        with_await.reason
-    );
+    let with_await = token_of(&output, "Fixture.Async::WithAwait");
 
     let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
-    // The async variant is listed in the instance entry-point table with AsyncVariant.
-    let variant = image
-        .instance_entry_points
-        .iter()
-        .find(|e| e.method.token == no_await)
-        .expect("async variant entry");
-    assert_eq!(variant.method.flags, MethodSigFlags::ASYNC_VARIANT);
+    // Async variants are listed in the instance entry-point table with AsyncVariant.
+    let variant = |token: u32| {
+        image
+            .instance_entry_points
+            .iter()
+            .find(|e| e.method.token == token)
+            .expect("async variant entry")
+    };
+    assert_eq!(
+        variant(no_await).method.flags,
+        MethodSigFlags::ASYNC_VARIANT
+    );
     assert!(
         image
             .method_entry_points
             .iter()
             .all(|e| e.method.token != no_await)
     );
+    // A variant that never awaits needs no resumption stub; one that awaits has its
+    // ResumptionStubEntryPoint fixup.
+    assert!(variant(no_await).fixups.is_empty());
+    let fixup = variant(with_await).fixups[0];
+    let stub_section = &image.import_sections[fixup.section as usize];
+    assert!(matches!(
+        stub_section.cells[fixup.cell as usize].signature,
+        FixupSignature::ResumptionStubEntryPoint { method, .. }
+            if method == MethodRef { flags: MethodSigFlags::ASYNC_VARIANT, token: with_await }
+    ));
 
     let mut exec = instantiate(&output, Arc::new(NoInterpreter));
     // The variant: int32(continuation, int32) -> x + 1, signature `iaip`.
@@ -211,6 +220,175 @@ fn runtime_async_variant_compiles_unless_it_awaits() {
         )
         .unwrap();
     assert_eq!(r.unwrap().unwrap_i32(), 42);
+    // WithAwait awaits NoAwait, which completes: no suspension, x + 2.
+    let r = exec
+        .invoke_by_name(
+            "Fixture.Async::WithAwait",
+            &sig("iaip"),
+            &[Val::I32(0), Val::I32(41)],
+        )
+        .unwrap();
+    assert_eq!(r.unwrap().unwrap_i32(), 43);
+    assert_eq!(exec.take_suspension(), None);
+}
+
+/// The embedder's interpreter for async.il: runs `Leaf`'s async variant, which always
+/// suspends; the test completes each suspended leaf with its argument + 1.
+struct SuspendingInterpreter {
+    leaf: u32,
+    /// Suspended leaves: (continuation address, argument).
+    pending: std::sync::Mutex<Vec<(u32, i32)>>,
+}
+
+impl Interpreter for SuspendingInterpreter {
+    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
+        Err(format!("{entry:#x} must run through execute_async"))
+    }
+
+    fn execute_async(
+        &self,
+        entry: u32,
+        memory: &mut [u8],
+        args: u32,
+        _size: u32,
+        ret: u32,
+    ) -> Result<u32, String> {
+        if entry != self.leaf {
+            return Err(format!("{entry:#x} was not expected in the interpreter"));
+        }
+        let layout = ArgLayout::of(&sig("iaip")).unwrap();
+        let word = |role: ArgRole| {
+            let slot = layout.args.iter().find(|a| a.role == role).unwrap();
+            let at = (args + slot.offset) as usize;
+            i32::from_le_bytes(memory[at..at + 4].try_into().unwrap())
+        };
+        if word(ArgRole::AsyncContinuation) != 0 {
+            return Err("the leaf is never resumed through the interpreter entry".into());
+        }
+        let x = word(ArgRole::Param(0));
+        let mut pending = self.pending.lock().unwrap();
+        // The leaf's own continuation, in memory below the image (header only: next at 0).
+        let leaf = 0x1000 + 64 * pending.len() as u32;
+        memory[leaf as usize..leaf as usize + 64].fill(0);
+        pending.push((leaf, x));
+        memory[ret as usize..ret as usize + 4].fill(0);
+        Ok(leaf)
+    }
+}
+
+#[test]
+fn awaiting_variants_suspend_and_resume_through_their_resumption_stubs() {
+    let dll = assemble("async.il");
+    mark_runtime_async(&dll, &ASYNC_METHODS);
+    let output = compile(&dll);
+    let outer = token_of(&output, "Fixture.Async::Outer");
+    let middle = token_of(&output, "Fixture.Async::Middle");
+    let leaf = output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Async::Leaf")
+        .expect("Leaf stays interpreted");
+    assert!(leaf.reason.contains("ldstr"), "{}", leaf.reason);
+    // WithAwait, Middle and Outer await: one resumption stub each.
+    assert_eq!(output.nodes_by_kind.get("ResumptionStub"), Some(&3));
+    assert!(
+        output
+            .map
+            .iter()
+            .any(|e| e.kind == "ResumptionStub" && e.section == "code"),
+        "{:#?}",
+        output.map
+    );
+
+    let interpreter = Arc::new(SuspendingInterpreter {
+        leaf: leaf.token,
+        pending: std::sync::Mutex::new(Vec::new()),
+    });
+    let mut exec = instantiate(&output, interpreter.clone());
+    let async_variant = |token| MethodRef {
+        flags: MethodSigFlags::ASYNC_VARIANT,
+        token,
+    };
+    exec.loader().register_interpreted(
+        async_variant(leaf.token),
+        InterpretedMethod {
+            thunk_key: "Iiaip".into(),
+        },
+    );
+    // Outer(2): awaits Middle(3), which awaits Leaf(30): the chain suspends.
+    let r = exec
+        .invoke_by_name(
+            "Fixture.Async::Outer",
+            &sig("iaip"),
+            &[Val::I32(0), Val::I32(2)],
+        )
+        .unwrap();
+    assert_eq!(
+        r.unwrap().unwrap_i32(),
+        0,
+        "a suspended variant returns a dummy"
+    );
+    let outer_continuation = exec.take_suspension().expect("Outer suspended");
+    let (first, x) = interpreter.pending.lock().unwrap()[0];
+    assert_eq!(x, 30);
+    // The chain: leaf -> Middle's continuation -> Outer's (outermost).
+    let middle_continuation = exec.read_u32(first as usize).unwrap();
+    assert_eq!(
+        exec.read_u32(middle_continuation as usize).unwrap(),
+        outer_continuation
+    );
+    assert_eq!(exec.read_u32(outer_continuation as usize).unwrap(), 0);
+    // Each continuation names its method's resumption stub, the one the runtime registered
+    // through the ResumptionStubEntryPoint fixup when the variant was prepared.
+    let registered = exec
+        .loader()
+        .entry_point(async_variant(outer))
+        .unwrap()
+        .resumption_stub()
+        .expect("Outer's stub is registered");
+    assert_eq!(
+        exec.read_u32(outer_continuation as usize + 8).unwrap(),
+        registered.code.0
+    );
+    exec.loader().prepare_method(async_variant(middle)).unwrap();
+    let middle_stub = exec
+        .loader()
+        .entry_point(async_variant(middle))
+        .unwrap()
+        .resumption_stub()
+        .unwrap();
+    assert_eq!(
+        exec.read_u32(middle_continuation as usize + 8).unwrap(),
+        middle_stub.code.0
+    );
+
+    // Leaf(30) completes with 31: Middle resumes (a = 30 restored, still on its stack) and
+    // suspends again at Leaf(3).
+    let AsyncResult::Suspended { continuation } = exec
+        .resume(first, Some(Val::I32(31)), Some(WasmValueType::I32))
+        .unwrap()
+    else {
+        panic!("Middle awaits a second leaf");
+    };
+    assert_eq!(
+        exec.read_u32(continuation as usize).unwrap(),
+        outer_continuation
+    );
+    let (second, x) = interpreter.pending.lock().unwrap()[1];
+    assert_eq!(x, 3);
+    // Leaf(3) completes with 4: Middle returns 30 + 31 + 4 = 65 into Outer, which doubles it
+    // (130, a branch after the await) and adds NoAwait(130) = 131: 261.
+    let AsyncResult::Completed(result) = exec
+        .resume(second, Some(Val::I32(4)), Some(WasmValueType::I32))
+        .unwrap()
+    else {
+        panic!("the chain completes");
+    };
+    assert_eq!(result.unwrap().unwrap_i32(), 261);
+    assert_eq!(interpreter.pending.lock().unwrap().len(), 2);
+    // Completing a continuation nothing awaits is an error, not a wild call.
+    let orphan = 0x1000 + 64 * 5;
+    assert!(exec.resume(orphan, Some(Val::I32(1)), None).is_err());
 }
 
 /// The embedder's interpreter for fnptr.il: runs `Slow` (x + 100) and counts its calls.

@@ -18,6 +18,16 @@
 //! first. `UnmanagedCallersOnly` bodies compile with their unmanaged signature (no SP
 //! parameter: calls they make pass the `__stack_pointer` global).
 //!
+//! Runtime-async variants (an async continuation parameter) may await: `call X` followed by
+//! `call AsyncHelpers.Await` is a suspension point. The call goes to X's async variant with a
+//! null continuation; if X suspended (the runtime's take helper returns its continuation),
+//! this frame saves its IL arguments, IL locals and the evaluation stack below the awaited
+//! result into a new continuation (with its resumption stub and the 1-based state), links
+//! X's continuation to it, suspends with it and returns. The code after each await starts a
+//! block of the dispatch loop; one more block, entered when the continuation argument is not
+//! null, restores the saved state and the awaited result and branches there. Protocol and
+//! layout: `crossgraph_runtime_core::abi::continuation`.
+//!
 //! A managed function pointer is the absolute address of a portable entry point, two words
 //! `[code, handle]` (`docs/image-format.md`): a managed `calli` traps on null, loads `code`
 //! (a table slot relative to `__table_base`) and passes `handle` as the callee's `PE`
@@ -26,7 +36,9 @@
 use wasm_encoder::Instruction;
 
 use crate::abi::WasmValueType;
+use crate::memory::{load, store, zero};
 use crate::object_writer::{Code, Op, SymbolId};
+use crate::resumption::{self, AsyncHelpers};
 use crate::signature::{ParamAbi, ReturnAbi, WasmSignature};
 
 /// An IL operand, decoded.
@@ -141,6 +153,40 @@ pub trait JitInterface {
     fn indirect_call_signature(&mut self, token: u32) -> Result<WasmSignature, String> {
         Err(format!("calli 0x{token:08x} is not supported here"))
     }
+
+    /// Whether the method `token` is `AsyncHelpers.Await`: in an async variant, a call of it
+    /// right after a call is a suspension point, fused with that call (which then calls the
+    /// callee's async variant). The default: no method is.
+    fn is_await(&mut self, token: u32) -> bool {
+        let _ = token;
+        false
+    }
+
+    /// How an async variant calls the async variant of the method `token` (the call an
+    /// `AsyncHelpers.Await` consumes). [`CallTarget::Import`] sites are listed in
+    /// [`CompiledBody::async_call_sites`]. The default refuses.
+    fn async_call_target(&mut self, token: u32) -> CallTarget {
+        CallTarget::Unsupported(format!("await of 0x{token:08x} is not supported here"))
+    }
+
+    /// What the method being compiled needs to suspend: its resumption stub's symbol and the
+    /// runtime's async helpers.
+    ///
+    /// # Errors
+    /// The reason it cannot suspend. The default refuses.
+    fn suspension(&mut self) -> Result<Suspension, String> {
+        Err("suspension is not supported here".into())
+    }
+}
+
+/// What an async variant needs to suspend ([`JitInterface::suspension`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suspension {
+    /// The symbol of the method's resumption stub (its table index goes into the
+    /// continuation).
+    pub resumption_stub: SymbolId,
+    /// The runtime's async helpers.
+    pub helpers: AsyncHelpers,
 }
 
 /// A compiled method body and what it needs.
@@ -162,6 +208,12 @@ pub struct CompiledBody {
     /// interpreted can route the call through an import cell instead
     /// ([`call_through_cell`]).
     pub call_sites: Vec<(usize, u32)>,
+    /// Calls of async variants at suspension points: the index in `code.ops` of each
+    /// `Op::Call` (or [`CallTarget::Import`] placeholder) and the callee's token; a callee
+    /// without R2R code here is called through its async variant's import cell.
+    pub async_call_sites: Vec<(usize, u32)>,
+    /// The resumption stub the body stores into its continuations, when it can suspend.
+    pub resumption_stub: Option<SymbolId>,
 }
 
 /// The operations replacing a direct call when the callee has no R2R code: load the callee's
@@ -241,8 +293,8 @@ pub fn compile(
     // Managed: IL argument i -> wasm parameter i + 1 (parameter 0 is SP; `this` is IL
     // argument 0). Unmanaged (`UnmanagedCallersOnly`): IL argument i -> wasm parameter i, and
     // managed callees get the `__stack_pointer` global as their SP.
-    // An async variant's continuation (after `this`) is no IL argument: a variant compiled
-    // here never suspends, so it never reads it.
+    // An async variant's continuation (after `this`) is no IL argument: only the resume
+    // dispatch reads it.
     let mut args: Vec<WasmValueType> = Vec::new();
     let mut arg_params: Vec<u32> = Vec::new();
     let mut next = u32::from(parts.managed);
@@ -251,6 +303,7 @@ pub fn compile(
         arg_params.push(next);
         next += 1;
     }
+    let continuation = parts.async_continuation.then_some(next);
     if parts.async_continuation {
         next += 1;
     }
@@ -276,6 +329,8 @@ pub fn compile(
         extra_locals: locals.to_vec(),
         first_local: wasm_params,
         managed: parts.managed,
+        params: sig.func_type().params,
+        ret,
         arg_params,
         pointer: sig.pointer().value_type(),
         scratch: Vec::new(),
@@ -283,7 +338,28 @@ pub fn compile(
         address_sites: Vec::new(),
         entry_point_sites: Vec::new(),
         call_sites: Vec::new(),
+        async_call_sites: Vec::new(),
+        suspend: None,
     };
+    // Suspension points (an async variant's `call X; call AsyncHelpers.Await`): the await
+    // ends a basic block, so the code after it can be resumed into.
+    let mut awaits: Vec<usize> = Vec::new();
+    if continuation.is_some() {
+        for (i, ins) in il.iter().enumerate() {
+            if let ("call", IlOperand::Token(t)) = (ins.opcode, &ins.operand)
+                && jit.is_await(*t)
+            {
+                let at = |what: &str| refuse(format!("IL_{:04x}: {what}", ins.offset));
+                if i == 0 || il[i - 1].opcode != "call" || il[i - 1].prefixed {
+                    return Err(at("await of a task that is not the result of a call"));
+                }
+                if i + 1 == il.len() {
+                    return Err(at("await at the end of the body"));
+                }
+                awaits.push(i);
+            }
+        }
+    }
     // Basic blocks: starts at 0, at branch targets, and after every branch or ret.
     let mut starts = std::collections::BTreeSet::from([il.first().map_or(0, |i| i.offset)]);
     let mut branches = false;
@@ -301,6 +377,35 @@ pub fn compile(
             }
         }
     }
+    for &i in &awaits {
+        starts.insert(il[i + 1].offset);
+    }
+    for &i in &awaits {
+        if starts.contains(&il[i].offset) {
+            return Err(refuse(format!(
+                "IL_{:04x}: branch between an async call and its await",
+                il[i].offset
+            )));
+        }
+    }
+    if !awaits.is_empty() {
+        let suspension = jit.suspension().map_err(refuse)?;
+        body.suspend = Some(Suspend {
+            continuation: continuation.expect("awaits are scanned in async variants only"),
+            suspension,
+            il_locals: locals.len(),
+            calls: awaits.iter().map(|&i| il[i - 1].offset).collect(),
+            awaits: awaits
+                .iter()
+                .map(|&i| (il[i].offset, il[i + 1].offset))
+                .collect(),
+            points: Vec::new(),
+            awaited_value: false,
+            callee: 0,
+            mine: 0,
+        });
+        branches = true;
+    }
     if branches {
         let offsets: std::collections::BTreeSet<u32> = il.iter().map(|i| i.offset).collect();
         if let Some(bad) = starts.iter().find(|s| !offsets.contains(s)) {
@@ -308,8 +413,23 @@ pub fn compile(
                 "branch into the middle of an instruction at IL_{bad:04x}"
             )));
         }
-        let blocks = starts.len();
+        // An async variant that can suspend has one more block, after the IL's: the resume
+        // dispatch, entered when the continuation argument is not 0.
+        let blocks = starts.len() + usize::from(body.suspend.is_some());
         let pc = body.new_local(WasmValueType::I32);
+        if let Some(suspend) = body.suspend.as_mut() {
+            let continuation = suspend.continuation;
+            suspend.callee = body.extra_locals.len() as u32 + body.first_local;
+            body.extra_locals.push(WasmValueType::I32);
+            let suspend = body.suspend.as_mut().expect("just set");
+            suspend.mine = suspend.callee + 1;
+            body.extra_locals.push(WasmValueType::I32);
+            body.push(Instruction::LocalGet(continuation));
+            body.push(Instruction::If(wasm_encoder::BlockType::Empty));
+            body.push(Instruction::I32Const(starts.len() as i32));
+            body.push(Instruction::LocalSet(pc));
+            body.push(Instruction::End);
+        }
         body.ops
             .push(Op::Ins(Instruction::Loop(wasm_encoder::BlockType::Empty)));
         for _ in 0..blocks {
@@ -346,6 +466,9 @@ pub fn compile(
         body.instruction(ins, &args, ret, last, jit)
             .map_err(|e| at(&e))?;
     }
+    if body.suspend.is_some() {
+        body.resume_dispatch();
+    }
     if body.cf.is_some() {
         // Close the dispatch loop; every block ends in a branch or ret.
         body.ops.push(Op::Ins(Instruction::End));
@@ -360,7 +483,40 @@ pub fn compile(
         address_sites: body.address_sites,
         entry_point_sites: body.entry_point_sites,
         call_sites: body.call_sites,
+        async_call_sites: body.async_call_sites,
+        resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
+}
+
+/// The suspension points of an async variant and what resuming needs.
+struct Suspend {
+    /// The wasm parameter holding the continuation to resume (0: a fresh call).
+    continuation: u32,
+    suspension: Suspension,
+    /// The number of IL locals (wasm locals `first_local..`).
+    il_locals: usize,
+    /// IL offsets of the async calls.
+    calls: std::collections::BTreeSet<u32>,
+    /// IL offset of each await -> IL offset of the instruction it resumes at.
+    awaits: std::collections::BTreeMap<u32, u32>,
+    /// Compiled suspension points, in IL order (state = index + 1).
+    points: Vec<SuspensionPoint>,
+    /// Whether the last async call left a result for its await.
+    awaited_value: bool,
+    /// Locals: the callee's continuation, this frame's.
+    callee: u32,
+    mine: u32,
+}
+
+/// One compiled suspension point.
+struct SuspensionPoint {
+    /// The block resumed into.
+    block: usize,
+    /// Saved values: type, local (IL arguments, IL locals, stack values below the result),
+    /// and offset in the continuation.
+    saved: Vec<(WasmValueType, u32, u32)>,
+    /// The entry local receiving the awaited result, if the callee returns one.
+    result: Option<(WasmValueType, u32)>,
 }
 
 /// Control flow as a block-dispatch loop: a `pc` local selects the IL basic block; each
@@ -388,6 +544,10 @@ struct Body {
     first_local: u32,
     /// Managed body (SP is parameter 0), as opposed to `UnmanagedCallersOnly`.
     managed: bool,
+    /// The wasm parameter types.
+    params: Vec<WasmValueType>,
+    /// The method's result type.
+    ret: Option<WasmValueType>,
     /// The wasm parameter of each IL argument.
     arg_params: Vec<u32>,
     /// The pointer-sized value type (`native int`, addresses, table indices).
@@ -398,9 +558,145 @@ struct Body {
     address_sites: Vec<(usize, u32)>,
     entry_point_sites: Vec<(usize, u32)>,
     call_sites: Vec<(usize, u32)>,
+    async_call_sites: Vec<(usize, u32)>,
+    /// Suspension points, in an async variant that awaits.
+    suspend: Option<Suspend>,
 }
 
 impl Body {
+    /// The suspension check after an await whose code resumes at IL offset `resume`: the
+    /// evaluation stack (the awaited result on top) goes to the resume block's entry locals;
+    /// if the callee suspended, this frame saves its state into a new continuation, links the
+    /// callee's continuation to it, suspends with it and returns; otherwise the stack is
+    /// reloaded and execution falls into the resume block.
+    fn suspension_point(&mut self, resume: u32, awaited: bool) -> Result<(), String> {
+        let k = self.target(resume)?;
+        self.spill_to(k)?;
+        let entry = self.entry_locals_known(k);
+        let suspend = self
+            .suspend
+            .as_ref()
+            .expect("suspension points need Suspend");
+        let (below, result) = match entry.split_last() {
+            Some((&last, below)) if awaited => (below.to_vec(), Some(last)),
+            _ => (entry.clone(), None),
+        };
+        let mut values: Vec<(WasmValueType, u32)> = Vec::new();
+        for &param in &self.arg_params {
+            values.push((self.local_type(param), param));
+        }
+        for j in 0..suspend.il_locals as u32 {
+            values.push((self.extra_locals[j as usize], self.first_local + j));
+        }
+        values.extend(below);
+        let types: Vec<WasmValueType> = values.iter().map(|&(t, _)| t).collect();
+        let (offsets, size) = resumption::data_layout(&types);
+        let (callee, mine) = (suspend.callee, suspend.mine);
+        let Suspension {
+            resumption_stub,
+            helpers,
+        } = suspend.suspension;
+        let state = suspend.points.len() as i32 + 1;
+        let pointer = self.pointer;
+        self.ops.extend([
+            Op::Call(helpers.take),
+            Op::Ins(Instruction::LocalTee(callee)),
+            Op::Ins(Instruction::If(wasm_encoder::BlockType::Empty)),
+            Op::Ins(Instruction::I32Const(size as i32)),
+            Op::Call(helpers.alloc),
+            Op::Ins(Instruction::LocalSet(mine)),
+            Op::Ins(Instruction::LocalGet(mine)),
+            Op::TableIndex(resumption_stub),
+            Op::Ins(store(pointer, resumption::RESUME)),
+            Op::Ins(Instruction::LocalGet(mine)),
+            Op::Ins(Instruction::I32Const(state)),
+            Op::Ins(store(WasmValueType::I32, resumption::STATE)),
+        ]);
+        for (&(ty, local), &offset) in values.iter().zip(&offsets) {
+            self.push(Instruction::LocalGet(mine));
+            self.push(Instruction::LocalGet(local));
+            self.push(store(ty, offset));
+        }
+        self.ops.extend([
+            Op::Ins(Instruction::LocalGet(callee)),
+            Op::Ins(Instruction::LocalGet(mine)),
+            Op::Ins(store(pointer, resumption::NEXT)),
+            Op::Ins(Instruction::LocalGet(mine)),
+            Op::Call(helpers.suspend),
+        ]);
+        if let Some(ret) = self.ret {
+            self.push(zero(ret));
+        }
+        self.push(Instruction::Return);
+        self.push(Instruction::End);
+        for &(ty, local) in &entry {
+            self.push(Instruction::LocalGet(local));
+            self.stack.push(ty);
+        }
+        let saved = values
+            .iter()
+            .zip(offsets)
+            .map(|(&(ty, local), offset)| (ty, local, offset))
+            .collect();
+        self.suspend
+            .as_mut()
+            .expect("suspension points need Suspend")
+            .points
+            .push(SuspensionPoint {
+                block: k,
+                saved,
+                result,
+            });
+        Ok(())
+    }
+
+    /// The resume dispatch block, after the IL's blocks: restores the state saved at the
+    /// continuation's suspension point (and the awaited result from its result slot) and
+    /// branches to the block after that await.
+    fn resume_dispatch(&mut self) {
+        let suspend = self.suspend.take().expect("resume dispatch needs Suspend");
+        let cf = self
+            .cf
+            .as_mut()
+            .expect("async variants use the dispatch loop");
+        cf.current = cf.blocks - 1;
+        let pc = cf.pc;
+        self.push(Instruction::End);
+        let c = suspend.continuation;
+        for (state, point) in suspend.points.iter().enumerate() {
+            self.push(Instruction::LocalGet(c));
+            self.push(load(WasmValueType::I32, resumption::STATE));
+            self.push(Instruction::I32Const(state as i32 + 1));
+            self.push(Instruction::I32Eq);
+            self.push(Instruction::If(wasm_encoder::BlockType::Empty));
+            for &(ty, local, offset) in &point.saved {
+                self.push(Instruction::LocalGet(c));
+                self.push(load(ty, offset));
+                self.push(Instruction::LocalSet(local));
+            }
+            if let Some((ty, local)) = point.result {
+                self.push(Instruction::LocalGet(c));
+                self.push(load(ty, resumption::RESULT));
+                self.push(Instruction::LocalSet(local));
+            }
+            self.push(Instruction::I32Const(point.block as i32));
+            self.push(Instruction::LocalSet(pc));
+            self.push(Instruction::Br(1)); // the dispatch loop, from inside the `if`
+            self.push(Instruction::End);
+        }
+        // A continuation whose state names no suspension point of this body.
+        self.push(Instruction::Unreachable);
+        self.suspend = Some(suspend);
+    }
+
+    /// The type of wasm local `index` (a parameter or an extra local).
+    fn local_type(&self, index: u32) -> WasmValueType {
+        match index.checked_sub(self.first_local) {
+            Some(j) => self.extra_locals[j as usize],
+            None => self.params[index as usize],
+        }
+    }
+
     /// The locals carrying block `k`'s entry stack, recording it from `stack` the first time.
     fn entry_locals(&mut self, k: usize) -> Result<Vec<(WasmValueType, u32)>, String> {
         let known = self.cf.as_ref().and_then(|cf| cf.entry[k].clone());
@@ -816,15 +1112,19 @@ impl Body {
     /// `if (cond) unreachable`: the trap of the overflow-checking forms (the runtime reports
     /// it as `OverflowException`).
     /// Pops a managed callee's IL arguments (`[this], params`) and pushes its wasm arguments
-    /// up to `PE`: `SP, [this], params`. Arguments are spilled to scratch locals (kept in
-    /// `taken`) so SP can go first.
+    /// up to `PE`: `SP, [this], params`, or for an async variant (`async_call`) `SP, [this],
+    /// 0, params` (a fresh call: no continuation to resume). Arguments are spilled to scratch
+    /// locals (kept in `taken`) so SP can go first.
     fn managed_call_arguments(
         &mut self,
         callee: &WasmSignature,
         taken: &mut Vec<u32>,
+        async_call: bool,
     ) -> Result<(), String> {
         let cp = callee.parts();
-        if cp.generic_context || cp.async_continuation || matches!(cp.ret, ReturnAbi::Buffer { .. })
+        if cp.generic_context
+            || cp.async_continuation != async_call
+            || matches!(cp.ret, ReturnAbi::Buffer { .. })
         {
             return Err("call of an unsupported callee shape".into());
         }
@@ -852,8 +1152,15 @@ impl Body {
         } else {
             self.ops.push(Op::StackPointerGet);
         }
-        for &t in temps.iter().rev() {
+        let continuation_at = usize::from(cp.has_this);
+        for (i, &t) in temps.iter().rev().enumerate() {
+            if async_call && i == continuation_at {
+                self.push(Instruction::I32Const(0));
+            }
             self.push(Instruction::LocalGet(t));
+        }
+        if async_call && temps.len() == continuation_at {
+            self.push(Instruction::I32Const(0));
         }
         Ok(())
     }
@@ -1410,7 +1717,7 @@ impl Body {
                         Instruction::I32Eqz
                     });
                     self.trap_if();
-                    self.managed_call_arguments(&callee, &mut taken)?;
+                    self.managed_call_arguments(&callee, &mut taken, false)?;
                     let word = if pointer == I64 { 8 } else { 4 };
                     self.push(Instruction::LocalGet(entry));
                     self.push(pointer_load(pointer, word)); // handle: the PE argument
@@ -1465,6 +1772,56 @@ impl Body {
                 self.pop()?;
                 self.push(Instruction::Drop);
             }
+            "call"
+                if self
+                    .suspend
+                    .as_ref()
+                    .is_some_and(|s| s.awaits.contains_key(&ins.offset)) =>
+            {
+                // AsyncHelpers.Await<T>(Task<T>) -> T: the fused async call left the T.
+                let suspend = self.suspend.as_ref().expect("checked");
+                let (resume, awaited) = (suspend.awaits[&ins.offset], suspend.awaited_value);
+                self.suspension_point(resume, awaited)?;
+            }
+            "call"
+                if self
+                    .suspend
+                    .as_ref()
+                    .is_some_and(|s| s.calls.contains(&ins.offset)) =>
+            {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err("call without a token".into());
+                };
+                let (symbol, callee) = match jit.async_call_target(token) {
+                    CallTarget::Direct { symbol, signature } => (Some(symbol), signature),
+                    CallTarget::Import { signature } => (None, signature),
+                    CallTarget::Unsupported(reason) => {
+                        return Err(format!("awaited call 0x{token:08x}: {reason}"));
+                    }
+                };
+                let cp = callee.parts();
+                if !cp.managed || !cp.async_continuation {
+                    return Err("the awaited callee is not an async variant".into());
+                }
+                self.managed_call_arguments(&callee, &mut Vec::new(), true)?;
+                self.push(Instruction::I32Const(token as i32)); // PE, as for any call
+                self.async_call_sites.push((self.ops.len(), token));
+                self.ops.push(match symbol {
+                    Some(symbol) => Op::Call(symbol),
+                    None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
+                });
+                let value = match cp.ret {
+                    ReturnAbi::Value(v) => {
+                        self.stack.push(v);
+                        true
+                    }
+                    _ => false,
+                };
+                if let Some(s) = self.suspend.as_mut() {
+                    s.awaited_value = value;
+                }
+                self.callees.push(token);
+            }
             "call" => {
                 let IlOperand::Token(token) = ins.operand else {
                     return Err("call without a token".into());
@@ -1480,7 +1837,7 @@ impl Body {
                 if !cp.managed {
                     return Err("call of an unsupported callee shape".into());
                 }
-                self.managed_call_arguments(&callee, &mut Vec::new())?;
+                self.managed_call_arguments(&callee, &mut Vec::new(), false)?;
                 // PE: the callee's token, the entry-point handle the interpreter gets when the
                 // call ends up in an R2R -> interpreter thunk (direct calls ignore it).
                 self.push(Instruction::I32Const(token as i32));

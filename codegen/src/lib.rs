@@ -26,7 +26,9 @@
 
 pub mod abi;
 pub mod il;
+mod memory;
 pub mod object_writer;
+pub mod resumption;
 pub mod signature;
 pub mod thunk;
 

@@ -10,7 +10,8 @@
 //! Module imports (module `env`): `memory`; `__indirect_function_table` (funcref, at least as
 //! many slots as the module fills); globals `__stack_pointer` (mutable i32), `__image_base`
 //! (i32: where the image data segment goes) and `__table_base` (i32: the module's first table
-//! slot); then the runtime helpers the code calls. A code reference (table index) in the
+//! slot); then the runtime helpers the code calls (the interpreter entry and the delay-load
+//! helper for thunks, the async helpers for variants that can suspend). A code reference (table index) in the
 //! image is a slot relative to `__table_base`.
 
 use rayon::prelude::*;

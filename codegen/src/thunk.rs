@@ -9,9 +9,10 @@
 //! 16-byte aligned on the shadow stack. A struct return goes through the caller's return
 //! buffer, whose address is the return pointer. The same layout serves both directions.
 
-use wasm_encoder::{Instruction, MemArg};
+use wasm_encoder::Instruction;
 
 use crate::abi::WasmValueType;
+use crate::memory::{load, store};
 use crate::object_writer::{Code, DefinedFunction, ImportedFunction, ObjectModule, Op, SymbolId};
 use crate::signature::{WasmFuncType, WasmSignature};
 pub use crossgraph_runtime_core::abi::layout::{
@@ -104,34 +105,6 @@ pub enum ThunkError {
     /// The argument block would not fit in 32 bits.
     #[error(transparent)]
     TooLarge(#[from] LayoutError),
-}
-
-fn mem(offset: u32, align_log2: u32) -> MemArg {
-    MemArg {
-        offset: u64::from(offset),
-        align: align_log2,
-        memory_index: 0,
-    }
-}
-
-fn store(v: WasmValueType, offset: u32) -> Instruction<'static> {
-    match v {
-        WasmValueType::I32 => Instruction::I32Store(mem(offset, 2)),
-        WasmValueType::I64 => Instruction::I64Store(mem(offset, 3)),
-        WasmValueType::F32 => Instruction::F32Store(mem(offset, 2)),
-        WasmValueType::F64 => Instruction::F64Store(mem(offset, 3)),
-        WasmValueType::V128 => Instruction::V128Store(mem(offset, 4)),
-    }
-}
-
-fn load(v: WasmValueType, offset: u32) -> Instruction<'static> {
-    match v {
-        WasmValueType::I32 => Instruction::I32Load(mem(offset, 2)),
-        WasmValueType::I64 => Instruction::I64Load(mem(offset, 3)),
-        WasmValueType::F32 => Instruction::F32Load(mem(offset, 2)),
-        WasmValueType::F64 => Instruction::F64Load(mem(offset, 3)),
-        WasmValueType::V128 => Instruction::V128Load(mem(offset, 4)),
-    }
 }
 
 fn managed(sig: &WasmSignature) -> Result<(), ThunkError> {

@@ -173,3 +173,134 @@ fn branches_compile_to_a_block_dispatch_loop_that_validates() {
     .code;
     validates(&sig, code);
 }
+
+/// A JIT interface for async variants: token 1 is `AsyncHelpers.Await`, token 2 an async
+/// callee `int32(continuation, int32)` with R2R code (symbol `callee`).
+struct AsyncJit {
+    callee: crossgraph_codegen::SymbolId,
+    suspension: Result<crossgraph_codegen::il::Suspension, String>,
+}
+
+impl JitInterface for AsyncJit {
+    fn call_target(&mut self, _: u32) -> CallTarget {
+        CallTarget::Unsupported("only awaited calls in this test".into())
+    }
+
+    fn is_await(&mut self, token: u32) -> bool {
+        token == 1
+    }
+
+    fn async_call_target(&mut self, token: u32) -> CallTarget {
+        match token {
+            2 => CallTarget::Direct {
+                symbol: self.callee,
+                signature: WasmSignature::parse("iaip", PointerWidth::Wasm32).unwrap(),
+            },
+            _ => CallTarget::Unsupported("unknown".into()),
+        }
+    }
+
+    fn suspension(&mut self) -> Result<crossgraph_codegen::il::Suspension, String> {
+        self.suspension.clone()
+    }
+}
+
+#[test]
+fn awaits_split_the_variant_and_malformed_awaits_are_refused() {
+    use IlOperand::*;
+    use crossgraph_codegen::resumption::AsyncHelpers;
+    let variant = WasmSignature::parse("iaiip", PointerWidth::Wasm32).unwrap();
+    let mut module = ObjectModule::new();
+    let helpers = AsyncHelpers::intern(&mut module);
+    helpers.import(&mut module);
+    let callee = module.symbol("callee");
+    let stub = module.symbol("stub");
+    let mut jit = AsyncJit {
+        callee,
+        suspension: Ok(crossgraph_codegen::il::Suspension {
+            resumption_stub: stub,
+            helpers,
+        }),
+    };
+    // a * await callee(b) + a: `a` stays on the stack across the await.
+    let body = il(&[
+        ("ldarg.0", None),
+        ("ldarg.0", None),
+        ("ldarg.1", None),
+        ("call", Token(2)),
+        ("call", Token(1)),
+        ("mul", None),
+        ("add", None),
+        ("ret", None),
+    ]);
+    let compiled = compile(&variant, &[], &body, &mut jit).unwrap();
+    assert_eq!(compiled.resumption_stub, Some(stub));
+    assert_eq!(compiled.async_call_sites.len(), 1);
+    assert!(compiled.call_sites.is_empty());
+    for (symbol, sig) in [(callee, "iaip"), (stub, "iiip")] {
+        module.define(
+            symbol,
+            DefinedFunction {
+                ty: WasmSignature::parse(sig, PointerWidth::Wasm32)
+                    .unwrap()
+                    .func_type(),
+                code: crossgraph_codegen::Code {
+                    locals: vec![],
+                    ops: vec![crossgraph_codegen::Op::Ins(
+                        wasm_encoder::Instruction::Unreachable,
+                    )],
+                },
+                table_slot: true,
+                export: Option::None,
+            },
+        );
+    }
+    let f = module.symbol("F");
+    module.define(
+        f,
+        DefinedFunction {
+            ty: variant.func_type(),
+            code: compiled.code,
+            table_slot: false,
+            export: Option::None,
+        },
+    );
+    module.emit().expect("the split variant validates");
+
+    let refused = |body: &[(&'static str, IlOperand)], jit: &mut AsyncJit| {
+        compile(&variant, &[], &il(body), jit).unwrap_err().reason
+    };
+    // Await of something that is not a call's result.
+    let reason = refused(
+        &[("ldarg.0", None), ("call", Token(1)), ("ret", None)],
+        &mut jit,
+    );
+    assert!(reason.contains("IL_0001") && reason.contains("not the result of a call"));
+    // A branch landing between the call and its await.
+    let reason = refused(
+        &[
+            ("ldarg.0", None),
+            ("call", Token(2)),
+            ("call", Token(1)),
+            ("ret", None),
+            ("br", Branch(2)),
+        ],
+        &mut jit,
+    );
+    assert!(
+        reason.contains("between an async call and its await"),
+        "{reason}"
+    );
+    // No way to suspend: the reason the JIT interface gives.
+    jit.suspension = Err("no resumption stub here".into());
+    let reason = refused(
+        &[
+            ("ldarg.0", None),
+            ("call", Token(2)),
+            ("call", Token(1)),
+            ("ret", None),
+        ],
+        &mut jit,
+    );
+    assert_eq!(reason, "no resumption stub here");
+}

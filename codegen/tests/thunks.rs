@@ -171,3 +171,42 @@ fn emitted_bytes_do_not_depend_on_the_thread_count() {
     assert_eq!(emit(1), emit(2));
     assert_eq!(emit(1), emit(4));
 }
+
+/// Resumption stubs for a `this`-taking variant returning `i64` and a static `void` one: the
+/// module validates (the writer checks it) and the WAT is stable.
+#[test]
+fn resumption_stub_wat_snapshots() {
+    use crossgraph_codegen::resumption::{AsyncHelpers, ResumptionStubError, resumption_stub};
+    for (s, token) in [("lTaip", 0x0600_0007u32), ("vadp", 0x0600_0009)] {
+        let variant_sig = sig(s);
+        let mut module = ObjectModule::new();
+        let helpers = AsyncHelpers::intern(&mut module);
+        helpers.import(&mut module);
+        let variant = module.symbol("variant");
+        module.define(
+            variant,
+            DefinedFunction {
+                ty: variant_sig.func_type(),
+                code: Code {
+                    locals: vec![],
+                    ops: vec![Op::Ins(wasm_encoder::Instruction::Unreachable)],
+                },
+                table_slot: true,
+                export: None,
+            },
+        );
+        let stub = module.symbol("stub");
+        let function = resumption_stub(variant, &variant_sig, token, helpers.take).unwrap();
+        module.define(stub, function);
+        let wat = wasmprinter::print_bytes(module.emit().unwrap().bytes).unwrap();
+        insta::assert_snapshot!(format!("resumption_stub_{s}"), wat);
+    }
+    // Only managed async variants have resumption stubs.
+    let mut module = ObjectModule::new();
+    let take = module.symbol("take");
+    let variant = module.symbol("variant");
+    assert!(matches!(
+        resumption_stub(variant, &sig("iiip"), 1, take),
+        Err(ResumptionStubError { .. })
+    ));
+}

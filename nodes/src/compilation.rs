@@ -23,16 +23,22 @@
 //!
 //! Runtime-async methods (impl flag 0x2000) are compiled as their async variant (signature
 //! flag `AsyncVariant` 0x100, an async continuation parameter, the task's result type),
-//! listed in the instance entry-point table; a variant that awaits stays interpreted.
+//! listed in the instance entry-point table. A variant that awaits (`call X` + `call
+//! AsyncHelpers.Await`) calls X's async variant (directly, or through an
+//! [`NodeKey::AsyncVariantEntryImport`] cell), suspends when X does, and depends on its
+//! **resumption stub** ([`NodeKey::ResumptionStub`]), which the runtime finds through the
+//! `ResumptionStubEntryPoint` fixup (0x38) in the variant's fixup list; protocol and layout:
+//! `crossgraph_runtime_core::abi::continuation`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, OnceLock};
 
 use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
-    CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NotCompiled,
+    CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NotCompiled, Suspension,
     call_through_cell, compile, function_pointer_through_cell, portable_entry_point_address,
 };
+use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
 use crossgraph_codegen::thunk::{cell_import_thunk, interpreter_to_r2r, r2r_to_interpreter};
 use crossgraph_codegen::{
     DataReloc, DefinedFunction, MethodAbi, ObjectModule, PointerWidth, SymbolId, ThunkDirection,
@@ -43,7 +49,7 @@ use crossgraph_graph::{
     MarkStrategy, NoLog, NodeId, NodeSource, write_dgml, write_dot,
 };
 use crossgraph_runtime_core::format::{
-    CodeRefSite, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
+    CodeRefSite, FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
     ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
 };
 use crossgraph_runtime_core::loader::UNMANAGED_CALLERS_ONLY;
@@ -62,8 +68,16 @@ pub enum NodeKey {
     /// The delay-load MethodEntry import cell (fixup 0x13) of a callee, by `MethodDef` or
     /// `MemberRef` token.
     MethodEntryImport(u32),
+    /// The delay-load MethodEntry import cell of a runtime-async callee's async variant
+    /// (flag `AsyncVariant` 0x100), called at a suspension point; emitted with its own import
+    /// thunk.
+    AsyncVariantEntryImport(u32),
     /// The import thunk a MethodEntry cell first points at (crossgen2 `WasmImportThunk`).
     ImportThunk(u32),
+    /// The async resumption stub of the runtime-async method with this `MethodDef` token
+    /// (crossgen2 `AsyncResumptionStub`), emitted with a `ResumptionStubEntryPoint` fixup
+    /// (0x38) in its variant's fixup list.
+    ResumptionStub(u32),
     /// The portable entry point of a managed method (what `ldftn` pushes): a delay-load cell
     /// plus the method's handle, in a `PortableEntryPoint` import section; emitted with its
     /// own import thunk.
@@ -83,7 +97,9 @@ impl NodeKey {
             NodeKey::Method(_) => "MethodWithGCInfo",
             NodeKey::NotCompiled(_) => "NotCompiled",
             NodeKey::MethodEntryImport(_) => "DelayLoadMethodImport",
+            NodeKey::AsyncVariantEntryImport(_) => "DelayLoadMethodImport",
             NodeKey::ImportThunk(_) => "WasmImportThunk",
+            NodeKey::ResumptionStub(_) => "ResumptionStub",
             NodeKey::PortableEntryPoint(_) => "PortableEntryPoint",
             NodeKey::R2RToInterpreterThunk(_) => "R2RToInterpreterThunk",
             NodeKey::InterpreterToR2RThunk(_) => "InterpreterToR2RThunk",
@@ -210,6 +226,9 @@ pub enum CompileError {
     /// Building a thunk failed.
     #[error(transparent)]
     Thunk(#[from] crossgraph_codegen::thunk::ThunkError),
+    /// Building a resumption stub failed.
+    #[error(transparent)]
+    ResumptionStub(#[from] crossgraph_codegen::resumption::ResumptionStubError),
     /// A named root matches no method of the input.
     #[error("{path}: no method named {name:?} (roots are written Namespace.Type::Method)")]
     UnknownRoot {
@@ -278,6 +297,10 @@ struct Factory<'t, 'v, 'a> {
     ts: &'t TypeSystem<'v, 'a>,
     plans: ByMethodDef<Plan>,
     symbols: ByMethodDef<SymbolId>,
+    /// Resumption-stub symbols of runtime-async methods.
+    stubs: ByMethodDef<SymbolId>,
+    /// The runtime's async helpers (imported when a resumption stub is emitted).
+    async_helpers: AsyncHelpers,
     /// Lowered signatures of `MemberRef` callees, by row (computed once, lock-free reads).
     externals: Vec<OnceLock<Result<WasmSignature, String>>>,
     /// Compile results by `MethodDef` row (set once by the compute routine).
@@ -393,19 +416,6 @@ impl Factory<'_, '_, '_> {
         if !body.exception_clauses.is_empty() {
             return Err(refuse("exception handling".into()));
         }
-        if plan.is_async {
-            let awaits = body.instructions.iter().any(|i| {
-                matches!(i.operand, crossgraph_codegen::il::IlOperand::Token(t)
-                    if i.opcode == "call" && self.ts.method_name(0, t).as_deref() == Some(AWAIT))
-            });
-            if awaits {
-                return Err(refuse(
-                    "runtime-async variant awaits: splitting at suspension points (and its \
-                     resumption stub) is not implemented; left to the interpreter"
-                        .into(),
-                ));
-            }
-        }
         let locals = self
             .ts
             .locals_abi(0, token)
@@ -421,7 +431,10 @@ impl Factory<'_, '_, '_> {
             &signature,
             &locals,
             &body.instructions,
-            &mut Jit { factory: self },
+            &mut Jit {
+                factory: self,
+                token,
+            },
         )
     }
 
@@ -448,6 +461,8 @@ fn short(e: &TypeSystemError) -> String {
 
 struct Jit<'f, 't, 'v, 'a> {
     factory: &'f Factory<'t, 'v, 'a>,
+    /// The method being compiled.
+    token: u32,
 }
 
 impl JitInterface for Jit<'_, '_, '_, '_> {
@@ -511,6 +526,48 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
             },
             _ => FunctionPointer::Unsupported("generic method instantiation".into()),
         }
+    }
+
+    fn is_await(&mut self, token: u32) -> bool {
+        self.factory.ts.method_name(0, token).as_deref() == Some(AWAIT)
+    }
+
+    fn async_call_target(&mut self, token: u32) -> CallTarget {
+        let f = self.factory;
+        let Some(plan) = f.plans.get(&token) else {
+            return CallTarget::Unsupported(
+                "await of a method outside the input (its async variant is unknown here)".into(),
+            );
+        };
+        if !plan.is_async {
+            return CallTarget::Unsupported(
+                "await of a method that is not runtime-async (awaiting a Task needs the \
+                 runtime's task machinery)"
+                    .into(),
+            );
+        }
+        match (&plan.signature, f.symbols.get(&token)) {
+            (Ok(signature), Some(&symbol)) => CallTarget::Direct {
+                symbol,
+                signature: signature.clone(),
+            },
+            (Ok(signature), None) => CallTarget::Import {
+                signature: signature.clone(),
+            },
+            (Err(reason), _) => CallTarget::Unsupported(reason.clone()),
+        }
+    }
+
+    fn suspension(&mut self) -> Result<Suspension, String> {
+        let f = self.factory;
+        let stub = f
+            .stubs
+            .get(&self.token)
+            .ok_or("only runtime-async methods with a lowered signature can suspend")?;
+        Ok(Suspension {
+            resumption_stub: *stub,
+            helpers: f.async_helpers,
+        })
     }
 
     fn indirect_call_signature(&mut self, token: u32) -> Result<WasmSignature, String> {
@@ -599,6 +656,24 @@ impl NodeSource for Factory<'_, '_, '_> {
                             );
                         }
                     }
+                    for &(_, callee) in &body.async_call_sites {
+                        if self.symbols.contains_key(&callee) {
+                            deps.add(NodeKey::Method(callee), "awaited callee");
+                            deps.add_conditional(
+                                NodeKey::AsyncVariantEntryImport(callee),
+                                NodeKey::NotCompiled(callee),
+                                "awaited callee left to the interpreter",
+                            );
+                        } else {
+                            deps.add(
+                                NodeKey::AsyncVariantEntryImport(callee),
+                                "await through an import cell",
+                            );
+                        }
+                    }
+                    if body.resumption_stub.is_some() {
+                        deps.add(NodeKey::ResumptionStub(*token), "the variant can suspend");
+                    }
                     for &(_, target) in &body.entry_point_sites {
                         if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
                             deps.add(NodeKey::Method(target), "ldftn target");
@@ -633,6 +708,16 @@ impl NodeSource for Factory<'_, '_, '_> {
                     );
                 }
             }
+            NodeKey::AsyncVariantEntryImport(token) => {
+                if let Some(Ok(signature)) = self.plans.get(token).map(|p| &p.signature) {
+                    deps.add(
+                        NodeKey::R2RToInterpreterThunk(
+                            signature.thunk_key(ThunkDirection::R2RToInterpreter),
+                        ),
+                        "the awaited callee may have no R2R code",
+                    );
+                }
+            }
             NodeKey::PortableEntryPoint(token) => {
                 if let Some(signature) = self.signature_of(*token) {
                     let thunk = NodeKey::R2RToInterpreterThunk(
@@ -652,7 +737,10 @@ impl NodeSource for Factory<'_, '_, '_> {
             NodeKey::R2RToInterpreterThunk(_) | NodeKey::InterpreterToR2RThunk(_) => {
                 deps.add(NodeKey::InjectStringThunks, "string-discoverable stub");
             }
-            NodeKey::NotCompiled(_) | NodeKey::ImportThunk(_) | NodeKey::InjectStringThunks => {}
+            NodeKey::NotCompiled(_)
+            | NodeKey::ImportThunk(_)
+            | NodeKey::ResumptionStub(_)
+            | NodeKey::InjectStringThunks => {}
         }
     }
 
@@ -684,7 +772,11 @@ impl NodeSource for Factory<'_, '_, '_> {
             NodeKey::Method(token) => method(token),
             NodeKey::NotCompiled(token) => format!("NotCompiled {}", method(token)),
             NodeKey::MethodEntryImport(token) => format!("MethodEntry {}", method(token)),
+            NodeKey::AsyncVariantEntryImport(token) => {
+                format!("MethodEntry [ASYNC] {}", method(token))
+            }
             NodeKey::ImportThunk(token) => format!("ImportThunk {}", method(token)),
+            NodeKey::ResumptionStub(token) => format!("ResumptionStub {}", method(token)),
             NodeKey::PortableEntryPoint(token) => {
                 format!("PortableEntryPoint {}", method(token))
             }
@@ -746,6 +838,8 @@ fn run<M: MarkStrategy>(
         ts,
         plans: ByMethodDef::new(),
         symbols: ByMethodDef::new(),
+        stubs: ByMethodDef::new(),
+        async_helpers: AsyncHelpers::intern(&mut object),
         externals: {
             let rows = view
                 .metadata()
@@ -779,6 +873,10 @@ fn run<M: MarkStrategy>(
     object.reserve_symbols(planned.len());
     for (m, (plan, symbol)) in methods.iter().zip(planned) {
         if let Some(name) = symbol {
+            if plan.is_async {
+                let stub = object.symbol_owned(format!("{name}$ResumptionStub"));
+                factory.stubs.insert(m.token, stub);
+            }
             factory.symbols.insert(m.token, object.symbol_owned(name));
         }
         factory.plans.insert(m.token, plan);
@@ -912,6 +1010,8 @@ fn emit(
 ) -> Result<CompileOutput, CompileError> {
     let mut nodes_by_kind: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut cells: Vec<u32> = Vec::new();
+    let mut async_cells: Vec<u32> = Vec::new();
+    let mut stubs: Vec<u32> = Vec::new();
     let mut entry_points: Vec<u32> = Vec::new();
     let mut thunk_keys: Vec<String> = Vec::new();
     let mut inject = false;
@@ -919,6 +1019,8 @@ fn emit(
         *nodes_by_kind.entry(key.kind()).or_default() += 1;
         match key {
             NodeKey::MethodEntryImport(token) => cells.push(*token),
+            NodeKey::AsyncVariantEntryImport(token) => async_cells.push(*token),
+            NodeKey::ResumptionStub(token) => stubs.push(*token),
             NodeKey::PortableEntryPoint(token) => entry_points.push(*token),
             NodeKey::R2RToInterpreterThunk(k) | NodeKey::InterpreterToR2RThunk(k) => {
                 thunk_keys.push(k.clone());
@@ -929,6 +1031,8 @@ fn emit(
     }
     // Deterministic, independent of the mark order: by token, by lookup string (ordinal).
     cells.sort_unstable();
+    async_cells.sort_unstable();
+    stubs.sort_unstable();
     entry_points.sort_unstable();
     thunk_keys.sort();
     let cell_index: FxHashMap<u32, usize> =
@@ -938,6 +1042,23 @@ fn emit(
         .enumerate()
         .map(|(c, &t)| (t, c))
         .collect();
+    let async_cell_index: FxHashMap<u32, usize> = async_cells
+        .iter()
+        .enumerate()
+        .map(|(c, &t)| (t, c))
+        .collect();
+    let stub_index: FxHashMap<u32, usize> =
+        stubs.iter().enumerate().map(|(c, &t)| (t, c)).collect();
+    let variant_signature = |token: u32| -> WasmSignature {
+        factory.plans[&token]
+            .signature
+            .clone()
+            .expect("async cells and stubs exist only for lowered variants")
+    };
+    let async_variant = |token| MethodRef {
+        flags: MethodSigFlags::ASYNC_VARIANT,
+        token,
+    };
     let signature_of = |token: u32| -> WasmSignature {
         factory
             .signature_of(token)
@@ -991,6 +1112,40 @@ fn emit(
                 .collect(),
         });
     }
+    let async_cell_section = (!async_cells.is_empty()).then_some(import_sections.len());
+    if !async_cells.is_empty() {
+        import_sections.push(ImportSection {
+            flags: ImportSectionFlags::PCODE,
+            kind: ImportSectionType::STUB_DISPATCH,
+            entry_size: 4,
+            cells: async_cells
+                .iter()
+                .map(|&token| ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::MethodEntry(async_variant(token)),
+                })
+                .collect(),
+        });
+    }
+    // Resumption stubs: one lazy cell each, in its variant's fixup list.
+    let stub_section = (!stubs.is_empty()).then_some(import_sections.len());
+    if !stubs.is_empty() {
+        import_sections.push(ImportSection {
+            flags: ImportSectionFlags::NONE,
+            kind: ImportSectionType::UNKNOWN,
+            entry_size: 4,
+            cells: stubs
+                .iter()
+                .map(|&token| ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::ResumptionStubEntryPoint {
+                        method: async_variant(token),
+                        stub: 0,
+                    },
+                })
+                .collect(),
+        });
+    }
     let entry_point_section = (!entry_points.is_empty()).then_some(import_sections.len());
     if !entry_points.is_empty() {
         import_sections.push(ImportSection {
@@ -1034,7 +1189,13 @@ fn emit(
                         token: m.token,
                     },
                     code: 0,
-                    fixups: vec![],
+                    fixups: match (stub_section, stub_index.get(&m.token)) {
+                        (Some(section), Some(&cell)) => vec![FixupRef {
+                            section: section as u32,
+                            cell: cell as u32,
+                        }],
+                        _ => vec![],
+                    },
                 };
                 if plan.is_async {
                     instance_entries.push(entry);
@@ -1078,6 +1239,7 @@ fn emit(
     };
     let cell_rva = initial_rva(cell_section);
     let entry_point_rva = initial_rva(entry_point_section);
+    let async_cell_rva = initial_rva(async_cell_section);
     let compiled_tokens: BTreeSet<u32> = compiled.iter().map(|&(t, _)| t).collect();
 
     // Functions: compiled methods (calls to callees without R2R code here rerouted through
@@ -1095,6 +1257,8 @@ fn emit(
         Address,
         /// `ldftn` of a managed method: its portable entry point.
         EntryPoint,
+        /// A call of an async variant at a suspension point.
+        AsyncCall,
     }
     // Rewriting the bodies is independent per method: in parallel, in method order.
     let functions: Vec<(SymbolId, DefinedFunction, bool)> = {
@@ -1117,6 +1281,11 @@ fn emit(
                             .iter()
                             .map(|&(i, t)| (i, t, Site::EntryPoint)),
                     )
+                    .chain(
+                        body.async_call_sites
+                            .iter()
+                            .map(|&(i, t)| (i, t, Site::AsyncCall)),
+                    )
                     .collect();
                 // Last first, so the indices of the sites still to rewrite stay valid.
                 sites.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
@@ -1124,7 +1293,11 @@ fn emit(
                     let local = target >> 24 == 0x06 && compiled_tokens.contains(&target);
                     let replacement = match site {
                         Site::Call if local && factory.direct(target) => continue,
-                        Site::Address if local => continue,
+                        Site::Address | Site::AsyncCall if local => continue,
+                        Site::AsyncCall => call_through_cell(
+                            async_cell_rva[&async_cell_index[&target]],
+                            &variant_signature(target),
+                        ),
                         Site::Call => {
                             call_through_cell(cell_rva[&cell_index[&target]], &signature_of(target))
                         }
@@ -1179,6 +1352,26 @@ fn emit(
         .enumerate()
         .map(|(c, &callee)| cell_import_thunk(&signature_of(callee), cell_rva[&c], &mut object))
         .collect();
+    let async_cell_thunks: Vec<SymbolId> = async_cells
+        .iter()
+        .enumerate()
+        .map(|(c, &callee)| {
+            cell_import_thunk(&variant_signature(callee), async_cell_rva[&c], &mut object)
+        })
+        .collect();
+    let mut stub_symbols = Vec::new();
+    for &token in &stubs {
+        factory.async_helpers.import(&mut object);
+        let symbol = factory.stubs[&token];
+        let function = resumption_stub(
+            factory.symbols[&token],
+            &variant_signature(token),
+            token,
+            factory.async_helpers.take,
+        )?;
+        object.define(symbol, function);
+        stub_symbols.push(symbol);
+    }
     let entry_point_thunks: Vec<SymbolId> = entry_points
         .iter()
         .enumerate()
@@ -1201,6 +1394,12 @@ fn emit(
                 {
                     entry_point_thunks[cell]
                 }
+                CodeRefSite::CellInitial { section, cell }
+                    if Some(section) == async_cell_section =>
+                {
+                    async_cell_thunks[cell]
+                }
+                CodeRefSite::ResumptionStub { cell, .. } => stub_symbols[cell],
                 _ => return None,
             };
             Some(DataReloc { offset, symbol })
@@ -1222,7 +1421,14 @@ fn emit(
             },
         );
     }
-    for &symbol in cell_thunks.iter().chain(&entry_point_thunks) {
+    for &symbol in &stub_symbols {
+        kinds.insert(symbol, "ResumptionStub");
+    }
+    for &symbol in cell_thunks
+        .iter()
+        .chain(&entry_point_thunks)
+        .chain(&async_cell_thunks)
+    {
         kinds.insert(symbol, "WasmImportThunk");
     }
     for &symbol in method_symbols.iter().chain(&instance_symbols) {
@@ -1255,6 +1461,15 @@ fn emit(
             name: format!("MethodEntry {}", method_name(token)),
             section: "image",
             offset: cell_rva[&c],
+            size: POINTER.size(),
+        });
+    }
+    for (c, &token) in async_cells.iter().enumerate() {
+        map.push(MapEntry {
+            kind: "DelayLoadMethodImport",
+            name: format!("MethodEntry [ASYNC] {}", method_name(token)),
+            section: "image",
+            offset: async_cell_rva[&c],
             size: POINTER.size(),
         });
     }

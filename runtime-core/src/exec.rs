@@ -16,6 +16,7 @@ use wasmtime::{
     Mutability, Ref, RefType, Store, Table, TableType, Val, ValType,
 };
 
+use crate::abi::continuation;
 use crate::abi::{ArgLayout, RetSlot, SlotKind, ThunkDirection, WasmSignature, WasmValueType};
 use crate::format::MethodRef;
 use crate::loader::{CallKind, LoadError, Loader, image_from_module};
@@ -36,6 +37,39 @@ pub trait Interpreter: Send + Sync + 'static {
         size: u32,
         ret: u32,
     ) -> Result<(), String>;
+
+    /// Runs a method that may suspend (an async variant; its continuation argument is in the
+    /// block like any other): as [`Interpreter::execute`], returning the continuation it
+    /// suspended with, or 0 when it completed. A suspending interpreter keeps that
+    /// continuation (the head of the chain, see [`crate::abi::continuation`]) and completes it
+    /// later with [`Executor::resume`]. The default runs `execute` and never suspends.
+    ///
+    /// # Errors
+    /// As [`Interpreter::execute`].
+    fn execute_async(
+        &self,
+        entry_point: u32,
+        memory: &mut [u8],
+        args: u32,
+        size: u32,
+        ret: u32,
+    ) -> Result<u32, String> {
+        self.execute(entry_point, memory, args, size, ret)
+            .map(|()| 0)
+    }
+}
+
+/// How a resumed chain of async frames ended ([`Executor::resume`]).
+#[derive(Clone, Debug)]
+pub enum AsyncResult {
+    /// The outermost frame completed with this result (`None` for `void`).
+    Completed(Option<Val>),
+    /// A frame suspended again: the continuation of the outermost frame that suspended
+    /// (linked to the rest of the chain). The leaf that suspended holds the new head.
+    Suspended {
+        /// Its address.
+        continuation: u32,
+    },
 }
 
 /// Why execution failed.
@@ -78,6 +112,26 @@ pub enum ExecError {
     },
 }
 
+/// The little-endian bytes of `value` if it has type `ty`.
+fn value_bytes(ty: WasmValueType, value: &Val) -> Option<Vec<u8>> {
+    Some(match (ty, value) {
+        (WasmValueType::I32, Val::I32(v)) => v.to_le_bytes().to_vec(),
+        (WasmValueType::I64, Val::I64(v)) => v.to_le_bytes().to_vec(),
+        (WasmValueType::F32, Val::F32(v)) => v.to_le_bytes().to_vec(),
+        (WasmValueType::F64, Val::F64(v)) => v.to_le_bytes().to_vec(),
+        (WasmValueType::V128, Val::V128(v)) => v.as_u128().to_le_bytes().to_vec(),
+        _ => return None,
+    })
+}
+
+/// A little-endian integer from the first bytes of `bytes` (the rest zero).
+fn read_le(bytes: &[u8; 16]) -> u128 {
+    u128::from_le_bytes(*bytes)
+}
+
+/// Bytes in a wasm page.
+const PAGE: u32 = 64 * 1024;
+
 fn wasm(e: impl std::fmt::Display) -> ExecError {
     ExecError::Wasm(format!("{e:#}"))
 }
@@ -93,6 +147,9 @@ pub struct ExecConfig {
     pub table_base: u32,
     /// Initial `__stack_pointer` (the shadow stack grows down from here).
     pub stack_top: u32,
+    /// Pages after the first `memory_pages` for the runtime's heap (async continuations;
+    /// nothing is freed before the executor goes: there is no GC here).
+    pub heap_pages: u32,
 }
 
 impl Default for ExecConfig {
@@ -102,6 +159,7 @@ impl Default for ExecConfig {
             image_base: 64 * 1024,
             table_base: 1,
             stack_top: 32 * 64 * 1024,
+            heap_pages: 16,
         }
     }
 }
@@ -111,6 +169,11 @@ struct HostState {
     module: Option<usize>,
     image_base: u32,
     table_base: u32,
+    /// The continuation the last async callee suspended with (the continuation "register").
+    async_continuation: u32,
+    /// Next free heap byte, and the heap's end.
+    heap_next: u32,
+    heap_end: u32,
 }
 
 /// One instantiated module and its loaded image.
@@ -169,10 +232,19 @@ impl Executor {
                 module: None,
                 image_base: config.image_base,
                 table_base: config.table_base,
+                async_continuation: 0,
+                heap_next: config.memory_pages.saturating_mul(PAGE),
+                heap_end: config
+                    .memory_pages
+                    .saturating_add(config.heap_pages)
+                    .saturating_mul(PAGE),
             },
         );
-        let memory =
-            Memory::new(&mut store, MemoryType::new(config.memory_pages, None)).map_err(wasm)?;
+        let memory = Memory::new(
+            &mut store,
+            MemoryType::new(config.memory_pages + config.heap_pages, None),
+        )
+        .map_err(wasm)?;
         let table_size = u32::try_from(slots + u64::from(config.table_base))
             .map_err(|_| ExecError::Wasm("table too large".into()))?;
         let table = Table::new(
@@ -214,9 +286,53 @@ impl Executor {
                       ret: i32|
                       -> wasmtime::Result<()> {
                     let data = memory.data_mut(&mut caller);
-                    interpreter
-                        .execute(entry as u32, data, args as u32, size as u32, ret as u32)
-                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))
+                    let suspended = interpreter
+                        .execute_async(entry as u32, data, args as u32, size as u32, ret as u32)
+                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))?;
+                    if suspended != 0 {
+                        caller.data_mut().async_continuation = suspended;
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                continuation::ALLOC_HELPER,
+                move |mut caller: Caller<'_, HostState>, size: i32| -> wasmtime::Result<i32> {
+                    let state = caller.data_mut();
+                    let at = state.heap_next.next_multiple_of(16);
+                    let end = at
+                        .checked_add(size as u32)
+                        .filter(|&end| end <= state.heap_end)
+                        .ok_or_else(|| {
+                            wasmtime::Error::msg(format!(
+                                "continuation of {} bytes: the heap is exhausted",
+                                size as u32
+                            ))
+                        })?;
+                    state.heap_next = end;
+                    memory.data_mut(&mut caller)[at as usize..end as usize].fill(0);
+                    Ok(at as i32)
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                continuation::SUSPEND_HELPER,
+                |mut caller: Caller<'_, HostState>, continuation: i32| {
+                    caller.data_mut().async_continuation = continuation as u32;
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                continuation::TAKE_HELPER,
+                |mut caller: Caller<'_, HostState>| -> i32 {
+                    std::mem::take(&mut caller.data_mut().async_continuation) as i32
                 },
             )
             .map_err(wasm)?;
@@ -339,16 +455,11 @@ impl Executor {
             let data = self.memory.data_mut(&mut self.store);
             for (slot, arg) in layout.args.iter().zip(args) {
                 let at = (block + slot.offset) as usize;
-                let bytes: Vec<u8> = match (slot.kind, arg) {
-                    (SlotKind::Value(WasmValueType::I32), Val::I32(v)) => v.to_le_bytes().to_vec(),
-                    (SlotKind::Value(WasmValueType::I64), Val::I64(v)) => v.to_le_bytes().to_vec(),
-                    (SlotKind::Value(WasmValueType::F32), Val::F32(v)) => v.to_le_bytes().to_vec(),
-                    (SlotKind::Value(WasmValueType::F64), Val::F64(v)) => v.to_le_bytes().to_vec(),
-                    (SlotKind::Value(WasmValueType::V128), Val::V128(v)) => {
-                        v.as_u128().to_le_bytes().to_vec()
-                    }
-                    _ => return Err(bad("an argument does not match its slot")),
-                };
+                let bytes = match slot.kind {
+                    SlotKind::Value(ty) => value_bytes(ty, arg),
+                    SlotKind::Struct { .. } => None,
+                }
+                .ok_or_else(|| bad("an argument does not match its slot"))?;
                 data.get_mut(at..at + bytes.len())
                     .ok_or_else(|| bad("the argument block is outside memory"))?
                     .copy_from_slice(&bytes);
@@ -388,26 +499,130 @@ impl Executor {
         let RetSlot::Value { ty, offset } = layout.ret else {
             return Ok(None);
         };
+        Ok(Some(self.read_value(block + offset, ty)?))
+    }
+
+    /// The value of type `ty` at `address` in the instance's memory.
+    fn read_value(&self, address: u32, ty: WasmValueType) -> Result<Val, ExecError> {
         let data = self.memory.data(&self.store);
-        let at = (block + offset) as usize;
-        let read = |n: usize| data.get(at..at + n).map(<[u8]>::to_vec).unwrap_or_default();
-        Ok(Some(match ty {
-            WasmValueType::I32 => {
-                Val::I32(i32::from_le_bytes(read(4).try_into().unwrap_or_default()))
+        let at = address as usize;
+        let read = |n: usize| -> Result<Vec<u8>, ExecError> {
+            data.get(at..at + n)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| ExecError::Wasm(format!("address {address:#x} is outside memory")))
+        };
+        let array = |n: usize| -> Result<[u8; 16], ExecError> {
+            let mut out = [0u8; 16];
+            out[..n].copy_from_slice(&read(n)?);
+            Ok(out)
+        };
+        Ok(match ty {
+            WasmValueType::I32 => Val::I32(read_le(&array(4)?) as i32),
+            WasmValueType::I64 => Val::I64(read_le(&array(8)?) as i64),
+            WasmValueType::F32 => Val::F32(read_le(&array(4)?) as u32),
+            WasmValueType::F64 => Val::F64(read_le(&array(8)?) as u64),
+            WasmValueType::V128 => Val::V128(read_le(&array(16)?).into()),
+        })
+    }
+
+    /// Writes `bytes` at `address` in the instance's memory.
+    fn write_bytes(&mut self, address: u32, bytes: &[u8]) -> Result<(), ExecError> {
+        let at = address as usize;
+        self.memory
+            .data_mut(&mut self.store)
+            .get_mut(at..at + bytes.len())
+            .ok_or_else(|| ExecError::Wasm(format!("address {address:#x} is outside memory")))?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn read_word(&self, address: u32) -> Result<u32, ExecError> {
+        self.read_u32(address as usize)
+            .ok_or_else(|| ExecError::Wasm(format!("address {address:#x} is outside memory")))
+    }
+
+    /// The continuation the last async variant run by [`Executor::invoke`] suspended with
+    /// (taking it), or `None` when it completed (its result is then what `invoke` returned).
+    pub fn take_suspension(&mut self) -> Option<u32> {
+        let taken = std::mem::take(&mut self.store.data_mut().async_continuation);
+        (taken != 0).then_some(taken)
+    }
+
+    /// The runtime's async dispatcher: completes the suspended leaf continuation `head` with
+    /// `result` (stored into the result slot of `head`'s `next`), then calls the resumption
+    /// stub of each continuation from there outwards, each storing its variant's result into
+    /// the next one's result slot (layout and protocol: [`crate::abi::continuation`]). `ret`
+    /// is the result type of the outermost frame.
+    ///
+    /// # Errors
+    /// [`ExecError::Arguments`] when `head` has no `next` (nothing awaits it) or `result`
+    /// does not fit a result slot; [`ExecError::Wasm`] for a trap, a continuation outside
+    /// memory or a resume slot that holds no function.
+    pub fn resume(
+        &mut self,
+        head: u32,
+        result: Option<Val>,
+        ret: Option<WasmValueType>,
+    ) -> Result<AsyncResult, ExecError> {
+        let bad = |reason: String| ExecError::Arguments {
+            signature: continuation::RESUMPTION_STUB_SIGNATURE.to_string(),
+            reason,
+        };
+        let mut current = self.read_word(head + continuation::NEXT)?;
+        if current == 0 {
+            return Err(bad(format!("continuation {head:#x}: nothing awaits it")));
+        }
+        if let Some(value) = &result {
+            let bytes = [WasmValueType::I32, WasmValueType::I64, WasmValueType::V128]
+                .into_iter()
+                .chain([WasmValueType::F32, WasmValueType::F64])
+                .find_map(|ty| value_bytes(ty, value))
+                .ok_or_else(|| bad(format!("result {value:?} has no wasm value type")))?;
+            self.write_bytes(current + continuation::RESULT, &bytes)?;
+        }
+        // The outermost frame's result goes to a 16-byte slot on the shadow stack.
+        let sp = self.stack_pointer.get(&mut self.store).unwrap_i32() as u32;
+        let slot = sp
+            .checked_sub(16)
+            .ok_or_else(|| bad("the shadow stack is exhausted".into()))?
+            & !15;
+        loop {
+            let next = self.read_word(current + continuation::NEXT)?;
+            let stub = self.read_word(current + continuation::RESUME)?;
+            let destination = if next == 0 {
+                slot
+            } else {
+                next + continuation::RESULT
+            };
+            let stub = self
+                .function(stub)?
+                .typed::<(i32, i32, i32, i32), i32>(&self.store)
+                .map_err(wasm)?;
+            self.stack_pointer
+                .set(&mut self.store, Val::I32(slot as i32))
+                .map_err(wasm)?;
+            let outcome = stub.call(
+                &mut self.store,
+                (slot as i32, current as i32, destination as i32, 0),
+            );
+            self.stack_pointer
+                .set(&mut self.store, Val::I32(sp as i32))
+                .map_err(wasm)?;
+            let suspended = outcome.map_err(wasm)? as u32;
+            if suspended != 0 {
+                self.write_bytes(suspended + continuation::NEXT, &next.to_le_bytes())?;
+                return Ok(AsyncResult::Suspended {
+                    continuation: suspended,
+                });
             }
-            WasmValueType::I64 => {
-                Val::I64(i64::from_le_bytes(read(8).try_into().unwrap_or_default()))
+            if next == 0 {
+                return Ok(AsyncResult::Completed(match ret {
+                    Some(ty) => Some(self.read_value(slot, ty)?),
+                    None => None,
+                }));
             }
-            WasmValueType::F32 => {
-                Val::F32(u32::from_le_bytes(read(4).try_into().unwrap_or_default()))
-            }
-            WasmValueType::F64 => {
-                Val::F64(u64::from_le_bytes(read(8).try_into().unwrap_or_default()))
-            }
-            WasmValueType::V128 => {
-                Val::V128(u128::from_le_bytes(read(16).try_into().unwrap_or_default()).into())
-            }
-        }))
+            current = next;
+        }
     }
 
     /// Calls a method by its exported name through the same path as [`Executor::invoke`]:

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+pub mod continuation;
 pub mod layout;
 pub mod signature;
 
