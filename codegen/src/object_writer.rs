@@ -426,54 +426,152 @@ impl ObjectModule {
         drop(indirect);
 
         // Bodies, with relocations resolved, encoded in parallel (in order).
-        let bodies: Vec<Function> = self
-            .functions
-            .par_iter()
-            .map(|(symbol, f)| {
-                let locals = f.code.locals.iter().map(|&v| (1, val_type(v)));
-                let mut body = Function::new(locals);
-                for op in &f.code.ops {
-                    match op {
-                        Op::Ins(ins) => {
-                            body.instruction(ins);
-                        }
-                        Op::Call(target) => {
-                            let index = function_indices[target.index()]
-                                .ok_or_else(|| missing(*target, self.name(*symbol)))?;
-                            body.instruction(&Instruction::Call(index));
-                        }
-                        Op::CallIndirect(ty) => {
-                            body.instruction(&Instruction::CallIndirect {
-                                type_index: types[ty],
-                                table_index: 0,
-                            });
-                        }
-                        Op::TableIndex(target) => {
-                            let slot = slot_of(*target, self.name(*symbol))?;
-                            body.instruction(&Instruction::GlobalGet(TABLE_BASE_GLOBAL))
-                                .instruction(&Instruction::I32Const(slot as i32))
-                                .instruction(&Instruction::I32Add);
-                        }
-                        Op::ImageAddress(rva) => {
-                            body.instruction(&Instruction::GlobalGet(IMAGE_BASE_GLOBAL))
-                                .instruction(&Instruction::I32Const(*rva as i32))
-                                .instruction(&Instruction::I32Add);
-                        }
-                        Op::TableBase => {
-                            body.instruction(&Instruction::GlobalGet(TABLE_BASE_GLOBAL));
-                        }
-                        Op::StackPointerGet => {
-                            body.instruction(&Instruction::GlobalGet(STACK_POINTER_GLOBAL));
-                        }
-                        Op::StackPointerSet => {
-                            body.instruction(&Instruction::GlobalSet(STACK_POINTER_GLOBAL));
+        let encode_bodies = || -> Result<Vec<Function>, WriteError> {
+            self.functions
+                .par_iter()
+                .map(|(symbol, f)| {
+                    let locals = f.code.locals.iter().map(|&v| (1, val_type(v)));
+                    let mut body = Function::new(locals);
+                    for op in &f.code.ops {
+                        match op {
+                            Op::Ins(ins) => {
+                                body.instruction(ins);
+                            }
+                            Op::Call(target) => {
+                                let index = function_indices[target.index()]
+                                    .ok_or_else(|| missing(*target, self.name(*symbol)))?;
+                                body.instruction(&Instruction::Call(index));
+                            }
+                            Op::CallIndirect(ty) => {
+                                body.instruction(&Instruction::CallIndirect {
+                                    type_index: types[ty],
+                                    table_index: 0,
+                                });
+                            }
+                            Op::TableIndex(target) => {
+                                let slot = slot_of(*target, self.name(*symbol))?;
+                                body.instruction(&Instruction::GlobalGet(TABLE_BASE_GLOBAL))
+                                    .instruction(&Instruction::I32Const(slot as i32))
+                                    .instruction(&Instruction::I32Add);
+                            }
+                            Op::ImageAddress(rva) => {
+                                body.instruction(&Instruction::GlobalGet(IMAGE_BASE_GLOBAL))
+                                    .instruction(&Instruction::I32Const(*rva as i32))
+                                    .instruction(&Instruction::I32Add);
+                            }
+                            Op::TableBase => {
+                                body.instruction(&Instruction::GlobalGet(TABLE_BASE_GLOBAL));
+                            }
+                            Op::StackPointerGet => {
+                                body.instruction(&Instruction::GlobalGet(STACK_POINTER_GLOBAL));
+                            }
+                            Op::StackPointerSet => {
+                                body.instruction(&Instruction::GlobalSet(STACK_POINTER_GLOBAL));
+                            }
                         }
                     }
+                    body.instruction(&Instruction::End);
+                    Ok(body)
+                })
+                .collect::<Result<_, WriteError>>()
+        };
+        // The other sections do not depend on the bodies: built while they encode.
+        let build_sections = || {
+            let mut type_section = TypeSection::new();
+            for ty in &type_list {
+                type_section.ty().function(
+                    ty.params.iter().map(|&v| val_type(v)),
+                    ty.results.iter().map(|&v| val_type(v)),
+                );
+            }
+            let mut imports = ImportSection::new();
+            imports.import(
+                "env",
+                "memory",
+                MemoryType {
+                    minimum: 1,
+                    maximum: None,
+                    memory64: false,
+                    shared: false,
+                    page_size_log2: None,
+                },
+            );
+            imports.import(
+                "env",
+                "__indirect_function_table",
+                TableType {
+                    element_type: RefType::FUNCREF,
+                    table64: false,
+                    minimum: slot_functions.len() as u64,
+                    maximum: None,
+                    shared: false,
+                },
+            );
+            let global = |mutable| {
+                EntityType::Global(GlobalType {
+                    val_type: ValType::I32,
+                    mutable,
+                    shared: false,
+                })
+            };
+            imports.import("env", "__stack_pointer", global(true));
+            imports.import("env", "__image_base", global(false));
+            imports.import("env", "__table_base", global(false));
+            for ((_, import), &ty) in self.imports.iter().zip(&import_types) {
+                imports.import(&import.module, &import.name, EntityType::Function(ty));
+            }
+            let mut functions = FunctionSection::new();
+            for &ty in &function_types {
+                functions.function(ty);
+            }
+            let mut exports = ExportSection::new();
+            for (symbol, f) in &self.functions {
+                if let (Some(name), Some(index)) = (&f.export, function_indices[symbol.index()]) {
+                    exports.export(name, ExportKind::Func, index);
                 }
-                body.instruction(&Instruction::End);
-                Ok(body)
-            })
-            .collect::<Result<_, WriteError>>()?;
+            }
+            let mut elements = ElementSection::new();
+            if !slot_functions.is_empty() {
+                elements.active(
+                    None,
+                    &ConstExpr::global_get(TABLE_BASE_GLOBAL),
+                    Elements::Functions(slot_functions.as_slice().into()),
+                );
+            }
+            let mut data = DataSection::new();
+            if !self.image.is_empty() {
+                data.active(
+                    0,
+                    &ConstExpr::global_get(IMAGE_BASE_GLOBAL),
+                    self.image.iter().copied(),
+                );
+            }
+            // Function names (the symbols), for WAT dumps and wasmtime backtraces.
+            let mut function_names = NameMap::new();
+            let bound = self
+                .imports
+                .iter()
+                .map(|(s, _)| *s)
+                .chain(self.functions.iter().map(|(s, _)| *s));
+            for (index, symbol) in bound.enumerate() {
+                function_names.append(index as u32, self.name(symbol));
+            }
+            let mut names = NameSection::new();
+            names.functions(&function_names);
+            (
+                type_section,
+                imports,
+                functions,
+                exports,
+                elements,
+                data,
+                names,
+            )
+        };
+        let slot_count = slot_functions.len() as u32;
+        let (bodies, (type_section, imports, functions, exports, elements, data, names)) =
+            rayon::join(encode_bodies, build_sections);
+        let bodies = bodies?;
         let mut code = CodeSection::new();
         // Where each body lands in the code section's contents (after the count), for maps.
         let leb_len = |v: u32| (32 - v.max(1).leading_zeros()).div_ceil(7);
@@ -501,90 +599,6 @@ impl ObjectModule {
             }
             image_patches.push((at, slot_of(reloc.symbol, "image")?));
         }
-
-        // Sections.
-        let mut type_section = TypeSection::new();
-        for ty in &type_list {
-            type_section.ty().function(
-                ty.params.iter().map(|&v| val_type(v)),
-                ty.results.iter().map(|&v| val_type(v)),
-            );
-        }
-        let mut imports = ImportSection::new();
-        imports.import(
-            "env",
-            "memory",
-            MemoryType {
-                minimum: 1,
-                maximum: None,
-                memory64: false,
-                shared: false,
-                page_size_log2: None,
-            },
-        );
-        imports.import(
-            "env",
-            "__indirect_function_table",
-            TableType {
-                element_type: RefType::FUNCREF,
-                table64: false,
-                minimum: slot_functions.len() as u64,
-                maximum: None,
-                shared: false,
-            },
-        );
-        let global = |mutable| {
-            EntityType::Global(GlobalType {
-                val_type: ValType::I32,
-                mutable,
-                shared: false,
-            })
-        };
-        imports.import("env", "__stack_pointer", global(true));
-        imports.import("env", "__image_base", global(false));
-        imports.import("env", "__table_base", global(false));
-        for ((_, import), &ty) in self.imports.iter().zip(&import_types) {
-            imports.import(&import.module, &import.name, EntityType::Function(ty));
-        }
-        let mut functions = FunctionSection::new();
-        for &ty in &function_types {
-            functions.function(ty);
-        }
-        let mut exports = ExportSection::new();
-        for (symbol, f) in &self.functions {
-            if let (Some(name), Some(index)) = (&f.export, function_indices[symbol.index()]) {
-                exports.export(name, ExportKind::Func, index);
-            }
-        }
-        let slot_count = slot_functions.len() as u32;
-        let mut elements = ElementSection::new();
-        if !slot_functions.is_empty() {
-            elements.active(
-                None,
-                &ConstExpr::global_get(TABLE_BASE_GLOBAL),
-                Elements::Functions(slot_functions.into()),
-            );
-        }
-        let mut data = DataSection::new();
-        if !self.image.is_empty() {
-            data.active(
-                0,
-                &ConstExpr::global_get(IMAGE_BASE_GLOBAL),
-                self.image.iter().copied(),
-            );
-        }
-        // Function names (the symbols), for WAT dumps and wasmtime backtraces.
-        let mut function_names = NameMap::new();
-        let bound = self
-            .imports
-            .iter()
-            .map(|(s, _)| *s)
-            .chain(self.functions.iter().map(|(s, _)| *s));
-        for (index, symbol) in bound.enumerate() {
-            function_names.append(index as u32, self.name(symbol));
-        }
-        let mut names = NameSection::new();
-        names.functions(&function_names);
 
         let mut module = Module::new();
         module.section(&type_section);
@@ -619,32 +633,60 @@ impl ObjectModule {
     }
 }
 
-/// Validates a module with wasmparser: sections in order on this thread, function bodies in
-/// parallel (wasmparser's `FuncToValidate` split, the way wasmtime validates). The error
-/// reported is the first in module order, whatever the thread count.
+/// Validates a module with wasmparser: sections in order on this thread, each function body
+/// handed to the pool as soon as the parser reaches it (wasmparser's `FuncToValidate` split,
+/// the way wasmtime validates), so parsing and body validation overlap. The error reported
+/// is the first in module order, whatever the thread count.
 fn validate(bytes: &[u8]) -> Result<(), wasmparser::BinaryReaderError> {
+    use std::sync::Mutex;
     use wasmparser::{FuncValidatorAllocations, Parser, ValidPayload, Validator};
-    let mut validator = Validator::new();
-    let mut functions = Vec::new();
-    for payload in Parser::new(0).parse_all(bytes) {
-        if let ValidPayload::Func(function, body) = validator.payload(&payload?)? {
-            functions.push((function, body));
+    // The first body error by function order.
+    let first_error: Mutex<Option<(usize, wasmparser::BinaryReaderError)>> = Mutex::new(None);
+    let record = |index: usize, error: wasmparser::BinaryReaderError| {
+        let mut first = first_error.lock().expect("poisoned");
+        if first.as_ref().is_none_or(|(at, _)| index < *at) {
+            *first = Some((index, error));
         }
+    };
+    let sections = rayon::scope(|scope| {
+        let mut validator = Validator::new();
+        let mut index = 0;
+        // Bodies go to the pool in batches (one task per body costs more than small bodies).
+        let mut batch = Vec::new();
+        let flush = |batch: &mut Vec<_>| {
+            let work: Vec<_> = std::mem::take(batch);
+            let record = &record;
+            scope.spawn(move |_| {
+                let mut allocations = FuncValidatorAllocations::default();
+                for (index, function, body) in work {
+                    let function: wasmparser::FuncToValidate<_> = function;
+                    let mut validator = function.into_validator(allocations);
+                    if let Err(e) = validator.validate(&body) {
+                        record(index, e);
+                    }
+                    allocations = validator.into_allocations();
+                }
+            });
+        };
+        for payload in Parser::new(0).parse_all(bytes) {
+            if let ValidPayload::Func(function, body) = validator.payload(&payload?)? {
+                batch.push((index, function, body));
+                index += 1;
+                if batch.len() == 256 {
+                    flush(&mut batch);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            flush(&mut batch);
+        }
+        Ok(())
+    });
+    // A section error stops the parse, so any body error recorded precedes it in module order.
+    match first_error.into_inner().expect("poisoned") {
+        Some((_, error)) => Err(error),
+        None => sections,
     }
-    let first_error = functions
-        .into_par_iter()
-        .map_init(
-            FuncValidatorAllocations::default,
-            |allocations, (function, body)| {
-                let mut validator = function.into_validator(std::mem::take(allocations));
-                let result = validator.validate(&body);
-                *allocations = validator.into_allocations();
-                result
-            },
-        )
-        .filter_map(Result::err)
-        .find_first(|_| true);
-    first_error.map_or(Ok(()), Err)
 }
 
 fn hash_name(name: &str) -> u64 {

@@ -210,3 +210,50 @@ fn resumption_stub_wat_snapshots() {
         Err(ResumptionStubError { .. })
     ));
 }
+
+/// Bodies are validated in parallel while the parser goes on; the error reported is the
+/// first invalid body in module order for any thread count.
+#[test]
+fn the_first_invalid_body_is_reported_whatever_the_thread_count() {
+    use wasm_encoder::Instruction;
+    let mut module = ObjectModule::new();
+    for i in 0..1000 {
+        let op = match i {
+            300 => Instruction::I32Add, // first error: i32 operands missing
+            700 => Instruction::F64Add, // later error: f64 operands missing
+            _ => Instruction::Nop,
+        };
+        let f = module.symbol(&format!("F{i}"));
+        module.define(
+            f,
+            DefinedFunction {
+                ty: sig("vp").func_type(),
+                code: Code {
+                    locals: vec![],
+                    ops: vec![Op::Ins(op)],
+                },
+                table_slot: false,
+                export: None,
+            },
+        );
+    }
+    let error = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| module.emit().unwrap_err())
+    };
+    let WriteError::Invalid { message } = error(1) else {
+        panic!("an invalid module");
+    };
+    assert!(message.contains("i32"), "{message}");
+    for threads in [2, 4] {
+        assert_eq!(
+            error(threads),
+            WriteError::Invalid {
+                message: message.clone()
+            }
+        );
+    }
+}
