@@ -10,6 +10,10 @@
 
 mod common;
 
+/// The allocator the `crossgraph` binary uses (both the writer and the floor run on it).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;

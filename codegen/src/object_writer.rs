@@ -243,6 +243,16 @@ impl ObjectModule {
         }
     }
 
+    /// A new symbol named `name` whose name is not indexed: [`ObjectModule::symbol`] and
+    /// [`ObjectModule::lookup`] never return it. For names unique by construction (a
+    /// compilation's `Type::Method@token` symbols): it skips hashing and interning, the one
+    /// serial step of handing out tens of thousands of method symbols.
+    pub fn fresh_symbol(&mut self, name: String) -> SymbolId {
+        let id = SymbolId(self.names.len() as u32);
+        self.names.push(name);
+        id
+    }
+
     fn add_symbol(&mut self, name: String) -> SymbolId {
         let id = SymbolId(self.names.len() as u32);
         let hash = hash_name(&name);

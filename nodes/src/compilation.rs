@@ -870,14 +870,14 @@ fn run<M: MarkStrategy>(
             })
             .collect()
     };
-    object.reserve_symbols(planned.len());
+    // Method symbols are unique by construction (`@token`): not interned by name.
     for (m, (plan, symbol)) in methods.iter().zip(planned) {
         if let Some(name) = symbol {
             if plan.is_async {
-                let stub = object.symbol_owned(format!("{name}$ResumptionStub"));
+                let stub = object.fresh_symbol(format!("{name}$ResumptionStub"));
                 factory.stubs.insert(m.token, stub);
             }
-            factory.symbols.insert(m.token, object.symbol_owned(name));
+            factory.symbols.insert(m.token, object.fresh_symbol(name));
         }
         factory.plans.insert(m.token, plan);
     }
