@@ -18,9 +18,9 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use wasm_encoder::{
-    CodeSection, ConstExpr, DataSection, ElementSection, Elements, EntityType, ExportKind,
-    ExportSection, Function, FunctionSection, GlobalType, ImportSection, Instruction, MemoryType,
-    Module, NameMap, NameSection, RefType, TableType, TypeSection, ValType,
+    ConstExpr, ElementSection, Elements, Encode, EntityType, ExportKind, ExportSection, Function,
+    FunctionSection, GlobalType, ImportSection, Instruction, MemoryType, Module, NameMap,
+    NameSection, RefType, Section, SectionId, TableType, TypeSection, ValType,
 };
 
 use crate::abi::WasmValueType;
@@ -548,13 +548,14 @@ impl ObjectModule {
                     Elements::Functions(slot_functions.as_slice().into()),
                 );
             }
-            let mut data = DataSection::new();
+            // The data section's bytes up to the image (one active segment at `__image_base`);
+            // the image itself is copied once, straight into the module.
+            let mut data_head = Vec::new();
             if !self.image.is_empty() {
-                data.active(
-                    0,
-                    &ConstExpr::global_get(IMAGE_BASE_GLOBAL),
-                    self.image.iter().copied(),
-                );
+                1u32.encode(&mut data_head); // one segment
+                data_head.push(0x00); // active, memory 0, offset expression follows
+                ConstExpr::global_get(IMAGE_BASE_GLOBAL).encode(&mut data_head);
+                (self.image.len() as u32).encode(&mut data_head);
             }
             // Function names (the symbols), for WAT dumps and wasmtime backtraces.
             let mut function_names = NameMap::new();
@@ -568,21 +569,24 @@ impl ObjectModule {
             }
             let mut names = NameSection::new();
             names.functions(&function_names);
+            let mut names_section = vec![names.id()];
+            names.encode(&mut names_section);
             (
                 type_section,
                 imports,
                 functions,
                 exports,
                 elements,
-                data,
-                names,
+                data_head,
+                names_section,
             )
         };
         let slot_count = slot_functions.len() as u32;
-        let (bodies, (type_section, imports, functions, exports, elements, data, names)) =
-            rayon::join(encode_bodies, build_sections);
+        let (
+            bodies,
+            (type_section, imports, functions, exports, elements, data_head, names_section),
+        ) = rayon::join(encode_bodies, build_sections);
         let bodies = bodies?;
-        let mut code = CodeSection::new();
         // Where each body lands in the code section's contents (after the count), for maps.
         let leb_len = |v: u32| (32 - v.max(1).leading_zeros()).div_ceil(7);
         let mut body_layout = Vec::with_capacity(bodies.len());
@@ -592,9 +596,8 @@ impl ObjectModule {
             at += leb_len(size);
             body_layout.push((*symbol, at, size));
             at += size;
-            code.function(body);
         }
-        drop(bodies);
+        let code_len = at;
 
         // The image's table-slot relocations, applied once the image sits in the module
         // (no copy of the image just to patch it).
@@ -610,22 +613,40 @@ impl ObjectModule {
             image_patches.push((at, slot_of(reloc.symbol, "image")?));
         }
 
-        let mut module = Module::new();
-        module.section(&type_section);
-        module.section(&imports);
-        module.section(&functions);
-        module.section(&exports);
+        // The module, written once into a buffer of its final size: the small sections
+        // through wasm-encoder, then the code and data sections straight from the encoded
+        // bodies and the image (wasm-encoder's `CodeSection`/`DataSection` would copy each
+        // of them once more, and a growing `Module` again). Same bytes as `Module` writes.
+        let mut head = Module::new();
+        head.section(&type_section);
+        head.section(&imports);
+        head.section(&functions);
+        head.section(&exports);
         if !elements.is_empty() {
-            module.section(&elements);
+            head.section(&elements);
         }
-        module.section(&code);
-        if !data.is_empty() {
-            module.section(&data);
+        let head = head.finish();
+        let data_len = data_head.len() + self.image.len();
+        let mut bytes = Vec::with_capacity(
+            head.len() + 12 + code_len as usize + 12 + data_len + names_section.len(),
+        );
+        bytes.extend_from_slice(&head);
+        bytes.push(SectionId::Code as u8);
+        code_len.encode(&mut bytes);
+        (bodies.len() as u32).encode(&mut bytes);
+        for body in &bodies {
+            body.encode(&mut bytes);
         }
-        // The image is the data section's tail.
-        let image_start = module.as_slice().len() - self.image.len();
-        module.section(&names);
-        let mut bytes = module.finish();
+        drop(bodies);
+        let mut image_start = bytes.len();
+        if !self.image.is_empty() {
+            bytes.push(SectionId::Data as u8);
+            (data_len as u32).encode(&mut bytes);
+            bytes.extend_from_slice(&data_head);
+            image_start = bytes.len();
+            bytes.extend_from_slice(&self.image);
+        }
+        bytes.extend_from_slice(&names_section);
         for (at, slot) in image_patches {
             bytes[image_start + at..image_start + at + 4].copy_from_slice(&slot.to_le_bytes());
         }
