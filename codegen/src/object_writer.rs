@@ -664,13 +664,18 @@ impl ObjectModule {
     }
 }
 
-/// Validates a module with wasmparser: sections in order on this thread, each function body
-/// handed to the pool as soon as the parser reaches it (wasmparser's `FuncToValidate` split,
-/// the way wasmtime validates), so parsing and body validation overlap. The error reported
-/// is the first in module order, whatever the thread count.
+/// Validates a module with wasmparser: sections in order on this thread; the code section's
+/// entries are framed here (sizes read, count checked) and their bodies validated on the pool
+/// in batches while the parser goes on with the sections after it (wasmparser's
+/// `FuncToValidate` split, the way wasmtime validates, minus a per-body walk through the
+/// validator: each body's function index and type come from the function section). The
+/// error reported is the first in module order, whatever the thread count.
 fn validate(bytes: &[u8]) -> Result<(), wasmparser::BinaryReaderError> {
     use std::sync::Mutex;
-    use wasmparser::{FuncValidatorAllocations, Parser, ValidPayload, Validator};
+    use wasmparser::{
+        BinaryReader, Chunk, CodeSectionReader, FuncToValidate, FuncValidatorAllocations,
+        FunctionBody, Parser, Payload, Validator,
+    };
     // The first body error by function order.
     let first_error: Mutex<Option<(usize, wasmparser::BinaryReaderError)>> = Mutex::new(None);
     let record = |index: usize, error: wasmparser::BinaryReaderError| {
@@ -679,39 +684,91 @@ fn validate(bytes: &[u8]) -> Result<(), wasmparser::BinaryReaderError> {
             *first = Some((index, error));
         }
     };
-    let sections = rayon::scope(|scope| {
-        let mut validator = Validator::new();
-        let mut index = 0;
-        // Bodies go to the pool in batches (one task per body costs more than small bodies).
-        let mut batch = Vec::new();
-        let flush = |batch: &mut Vec<_>| {
-            let work: Vec<_> = std::mem::take(batch);
-            let record = &record;
-            scope.spawn(move |_| {
-                let mut allocations = FuncValidatorAllocations::default();
-                for (index, function, body) in work {
-                    let function: wasmparser::FuncToValidate<_> = function;
-                    let mut validator = function.into_validator(allocations);
-                    if let Err(e) = validator.validate(&body) {
-                        record(index, e);
-                    }
-                    allocations = validator.into_allocations();
+    let mut validator = Validator::new();
+    let mut parser = Parser::new(0);
+    let mut offset = 0;
+    // Type indices of the defined functions, from the function section.
+    let mut types: Vec<u32> = Vec::new();
+    // The code section, once reached (the validator rejects a second one): its bodies, their
+    // types, and the validation context of the first.
+    type Code<'b> = (
+        Vec<FunctionBody<'b>>,
+        Vec<u32>,
+        Option<FuncToValidate<wasmparser::ValidatorResources>>,
+    );
+    let code: std::sync::OnceLock<Code<'_>> = std::sync::OnceLock::new();
+    let sections = rayon::scope(|scope| -> Result<(), wasmparser::BinaryReaderError> {
+        loop {
+            let (payload, consumed) = match parser.parse(&bytes[offset..], true)? {
+                Chunk::Parsed { consumed, payload } => (payload, consumed),
+                Chunk::NeedMoreData(_) => unreachable!("the whole module is given (eof)"),
+            };
+            offset += consumed;
+            match &payload {
+                Payload::FunctionSection(reader) => {
+                    validator.payload(&payload)?;
+                    types = reader.clone().into_iter().collect::<Result<_, _>>()?;
                 }
-            });
-        };
-        for payload in Parser::new(0).parse_all(bytes) {
-            if let ValidPayload::Func(function, body) = validator.payload(&payload?)? {
-                batch.push((index, function, body));
-                index += 1;
-                if batch.len() == 256 {
-                    flush(&mut batch);
+                Payload::CodeSectionStart { range, size, .. } => {
+                    validator.payload(&payload)?; // the count against the function section
+                    parser.skip_section();
+                    offset += *size as usize;
+                    let reader = CodeSectionReader::new(BinaryReader::new(
+                        &bytes[range.clone()],
+                        range.start,
+                    ))?;
+                    // Bodies framed before any framing error are still validated (their errors
+                    // come first in module order).
+                    let mut bodies = Vec::new();
+                    let mut framed = Ok(());
+                    for entry in reader {
+                        match entry {
+                            Ok(body) => bodies.push(body),
+                            Err(e) => {
+                                framed = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    let first = match bodies.first() {
+                        Some(body) => Some(validator.code_section_entry(body)?),
+                        None => None,
+                    };
+                    let (bodies, types, first) =
+                        code.get_or_init(|| (bodies, std::mem::take(&mut types), first));
+                    let record = &record;
+                    for start in (0..bodies.len()).step_by(256) {
+                        scope.spawn(move |_| {
+                            let first = first.as_ref().expect("set with the first body");
+                            let mut allocations = FuncValidatorAllocations::default();
+                            for (i, body) in bodies.iter().enumerate().skip(start).take(256) {
+                                let function = FuncToValidate {
+                                    resources: &first.resources,
+                                    index: first.index + i as u32,
+                                    ty: types[i],
+                                    features: first.features,
+                                };
+                                let mut validator = function.into_validator(allocations);
+                                if let Err(e) = validator.validate(body) {
+                                    record(i, e);
+                                }
+                                allocations = validator.into_allocations();
+                            }
+                        });
+                    }
+                    // The reader yields exactly `count` entries, then fails on any bytes
+                    // left in the section.
+                    framed?;
+                }
+                Payload::End(_) => {
+                    validator.payload(&payload)?;
+                    return Ok(());
+                }
+                _ => {
+                    validator.payload(&payload)?;
                 }
             }
         }
-        if !batch.is_empty() {
-            flush(&mut batch);
-        }
-        Ok(())
     });
     // A section error stops the parse, so any body error recorded precedes it in module order.
     match first_error.into_inner().expect("poisoned") {
