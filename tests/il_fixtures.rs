@@ -26,7 +26,10 @@ const MSCORLIB: &str = "/usr/lib/mono/4.5/mscorlib.dll";
 
 fn assemble(il: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = std::env::temp_dir().join(format!("crossgraph-il-{}", std::process::id()));
+    // One directory per call: tests run in parallel and patch their copies.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("crossgraph-il-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let dll = dir.join(Path::new(il).with_extension("dll").file_name().unwrap());
     let out = Command::new("bash")
@@ -502,4 +505,33 @@ fn managed_function_pointers_call_compiled_and_interpreted_targets() {
     // A null function pointer traps (NullReferenceException), never jumps through slot 0.
     let err = call("CallNull", "iip", &[Val::I32(1)]).unwrap_err();
     assert!(err.to_string().contains("unreachable"), "{err}");
+}
+
+/// The async fixture (suspension points, resumption stubs, async-variant cells) compiles to the
+/// same bytes for 1 and 2 threads and any mark-order shuffle.
+#[test]
+fn async_fixture_output_is_deterministic() {
+    let dll = assemble("async.il");
+    mark_runtime_async(&dll, &ASYNC_METHODS);
+    let input = Assembly::load(&dll).unwrap();
+    let corlib = Assembly::load(MSCORLIB).unwrap();
+    let (a, b) = (input.view().unwrap(), corlib.view().unwrap());
+    let ts = TypeSystem::new(vec![&a, &b]).unwrap();
+    let build = |threads, shuffle_seed| {
+        compile_input(
+            &ts,
+            &CompileOptions {
+                threads: Some(threads),
+                shuffle_seed,
+                ..CompileOptions::default()
+            },
+        )
+        .unwrap()
+        .module
+    };
+    let reference = build(1, None);
+    assert_eq!(build(2, None), reference);
+    for seed in [1, 7, 42] {
+        assert_eq!(build(2, Some(seed)), reference, "shuffle seed {seed}");
+    }
 }
