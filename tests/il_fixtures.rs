@@ -88,6 +88,14 @@ fn sig(s: &str) -> WasmSignature {
     WasmSignature::parse(s, PointerWidth::Wasm32).unwrap()
 }
 
+/// Invokes the exported method `name` (signature string `signature`) and returns its `i32`.
+fn run_i32(exec: &mut Executor, name: &str, signature: &str, args: &[Val]) -> i32 {
+    exec.invoke_by_name(name, &sig(signature), args)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .unwrap_or_else(|| panic!("{name} returned nothing"))
+        .unwrap_i32()
+}
+
 #[test]
 fn uco_method_called_through_ldftn_and_calli_unmanaged_runs() {
     let output = compile(&assemble("uco.il"));
@@ -115,14 +123,15 @@ fn uco_method_called_through_ldftn_and_calli_unmanaged_runs() {
     let mut exec = instantiate(&output, Arc::new(NoInterpreter));
     // Compiled managed code: ldftn Add; calli unmanaged cdecl int32(int32, int32). The
     // crossgen2 failure mode was "indirect call signature mismatch" here.
-    let r = exec
-        .invoke_by_name(
+    assert_eq!(
+        run_i32(
+            &mut exec,
             "Fixture.Native::CallAdd",
-            &sig("iiip"),
-            &[Val::I32(2), Val::I32(40)],
-        )
-        .unwrap();
-    assert_eq!(r.unwrap().unwrap_i32(), 42);
+            "iiip",
+            &[Val::I32(2), Val::I32(40)]
+        ),
+        42
+    );
     // A native caller gets the same unmanaged entry.
     let method = MethodRef {
         flags: MethodSigFlags::NONE,
@@ -215,23 +224,25 @@ fn runtime_async_variant_without_suspension_runs_like_a_plain_method() {
 
     let mut exec = instantiate(&output, Arc::new(NoInterpreter));
     // The variant: int32(continuation, int32) -> x + 1, signature `iaip`.
-    let r = exec
-        .invoke_by_name(
+    assert_eq!(
+        run_i32(
+            &mut exec,
             "Fixture.Async::NoAwait",
-            &sig("iaip"),
-            &[Val::I32(0), Val::I32(41)],
-        )
-        .unwrap();
-    assert_eq!(r.unwrap().unwrap_i32(), 42);
+            "iaip",
+            &[Val::I32(0), Val::I32(41)]
+        ),
+        42
+    );
     // WithAwait awaits NoAwait, which completes: no suspension, x + 2.
-    let r = exec
-        .invoke_by_name(
+    assert_eq!(
+        run_i32(
+            &mut exec,
             "Fixture.Async::WithAwait",
-            &sig("iaip"),
-            &[Val::I32(0), Val::I32(41)],
-        )
-        .unwrap();
-    assert_eq!(r.unwrap().unwrap_i32(), 43);
+            "iaip",
+            &[Val::I32(0), Val::I32(41)]
+        ),
+        43
+    );
     assert_eq!(exec.take_suspension(), None);
 }
 
@@ -319,18 +330,13 @@ fn awaiting_variants_suspend_and_resume_through_their_resumption_stubs() {
         },
     );
     // Outer(2): awaits Middle(3), which awaits Leaf(30): the chain suspends.
-    let r = exec
-        .invoke_by_name(
-            "Fixture.Async::Outer",
-            &sig("iaip"),
-            &[Val::I32(0), Val::I32(2)],
-        )
-        .unwrap();
-    assert_eq!(
-        r.unwrap().unwrap_i32(),
-        0,
-        "a suspended variant returns a dummy"
+    let dummy = run_i32(
+        &mut exec,
+        "Fixture.Async::Outer",
+        "iaip",
+        &[Val::I32(0), Val::I32(2)],
     );
+    assert_eq!(dummy, 0, "a suspended variant returns a dummy");
     let outer_continuation = exec.take_suspension().expect("Outer suspended");
     let (first, x) = interpreter.pending.lock().unwrap()[0];
     assert_eq!(x, 30);

@@ -1783,29 +1783,45 @@ impl Body {
                 let (resume, awaited) = (suspend.awaits[&ins.offset], suspend.awaited_value);
                 self.suspension_point(resume, awaited)?;
             }
-            "call"
-                if self
-                    .suspend
-                    .as_ref()
-                    .is_some_and(|s| s.calls.contains(&ins.offset)) =>
-            {
+            "call" => {
                 let IlOperand::Token(token) = ins.operand else {
                     return Err("call without a token".into());
                 };
-                let (symbol, callee) = match jit.async_call_target(token) {
+                // The call an await consumes goes to the callee's async variant.
+                let async_call = self
+                    .suspend
+                    .as_ref()
+                    .is_some_and(|s| s.calls.contains(&ins.offset));
+                let target = if async_call {
+                    jit.async_call_target(token)
+                } else {
+                    jit.call_target(token)
+                };
+                let (symbol, callee) = match target {
                     CallTarget::Direct { symbol, signature } => (Some(symbol), signature),
                     CallTarget::Import { signature } => (None, signature),
                     CallTarget::Unsupported(reason) => {
-                        return Err(format!("awaited call 0x{token:08x}: {reason}"));
+                        let what = if async_call { "awaited call" } else { "call" };
+                        return Err(format!("{what} 0x{token:08x}: {reason}"));
                     }
                 };
                 let cp = callee.parts();
-                if !cp.managed || !cp.async_continuation {
+                if async_call && !cp.async_continuation {
                     return Err("the awaited callee is not an async variant".into());
                 }
-                self.managed_call_arguments(&callee, &mut Vec::new(), true)?;
-                self.push(Instruction::I32Const(token as i32)); // PE, as for any call
-                self.async_call_sites.push((self.ops.len(), token));
+                if !cp.managed {
+                    return Err("call of an unsupported callee shape".into());
+                }
+                self.managed_call_arguments(&callee, &mut Vec::new(), async_call)?;
+                // PE: the callee's token, the entry-point handle the interpreter gets when the
+                // call ends up in an R2R -> interpreter thunk (direct calls ignore it).
+                self.push(Instruction::I32Const(token as i32));
+                let sites = if async_call {
+                    &mut self.async_call_sites
+                } else {
+                    &mut self.call_sites
+                };
+                sites.push((self.ops.len(), token));
                 self.ops.push(match symbol {
                     Some(symbol) => Op::Call(symbol),
                     None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
@@ -1817,37 +1833,8 @@ impl Body {
                     }
                     _ => false,
                 };
-                if let Some(s) = self.suspend.as_mut() {
+                if async_call && let Some(s) = self.suspend.as_mut() {
                     s.awaited_value = value;
-                }
-                self.callees.push(token);
-            }
-            "call" => {
-                let IlOperand::Token(token) = ins.operand else {
-                    return Err("call without a token".into());
-                };
-                let (symbol, callee) = match jit.call_target(token) {
-                    CallTarget::Direct { symbol, signature } => (Some(symbol), signature),
-                    CallTarget::Import { signature } => (None, signature),
-                    CallTarget::Unsupported(reason) => {
-                        return Err(format!("call 0x{token:08x}: {reason}"));
-                    }
-                };
-                let cp = callee.parts();
-                if !cp.managed {
-                    return Err("call of an unsupported callee shape".into());
-                }
-                self.managed_call_arguments(&callee, &mut Vec::new(), false)?;
-                // PE: the callee's token, the entry-point handle the interpreter gets when the
-                // call ends up in an R2R -> interpreter thunk (direct calls ignore it).
-                self.push(Instruction::I32Const(token as i32));
-                self.call_sites.push((self.ops.len(), token));
-                self.ops.push(match symbol {
-                    Some(symbol) => Op::Call(symbol),
-                    None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
-                });
-                if let ReturnAbi::Value(v) = cp.ret {
-                    self.stack.push(v);
                 }
                 self.callees.push(token);
             }

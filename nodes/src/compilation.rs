@@ -1095,85 +1095,76 @@ fn emit(
             }],
         });
     }
-    // Section indices, `None` when the section is not written.
-    let cell_section = (!cells.is_empty()).then_some(import_sections.len());
-    if !cells.is_empty() {
-        import_sections.push(ImportSection {
-            flags: ImportSectionFlags::PCODE,
-            kind: ImportSectionType::STUB_DISPATCH,
-            entry_size: 4,
-            cells: cells
-                .iter()
-                .map(|&token| {
-                    let uco = factory.plans.get(&token).is_some_and(|p| p.uco);
-                    ImportCell {
+    // Writes a section of these fixups (initial cell values 0; delay-load cells get their
+    // import thunk through a relocation) unless there are none; its index, `None` if not
+    // written.
+    let mut push_section = |flags, kind, entry_size, fixups: Vec<FixupSignature>| {
+        (!fixups.is_empty()).then(|| {
+            import_sections.push(ImportSection {
+                flags,
+                kind,
+                entry_size,
+                cells: fixups
+                    .into_iter()
+                    .map(|signature| ImportCell {
                         initial: 0,
-                        signature: FixupSignature::MethodEntry(MethodRef {
-                            // A cell of a UCO method (ldftn) wants its unmanaged entry.
-                            flags: if uco {
-                                UNMANAGED_CALLERS_ONLY
-                            } else {
-                                MethodSigFlags::NONE
-                            },
-                            token,
-                        }),
-                    }
-                })
-                .collect(),
-        });
-    }
-    let async_cell_section = (!async_cells.is_empty()).then_some(import_sections.len());
-    if !async_cells.is_empty() {
-        import_sections.push(ImportSection {
-            flags: ImportSectionFlags::PCODE,
-            kind: ImportSectionType::STUB_DISPATCH,
-            entry_size: 4,
-            cells: async_cells
-                .iter()
-                .map(|&token| ImportCell {
-                    initial: 0,
-                    signature: FixupSignature::MethodEntry(async_variant(token)),
-                })
-                .collect(),
-        });
-    }
+                        signature,
+                    })
+                    .collect(),
+            });
+            import_sections.len() - 1
+        })
+    };
+    let method_entry = |flags, token| FixupSignature::MethodEntry(MethodRef { flags, token });
+    let cell_section = push_section(
+        ImportSectionFlags::PCODE,
+        ImportSectionType::STUB_DISPATCH,
+        4,
+        cells
+            .iter()
+            .map(|&token| {
+                // A cell of a UCO method (ldftn) wants its unmanaged entry.
+                let uco = factory.plans.get(&token).is_some_and(|p| p.uco);
+                let flags = if uco {
+                    UNMANAGED_CALLERS_ONLY
+                } else {
+                    MethodSigFlags::NONE
+                };
+                method_entry(flags, token)
+            })
+            .collect(),
+    );
+    let async_cell_section = push_section(
+        ImportSectionFlags::PCODE,
+        ImportSectionType::STUB_DISPATCH,
+        4,
+        async_cells
+            .iter()
+            .map(|&token| method_entry(MethodSigFlags::ASYNC_VARIANT, token))
+            .collect(),
+    );
     // Resumption stubs: one lazy cell each, in its variant's fixup list.
-    let stub_section = (!stubs.is_empty()).then_some(import_sections.len());
-    if !stubs.is_empty() {
-        import_sections.push(ImportSection {
-            flags: ImportSectionFlags::NONE,
-            kind: ImportSectionType::UNKNOWN,
-            entry_size: 4,
-            cells: stubs
-                .iter()
-                .map(|&token| ImportCell {
-                    initial: 0,
-                    signature: FixupSignature::ResumptionStubEntryPoint {
-                        method: async_variant(token),
-                        stub: 0,
-                    },
-                })
-                .collect(),
-        });
-    }
-    let entry_point_section = (!entry_points.is_empty()).then_some(import_sections.len());
-    if !entry_points.is_empty() {
-        import_sections.push(ImportSection {
-            flags: ImportSectionFlags::PCODE,
-            kind: ImportSectionType::PORTABLE_ENTRY_POINT,
-            entry_size: 2 * POINTER.size() as u8,
-            cells: entry_points
-                .iter()
-                .map(|&token| ImportCell {
-                    initial: 0,
-                    signature: FixupSignature::MethodEntry(MethodRef {
-                        flags: MethodSigFlags::NONE,
-                        token,
-                    }),
-                })
-                .collect(),
-        });
-    }
+    let stub_section = push_section(
+        ImportSectionFlags::NONE,
+        ImportSectionType::UNKNOWN,
+        4,
+        stubs
+            .iter()
+            .map(|&token| FixupSignature::ResumptionStubEntryPoint {
+                method: async_variant(token),
+                stub: 0,
+            })
+            .collect(),
+    );
+    let entry_point_section = push_section(
+        ImportSectionFlags::PCODE,
+        ImportSectionType::PORTABLE_ENTRY_POINT,
+        2 * POINTER.size() as u8,
+        entry_points
+            .iter()
+            .map(|&token| method_entry(MethodSigFlags::NONE, token))
+            .collect(),
+    );
 
     let mut compiled = Vec::new();
     let mut not_compiled = Vec::new();
