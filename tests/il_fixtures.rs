@@ -182,12 +182,24 @@ fn mark_runtime_async(dll: &Path, names: &[&str]) {
     std::fs::write(dll, bytes).unwrap();
 }
 
-const ASYNC_METHODS: [&str; 5] = ["NoAwait", "WithAwait", "Leaf", "Middle", "Outer"];
+/// async.il assembled, with every method of `Fixture.Async` marked runtime-async.
+fn async_fixture() -> PathBuf {
+    let dll = assemble("async.il");
+    mark_runtime_async(&dll, &["NoAwait", "WithAwait", "Leaf", "Middle", "Outer"]);
+    dll
+}
+
+/// The async variant of the method `token`.
+fn async_variant(token: u32) -> MethodRef {
+    MethodRef {
+        flags: MethodSigFlags::ASYNC_VARIANT,
+        token,
+    }
+}
 
 #[test]
 fn runtime_async_variant_without_suspension_runs_like_a_plain_method() {
-    let dll = assemble("async.il");
-    mark_runtime_async(&dll, &ASYNC_METHODS);
+    let dll = async_fixture();
     let output = compile(&dll);
     let no_await = token_of(&output, "Fixture.Async::NoAwait");
     let with_await = token_of(&output, "Fixture.Async::WithAwait");
@@ -219,7 +231,7 @@ fn runtime_async_variant_without_suspension_runs_like_a_plain_method() {
     assert!(matches!(
         stub_section.cells[fixup.cell as usize].signature,
         FixupSignature::ResumptionStubEntryPoint { method, .. }
-            if method == MethodRef { flags: MethodSigFlags::ASYNC_VARIANT, token: with_await }
+            if method == async_variant(with_await)
     ));
 
     let mut exec = instantiate(&output, Arc::new(NoInterpreter));
@@ -292,8 +304,7 @@ impl Interpreter for SuspendingInterpreter {
 
 #[test]
 fn awaiting_variants_suspend_and_resume_through_their_resumption_stubs() {
-    let dll = assemble("async.il");
-    mark_runtime_async(&dll, &ASYNC_METHODS);
+    let dll = async_fixture();
     let output = compile(&dll);
     let outer = token_of(&output, "Fixture.Async::Outer");
     let middle = token_of(&output, "Fixture.Async::Middle");
@@ -319,10 +330,6 @@ fn awaiting_variants_suspend_and_resume_through_their_resumption_stubs() {
         pending: std::sync::Mutex::new(Vec::new()),
     });
     let mut exec = instantiate(&output, interpreter.clone());
-    let async_variant = |token| MethodRef {
-        flags: MethodSigFlags::ASYNC_VARIANT,
-        token,
-    };
     exec.loader().register_interpreted(
         async_variant(leaf.token),
         InterpretedMethod {
@@ -517,8 +524,7 @@ fn managed_function_pointers_call_compiled_and_interpreted_targets() {
 /// same bytes for 1 and 2 threads and any mark-order shuffle.
 #[test]
 fn async_fixture_output_is_deterministic() {
-    let dll = assemble("async.il");
-    mark_runtime_async(&dll, &ASYNC_METHODS);
+    let dll = async_fixture();
     let input = Assembly::load(&dll).unwrap();
     let corlib = Assembly::load(MSCORLIB).unwrap();
     let (a, b) = (input.view().unwrap(), corlib.view().unwrap());

@@ -390,6 +390,10 @@ pub fn compile(
     }
     if !awaits.is_empty() {
         let suspension = jit.suspension().map_err(refuse)?;
+        let (callee, mine) = (
+            body.new_local(WasmValueType::I32),
+            body.new_local(WasmValueType::I32),
+        );
         body.suspend = Some(Suspend {
             continuation: continuation.expect("awaits are scanned in async variants only"),
             suspension,
@@ -401,8 +405,8 @@ pub fn compile(
                 .collect(),
             points: Vec::new(),
             awaited_value: false,
-            callee: 0,
-            mine: 0,
+            callee,
+            mine,
         });
         branches = true;
     }
@@ -417,13 +421,7 @@ pub fn compile(
         // dispatch, entered when the continuation argument is not 0.
         let blocks = starts.len() + usize::from(body.suspend.is_some());
         let pc = body.new_local(WasmValueType::I32);
-        if let Some(suspend) = body.suspend.as_mut() {
-            let continuation = suspend.continuation;
-            suspend.callee = body.extra_locals.len() as u32 + body.first_local;
-            body.extra_locals.push(WasmValueType::I32);
-            let suspend = body.suspend.as_mut().expect("just set");
-            suspend.mine = suspend.callee + 1;
-            body.extra_locals.push(WasmValueType::I32);
+        if let Some(continuation) = body.suspend.as_ref().map(|s| s.continuation) {
             body.push(Instruction::LocalGet(continuation));
             body.push(Instruction::If(wasm_encoder::BlockType::Empty));
             body.push(Instruction::I32Const(starts.len() as i32));

@@ -342,6 +342,14 @@ impl ObjectModule {
             .is_some_and(|b| b.is_some())
     }
 
+    /// Bound symbols in wasm function-index order: imports, then defined functions.
+    fn function_symbols(&self) -> impl Iterator<Item = SymbolId> + '_ {
+        self.imports
+            .iter()
+            .map(|(s, _)| *s)
+            .chain(self.functions.iter().map(|(s, _)| *s))
+    }
+
     /// Writes and validates the module.
     ///
     /// # Errors
@@ -349,12 +357,7 @@ impl ObjectModule {
     pub fn emit(&self) -> Result<EmittedModule, WriteError> {
         // Symbols -> function indices (imports first) and table slots.
         let mut function_indices: Vec<Option<u32>> = vec![None; self.names.len()];
-        let bound = self
-            .imports
-            .iter()
-            .map(|(s, _)| *s)
-            .chain(self.functions.iter().map(|(s, _)| *s));
-        for (index, symbol) in bound.enumerate() {
+        for (index, symbol) in self.function_symbols().enumerate() {
             let slot = &mut function_indices[symbol.index()];
             if slot.is_some() {
                 return Err(WriteError::DuplicateSymbol {
@@ -559,12 +562,7 @@ impl ObjectModule {
             }
             // Function names (the symbols), for WAT dumps and wasmtime backtraces.
             let mut function_names = NameMap::new();
-            let bound = self
-                .imports
-                .iter()
-                .map(|(s, _)| *s)
-                .chain(self.functions.iter().map(|(s, _)| *s));
-            for (index, symbol) in bound.enumerate() {
+            for (index, symbol) in self.function_symbols().enumerate() {
                 function_names.append(index as u32, self.name(symbol));
             }
             let mut names = NameSection::new();

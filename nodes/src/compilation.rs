@@ -1380,9 +1380,11 @@ fn emit(
             cell_import_thunk(&variant_signature(callee), async_cell_rva[&c], &mut object)
         })
         .collect();
+    if !stubs.is_empty() {
+        factory.async_helpers.import(&mut object);
+    }
     let mut stub_symbols = Vec::new();
     for &token in &stubs {
-        factory.async_helpers.import(&mut object);
         let symbol = factory.stubs[&token];
         let function = resumption_stub(
             factory.symbols[&token],

@@ -112,21 +112,16 @@ pub enum ExecError {
     },
 }
 
-/// The little-endian bytes of `value` if it has type `ty`.
-fn value_bytes(ty: WasmValueType, value: &Val) -> Option<Vec<u8>> {
-    Some(match (ty, value) {
-        (WasmValueType::I32, Val::I32(v)) => v.to_le_bytes().to_vec(),
-        (WasmValueType::I64, Val::I64(v)) => v.to_le_bytes().to_vec(),
-        (WasmValueType::F32, Val::F32(v)) => v.to_le_bytes().to_vec(),
-        (WasmValueType::F64, Val::F64(v)) => v.to_le_bytes().to_vec(),
-        (WasmValueType::V128, Val::V128(v)) => v.as_u128().to_le_bytes().to_vec(),
+/// The wasm value type of `value` and its little-endian bytes (`None` for references).
+fn value_bytes(value: &Val) -> Option<(WasmValueType, Vec<u8>)> {
+    Some(match value {
+        Val::I32(v) => (WasmValueType::I32, v.to_le_bytes().to_vec()),
+        Val::I64(v) => (WasmValueType::I64, v.to_le_bytes().to_vec()),
+        Val::F32(v) => (WasmValueType::F32, v.to_le_bytes().to_vec()),
+        Val::F64(v) => (WasmValueType::F64, v.to_le_bytes().to_vec()),
+        Val::V128(v) => (WasmValueType::V128, v.as_u128().to_le_bytes().to_vec()),
         _ => return None,
     })
-}
-
-/// A little-endian integer from the first bytes of `bytes` (the rest zero).
-fn read_le(bytes: &[u8; 16]) -> u128 {
-    u128::from_le_bytes(*bytes)
 }
 
 /// Bytes in a wasm page.
@@ -455,11 +450,10 @@ impl Executor {
             let data = self.memory.data_mut(&mut self.store);
             for (slot, arg) in layout.args.iter().zip(args) {
                 let at = (block + slot.offset) as usize;
-                let bytes = match slot.kind {
-                    SlotKind::Value(ty) => value_bytes(ty, arg),
-                    SlotKind::Struct { .. } => None,
-                }
-                .ok_or_else(|| bad("an argument does not match its slot"))?;
+                let bytes = match (slot.kind, value_bytes(arg)) {
+                    (SlotKind::Value(ty), Some((given, bytes))) if given == ty => bytes,
+                    _ => return Err(bad("an argument does not match its slot")),
+                };
                 data.get_mut(at..at + bytes.len())
                     .ok_or_else(|| bad("the argument block is outside memory"))?
                     .copy_from_slice(&bytes);
@@ -506,22 +500,21 @@ impl Executor {
     fn read_value(&self, address: u32, ty: WasmValueType) -> Result<Val, ExecError> {
         let data = self.memory.data(&self.store);
         let at = address as usize;
-        let read = |n: usize| -> Result<Vec<u8>, ExecError> {
-            data.get(at..at + n)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| ExecError::Wasm(format!("address {address:#x} is outside memory")))
-        };
-        let array = |n: usize| -> Result<[u8; 16], ExecError> {
-            let mut out = [0u8; 16];
-            out[..n].copy_from_slice(&read(n)?);
-            Ok(out)
+        // The first `n` bytes at `address`, as a little-endian integer.
+        let read = |n: usize| -> Result<u128, ExecError> {
+            let bytes = data.get(at..at + n).ok_or_else(|| {
+                ExecError::Wasm(format!("address {address:#x} is outside memory"))
+            })?;
+            let mut padded = [0u8; 16];
+            padded[..n].copy_from_slice(bytes);
+            Ok(u128::from_le_bytes(padded))
         };
         Ok(match ty {
-            WasmValueType::I32 => Val::I32(read_le(&array(4)?) as i32),
-            WasmValueType::I64 => Val::I64(read_le(&array(8)?) as i64),
-            WasmValueType::F32 => Val::F32(read_le(&array(4)?) as u32),
-            WasmValueType::F64 => Val::F64(read_le(&array(8)?) as u64),
-            WasmValueType::V128 => Val::V128(read_le(&array(16)?).into()),
+            WasmValueType::I32 => Val::I32(read(4)? as i32),
+            WasmValueType::I64 => Val::I64(read(8)? as i64),
+            WasmValueType::F32 => Val::F32(read(4)? as u32),
+            WasmValueType::F64 => Val::F64(read(8)? as u64),
+            WasmValueType::V128 => Val::V128(read(16)?.into()),
         })
     }
 
@@ -573,10 +566,7 @@ impl Executor {
             return Err(bad(format!("continuation {head:#x}: nothing awaits it")));
         }
         if let Some(value) = &result {
-            let bytes = [WasmValueType::I32, WasmValueType::I64, WasmValueType::V128]
-                .into_iter()
-                .chain([WasmValueType::F32, WasmValueType::F64])
-                .find_map(|ty| value_bytes(ty, value))
+            let (_, bytes) = value_bytes(value)
                 .ok_or_else(|| bad(format!("result {value:?} has no wasm value type")))?;
             self.write_bytes(current + continuation::RESULT, &bytes)?;
         }
