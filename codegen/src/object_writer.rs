@@ -272,14 +272,6 @@ impl ObjectModule {
         }
     }
 
-    /// Makes room for `additional` more symbols.
-    pub fn reserve_symbols(&mut self, additional: usize) {
-        self.names.reserve(additional);
-        let names = &self.names;
-        self.by_name
-            .reserve(additional, |s| hash_name(&names[s.index()]));
-    }
-
     /// The symbol named `name`, if it exists.
     pub fn lookup(&self, name: &str) -> Option<SymbolId> {
         self.by_name

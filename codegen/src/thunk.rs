@@ -84,8 +84,8 @@ fn import_thunk_function(ty: WasmFuncType, cell: Op, delay_load: SymbolId) -> De
 }
 
 /// Defines `symbol` as `function` unless it is already bound (thunks are interned by key).
-fn define_once(module: &mut ObjectModule, name: &str, function: DefinedFunction) -> SymbolId {
-    let symbol = module.symbol(name);
+fn define_once(module: &mut ObjectModule, name: String, function: DefinedFunction) -> SymbolId {
+    let symbol = module.symbol_owned(name);
     if !module.is_bound(symbol) {
         module.define(symbol, function);
     }
@@ -220,7 +220,7 @@ pub fn r2r_to_interpreter(
     };
     Ok(define_once(
         module,
-        &r2r_to_interpreter_symbol(sig),
+        r2r_to_interpreter_symbol(sig),
         function,
     ))
 }
@@ -307,7 +307,7 @@ pub fn interpreter_to_r2r(
     };
     Ok(define_once(
         module,
-        &interpreter_to_r2r_symbol(sig),
+        interpreter_to_r2r_symbol(sig),
         function,
     ))
 }
@@ -333,7 +333,7 @@ pub fn portable_entry_point_import_thunk(
     let pe = ty.params.len() as u32 - 1;
     let function = import_thunk_function(ty, Op::Ins(Instruction::LocalGet(pe)), delay_load);
     let name = format!("ImportThunkPE_{}", sig.as_str());
-    Ok(define_once(module, &name, function))
+    Ok(define_once(module, name, function))
 }
 
 /// The per-cell import thunk (any signature, managed or not): the cell's image offset is a
@@ -348,7 +348,7 @@ pub fn cell_import_thunk(
     let function = import_thunk_function(sig.func_type(), Op::ImageAddress(cell_rva), delay_load);
     define_once(
         module,
-        &format!("ImportThunk_{}_{cell_rva}", sig.as_str()),
+        format!("ImportThunk_{}_{cell_rva}", sig.as_str()),
         function,
     )
 }
