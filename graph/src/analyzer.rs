@@ -113,6 +113,8 @@ struct Work {
 struct Buckets<K, C> {
     /// Static edges by target partition.
     statics: Vec<Vec<(K, C)>>,
+    /// Edges a marked condition enabled `(target, carry, condition)`, by target partition.
+    triggered: Vec<Vec<(K, C, u32)>>,
     /// Conditional edges `(condition, target)` by condition partition.
     conditionals: Vec<Vec<(K, K, C)>>,
     interesting: Vec<NodeId>,
@@ -126,6 +128,7 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
     fn new() -> Self {
         Buckets {
             statics: (0..PARTITIONS).map(|_| Vec::new()).collect(),
+            triggered: (0..PARTITIONS).map(|_| Vec::new()).collect(),
             conditionals: (0..PARTITIONS).map(|_| Vec::new()).collect(),
             interesting: Vec::new(),
             dynamic: Vec::new(),
@@ -137,12 +140,17 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
 
     fn clear(&mut self) {
         self.statics.iter_mut().for_each(Vec::clear);
+        self.triggered.iter_mut().for_each(Vec::clear);
         self.conditionals.iter_mut().for_each(Vec::clear);
     }
 
     #[inline]
     fn push_static(&mut self, target: K, carry: C) {
         self.statics[partition_of(hash_key(&target))].push((target, carry));
+    }
+
+    fn push_triggered(&mut self, target: K, carry: C, condition: u32) {
+        self.triggered[partition_of(hash_key(&target))].push((target, carry, condition));
     }
 
     fn push_conditional(&mut self, condition: K, target: K, carry: C) {
@@ -153,16 +161,26 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
     #[inline]
     fn commit<M: Strategy<Carry = C>>(&mut self, reasons: &Reasons, source: u32, source_hash: u32) {
         let mut deps = mem::take(&mut self.deps);
+        // Consecutive edges mostly share their reason: look its id up once.
+        let mut last: Option<(Reason, u32)> = None;
         for (target, reason) in deps.statics.drain(..) {
+            let reason = if M::LOGS {
+                match last {
+                    Some((text, id)) if std::ptr::eq(text, reason) => id,
+                    _ => {
+                        let id = self.reason_cache.id(reasons, reason);
+                        last = Some((reason, id));
+                        id
+                    }
+                }
+            } else {
+                0
+            };
             let carry = M::carry(EdgeOrigin {
                 source,
                 condition: NONE,
                 source_hash,
-                reason: if M::LOGS {
-                    self.reason_cache.id(reasons, reason)
-                } else {
-                    0
-                },
+                reason,
             });
             self.push_static(target, carry);
         }
@@ -202,6 +220,7 @@ pub struct Analyzer<'s, S: NodeSource, M: MarkStrategy = NoLog> {
     stores: Vec<M::Store>,
     buckets: Vec<Buckets<S::Key, M::Carry>>,
     pending_statics: Vec<(S::Key, M::Carry)>,
+    pending_triggered: Vec<(S::Key, M::Carry, u32)>,
     pending_conditionals: Vec<(S::Key, S::Key, M::Carry)>,
     frontier: Vec<Work>,
     interesting: Vec<NodeId>,
@@ -239,6 +258,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             stores: (0..PARTITIONS).map(|_| M::Store::default()).collect(),
             buckets: Vec::new(),
             pending_statics: Vec::new(),
+            pending_triggered: Vec::new(),
             pending_conditionals: Vec::new(),
             frontier: Vec::new(),
             interesting: Vec::new(),
@@ -399,6 +419,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
     fn has_step_work(&self) -> bool {
         !(self.frontier.is_empty()
             && self.pending_statics.is_empty()
+            && self.pending_triggered.is_empty()
             && self.pending_conditionals.is_empty())
     }
 
@@ -433,13 +454,14 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
     fn step(&mut self) {
         let mut work = mem::take(&mut self.frontier);
         let mut statics = mem::take(&mut self.pending_statics);
+        let mut triggered = mem::take(&mut self.pending_triggered);
         let mut conditionals = mem::take(&mut self.pending_conditionals);
         if let Some(shuffler) = &mut self.shuffler {
             shuffler.shuffle(&mut work);
             shuffler.shuffle(&mut statics);
+            shuffler.shuffle(&mut triggered);
             shuffler.shuffle(&mut conditionals);
         }
-        let level = self.levels;
         self.levels += 1;
 
         let mut start = 0;
@@ -467,6 +489,9 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             for (target, carry) in statics.drain(..) {
                 extra.push_static(target, carry);
             }
+            for (target, carry, condition) in triggered.drain(..) {
+                extra.push_triggered(target, carry, condition);
+            }
             for (condition, target, carry) in conditionals.drain(..) {
                 extra.push_conditional(condition, target, carry);
             }
@@ -483,7 +508,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
                 .par_iter_mut()
                 .zip(self.stores.par_iter_mut())
                 .for_each(|(part, store)| {
-                    mark_partition::<S::Key, M>(part, store, buckets, level, &names)
+                    mark_partition::<S::Key, M>(part, store, buckets, &names)
                 });
 
             if M::NEEDS_HASH {
@@ -517,7 +542,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
                     .drain(..)
                     .map(|node| Work { node, fresh: true }),
             );
-            self.pending_statics.append(&mut part.triggered);
+            self.pending_triggered.append(&mut part.triggered);
         }
     }
 
@@ -554,7 +579,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
         }
         for (node, deps) in found {
             let source_hash = if M::NEEDS_HASH {
-                hash32(key_of(&self.parts, node))
+                order_hash(key_of(&self.parts, node))
             } else {
                 0
             };
@@ -678,10 +703,11 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
     }
 }
 
-/// High 32 bits of the key's hash: the first-mark order's cheap part.
+/// 16 bits of the key's hash (its top, which neither the partition nor the partition's table
+/// index uses): the cheap first part of the first-mark order.
 #[inline]
-fn hash32<K: std::hash::Hash>(key: &K) -> u32 {
-    (hash_key(key) >> 32) as u32
+pub(crate) fn order_hash<K: std::hash::Hash>(key: &K) -> u32 {
+    (hash_key(key) >> 48) as u32
 }
 
 #[inline]
@@ -716,7 +742,7 @@ fn expand<S: NodeSource, M: MarkStrategy>(
             buckets.dynamic.push(node);
         }
         source.static_dependencies(node, key, &mut buckets.deps);
-        let source_hash = if M::NEEDS_HASH { hash32(key) } else { 0 };
+        let source_hash = if M::NEEDS_HASH { order_hash(key) } else { 0 };
         buckets.commit::<M>(reasons, node.as_u32(), source_hash);
         buckets.deps.clear();
     }
@@ -728,7 +754,6 @@ fn mark_partition<K, M>(
     part: &mut Partition<K, M::Carry>,
     store: &mut M::Store,
     buckets: &[Buckets<K, M::Carry>],
-    level: u32,
     names: &[Reason],
 ) where
     K: Clone + Eq + std::hash::Hash,
@@ -737,24 +762,10 @@ fn mark_partition<K, M>(
     let p = part.index;
     for b in buckets {
         for (key, carry) in &b.statics[p] {
-            let local = part.intern(key, hash_key(key));
-            let newly = part.mark(local);
-            let target = part.id(local);
-            if newly {
-                part.newly_marked.push(target);
-                if M::SAME_LEVEL_REPEATS_ONLY {
-                    part.set_this_level(local);
-                }
-                if !part.conditional.is_empty()
-                    && let Some(waiting) = part.conditional.remove(&local)
-                {
-                    part.triggered
-                        .extend(waiting.into_iter().map(|w| (w.target, w.carry)));
-                }
-            }
-            if newly || !M::SAME_LEVEL_REPEATS_ONLY || part.is_this_level(local) {
-                M::record(store, target, level, newly, *carry, names);
-            }
+            mark_edge::<K, M>(part, store, key, *carry, NONE, names);
+        }
+        for (key, carry, condition) in &b.triggered[p] {
+            mark_edge::<K, M>(part, store, key, *carry, *condition, names);
         }
     }
     // After every static edge of the step, so "condition already marked" does not depend on
@@ -762,16 +773,50 @@ fn mark_partition<K, M>(
     for b in buckets {
         for (condition, target, carry) in &b.conditionals[p] {
             let local = part.intern(condition, hash_key(condition));
-            let mut carry = *carry;
-            M::set_condition(&mut carry, part.id(local));
             if part.is_marked(local) {
-                part.triggered.push((target.clone(), carry));
+                let condition = part.id(local).as_u32();
+                part.triggered.push((target.clone(), *carry, condition));
             } else {
                 part.conditional.entry(local).or_default().push(Waiting {
                     target: target.clone(),
-                    carry,
+                    carry: *carry,
                 });
             }
         }
+    }
+}
+
+/// Interns and marks the target of one edge (`condition`: raw id of the node whose marking
+/// enabled the edge, or `NONE`) and records it in the log.
+#[inline(always)]
+fn mark_edge<K, M>(
+    part: &mut Partition<K, M::Carry>,
+    store: &mut M::Store,
+    key: &K,
+    carry: M::Carry,
+    condition: u32,
+    names: &[Reason],
+) where
+    K: Clone + Eq + std::hash::Hash,
+    M: MarkStrategy,
+{
+    let local = part.intern(key, hash_key(key));
+    let newly = part.mark(local);
+    let target = part.id(local);
+    if newly {
+        part.newly_marked.push(target);
+        if M::SAME_LEVEL_REPEATS_ONLY {
+            part.set_this_level(local);
+        }
+        if !part.conditional.is_empty()
+            && let Some(waiting) = part.conditional.remove(&local)
+        {
+            let condition = target.as_u32();
+            part.triggered
+                .extend(waiting.into_iter().map(|w| (w.target, w.carry, condition)));
+        }
+    }
+    if newly || !M::SAME_LEVEL_REPEATS_ONLY || part.is_this_level(local) {
+        M::record(store, target, newly, carry, condition, names);
     }
 }

@@ -64,7 +64,7 @@ pub use dot::write_dot;
 pub use error::AnalysisError;
 pub use id::NodeId;
 pub use mark_log::{
-    FirstMark, FirstMarkLog, FullGraph, FullGraphLog, LogEdge, LoggedEdge, MarkLog, MarkStrategy,
-    NoLog,
+    FIRST_MARK_MAX_REASONS, FirstMark, FirstMarkLog, FullGraph, FullGraphLog, LogEdge, LoggedEdge,
+    MarkLog, MarkStrategy, NoLog,
 };
 pub use source::{ConditionalDependency, Dependencies, MarkedNode, NodeSource, Reason};

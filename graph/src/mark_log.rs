@@ -10,8 +10,9 @@
 //! a node in the level where it was marked, the least one in a fixed order (roots first, then
 //! by the source key's hash, the source key, the reason, the condition).
 //!
-//! While marking, logged edges carry 16 bytes (`FirstMark`: source, condition, 32 bits of the
-//! source key's hash, reason id) or 12 bytes (`FullGraph`), not heap objects and strings.
+//! While marking, logged edges carry 8 bytes, not heap objects and strings: the source and
+//! the reason id (`FirstMark` packs 16 bits of the source key's hash beside a 16-bit reason
+//! id). The rare edges a condition enabled carry the condition beside them.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -19,6 +20,7 @@ use std::sync::OnceLock;
 
 use petgraph::graph::{Graph, NodeIndex};
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use crate::{NodeId, Reason};
 
@@ -62,7 +64,7 @@ pub(crate) mod sealed {
     pub struct EdgeOrigin {
         pub(crate) source: u32,
         pub(crate) condition: u32,
-        /// High 32 bits of the source key's hash (0 for roots).
+        /// The source key's [`order_hash`](crate::analyzer) (16 bits; 0 for roots).
         pub(crate) source_hash: u32,
         /// Id in the analyzer's reason table.
         pub(crate) reason: u32,
@@ -122,21 +124,24 @@ pub(crate) mod sealed {
         /// marked it (first mark), so the marking loop can skip older nodes without
         /// touching the store.
         const SAME_LEVEL_REPEATS_ONLY: bool;
-        /// Per-edge data carried from expansion to marking.
+        /// Per-edge data carried from expansion to marking (everything but the condition,
+        /// which the rare conditional edges carry beside it).
         type Carry: Copy + Send + Sync;
         /// Per-partition log storage, written by the partition's worker only.
         type Store: Default + Send + Sync;
         /// The finished log.
         type Log: MarkLog + Send + Sync;
 
+        /// The carry of an edge from `origin` (whose condition is ignored).
         fn carry(origin: EdgeOrigin) -> Self::Carry;
-        fn set_condition(carry: &mut Self::Carry, condition: NodeId);
+        /// Records an edge into `target` (`condition`: the raw id of the node whose marking
+        /// enabled it, or `NONE`).
         fn record(
             store: &mut Self::Store,
             target: NodeId,
-            level: u32,
             newly: bool,
             c: Self::Carry,
+            condition: u32,
             names: &[Reason],
         );
         /// Contested first-edge candidates (only keys can order them), drained after each step.
@@ -167,6 +172,10 @@ pub trait MarkStrategy: Strategy {}
 pub struct NoLog;
 
 /// Records, per node, the edge that first marked it: enough to answer "why is this here?".
+///
+/// # Panics
+/// Marking panics when the node source uses more than [`FIRST_MARK_MAX_REASONS`] distinct
+/// reason texts (edges carry 16-bit reason ids while marking).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FirstMark;
 
@@ -196,71 +205,126 @@ impl Strategy for NoLog {
     #[inline(always)]
     fn carry(_origin: EdgeOrigin) {}
     #[inline(always)]
-    fn set_condition(_carry: &mut (), _condition: NodeId) {}
-    #[inline(always)]
-    fn record(_: &mut (), _: NodeId, _: u32, _: bool, _: (), _: &[Reason]) {}
+    fn record(_: &mut (), _: NodeId, _: bool, _: (), _: u32, _: &[Reason]) {}
     fn finish(_stores: Vec<()>, _order: &[NodeId], _id_bound: usize, _names: Vec<Reason>) {}
+}
+
+/// What a first-mark edge carries while marking, and what the log keeps per node: its
+/// source and, packed in one word, 16 bits of the source key's hash (high half) and the reason
+/// id (low half). A condition, when there is one, is kept beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[doc(hidden)]
+pub struct FirstMarkCarry {
+    source: u32,
+    hash_reason: u32,
+}
+
+impl FirstMarkCarry {
+    /// No edge: the node is not marked (a root's word is below 2^16).
+    const UNMARKED: FirstMarkCarry = FirstMarkCarry {
+        source: NONE,
+        hash_reason: u32::MAX,
+    };
+
+    fn origin(self, condition: u32) -> EdgeOrigin {
+        EdgeOrigin {
+            source: self.source,
+            condition,
+            source_hash: self.hash_reason >> 16,
+            reason: self.hash_reason & 0xffff,
+        }
+    }
+}
+
+/// Distinct reason texts a [`FirstMark`] log can tell apart (its edges carry 16-bit ids).
+pub const FIRST_MARK_MAX_REASONS: usize = 1 << 16;
+
+/// First-edge table of one partition: 8 bytes a node, conditions beside it (they are rare).
+#[derive(Debug, Default, Clone)]
+struct FirstEdges {
+    /// By local index: the best edge so far, or `FirstMarkCarry::UNMARKED`.
+    edges: Vec<FirstMarkCarry>,
+    /// By local index, for the nodes whose best edge a condition enabled: that condition.
+    conditions: FxHashMap<u32, u32>,
+}
+
+impl FirstEdges {
+    fn get(&self, local: u32) -> Option<EdgeOrigin> {
+        let edge = *self.edges.get(local as usize)?;
+        (edge != FirstMarkCarry::UNMARKED).then(|| {
+            let condition = if self.conditions.is_empty() {
+                NONE
+            } else {
+                self.conditions.get(&local).copied().unwrap_or(NONE)
+            };
+            edge.origin(condition)
+        })
+    }
+
+    fn set(&mut self, local: u32, edge: FirstMarkCarry, condition: u32) {
+        let slot = local as usize;
+        if self.edges.len() <= slot {
+            self.edges.resize(slot + 1, FirstMarkCarry::UNMARKED);
+        }
+        self.edges[slot] = edge;
+        if condition != NONE {
+            self.conditions.insert(local, condition);
+        } else if !self.conditions.is_empty() {
+            self.conditions.remove(&local);
+        }
+    }
 }
 
 /// First-mark storage of one partition.
 #[derive(Debug, Default)]
 #[doc(hidden)]
 pub struct FirstMarkStore {
-    /// Indexed by local index: level marked (`u32::MAX`: not marked) and best edge so far.
-    entries: Vec<(u32, EdgeOrigin)>,
+    first: FirstEdges,
     contests: Vec<(u32, EdgeOrigin)>,
 }
-
-const UNMARKED: (u32, EdgeOrigin) = (
-    u32::MAX,
-    EdgeOrigin {
-        source: NONE,
-        condition: NONE,
-        source_hash: 0,
-        reason: 0,
-    },
-);
 
 impl Strategy for FirstMark {
     const LOGS: bool = true;
     const NEEDS_HASH: bool = true;
     const SAME_LEVEL_REPEATS_ONLY: bool = true;
-    type Carry = EdgeOrigin;
+    type Carry = FirstMarkCarry;
     type Store = FirstMarkStore;
     type Log = FirstMarkLog;
 
     #[inline(always)]
-    fn carry(origin: EdgeOrigin) -> EdgeOrigin {
-        origin
+    fn carry(origin: EdgeOrigin) -> FirstMarkCarry {
+        assert!(
+            (origin.reason as usize) < FIRST_MARK_MAX_REASONS,
+            "a FirstMark log tells at most {FIRST_MARK_MAX_REASONS} distinct reason texts apart"
+        );
+        debug_assert!(origin.source_hash <= 0xffff);
+        FirstMarkCarry {
+            source: origin.source,
+            hash_reason: origin.source_hash << 16 | origin.reason,
+        }
     }
-    fn set_condition(carry: &mut EdgeOrigin, condition: NodeId) {
-        carry.condition = condition.as_u32();
-    }
+    /// Called for every edge into a node in the level that marked it (the analyzer skips
+    /// older nodes), so later edges compete only within that level.
     #[inline]
     fn record(
         store: &mut FirstMarkStore,
         target: NodeId,
-        level: u32,
         newly: bool,
-        c: EdgeOrigin,
+        c: FirstMarkCarry,
+        condition: u32,
         names: &[Reason],
     ) {
-        let local = target.local() as usize;
+        let local = target.local();
         if newly {
-            if store.entries.len() <= local {
-                store.entries.resize(local + 1, UNMARKED);
-            }
-            store.entries[local] = (level, c);
+            store.first.set(local, c, condition);
             return;
         }
-        // Later edges compete only within the level that marked the node.
-        if let Some((marked_level, best)) = store.entries.get_mut(local)
-            && *marked_level == level
-        {
-            match c.fast_cmp(best, names) {
-                Some(Ordering::Less) => *best = c,
+        if let Some(best) = store.first.get(local) {
+            let candidate = c.origin(condition);
+            match candidate.fast_cmp(&best, names) {
+                Some(Ordering::Less) => store.first.set(local, c, condition),
                 Some(_) => {}
-                None => store.contests.push((local as u32, c)),
+                None => store.contests.push((local, candidate)),
             }
         }
     }
@@ -268,16 +332,14 @@ impl Strategy for FirstMark {
         std::mem::take(&mut store.contests)
     }
     fn current(store: &FirstMarkStore, local: u32) -> Option<EdgeOrigin> {
-        store
-            .entries
-            .get(local as usize)
-            .filter(|(level, _)| *level != u32::MAX)
-            .map(|&(_, o)| o)
+        store.first.get(local)
     }
     fn replace(store: &mut FirstMarkStore, local: u32, origin: EdgeOrigin) {
-        if let Some((_, best)) = store.entries.get_mut(local as usize) {
-            *best = origin;
-        }
+        let edge = FirstMarkCarry {
+            source: origin.source,
+            hash_reason: origin.source_hash << 16 | origin.reason,
+        };
+        store.first.set(local, edge, origin.condition);
     }
     fn finish(
         stores: Vec<FirstMarkStore>,
@@ -286,36 +348,35 @@ impl Strategy for FirstMark {
         names: Vec<Reason>,
     ) -> FirstMarkLog {
         // The stores already are the log: no per-node rebuilding.
-        let entries = stores.into_iter().map(|s| s.entries).collect();
-        FirstMarkLog { entries, names }
+        let partitions = stores.into_iter().map(|s| s.first).collect();
+        FirstMarkLog { partitions, names }
     }
 }
 
-/// The first-mark log: for each marked node, the edge that marked it (16 bytes a node).
+/// The first-mark log: for each marked node, the edge that marked it (8 bytes a node, plus
+/// the condition of the few edges a condition enabled).
 #[derive(Clone, Debug)]
 pub struct FirstMarkLog {
-    /// Per partition, by local index: (level, edge); level `u32::MAX` = not marked.
-    entries: Vec<Vec<(u32, EdgeOrigin)>>,
+    partitions: Vec<FirstEdges>,
     names: Vec<Reason>,
 }
 
 impl FirstMarkLog {
     /// The edge that marked `node`, or `None` if the node is not marked (or not of this log).
     pub fn first_edge(&self, node: NodeId) -> Option<LoggedEdge> {
-        let &(level, origin) = self
-            .entries
+        self.partitions
             .get(node.partition())?
-            .get(node.local() as usize)?;
-        (level != u32::MAX).then(|| origin.to_edge(node, &self.names))
+            .get(node.local())
+            .map(|origin| origin.to_edge(node, &self.names))
     }
 }
 
 impl MarkLog for FirstMarkLog {
     fn for_each_edge(&self, f: &mut dyn FnMut(LoggedEdge)) {
-        for (p, entries) in self.entries.iter().enumerate() {
-            for (local, &(level, origin)) in entries.iter().enumerate() {
-                if level != u32::MAX {
-                    f(origin.to_edge(NodeId::from_parts(p, local as u32), &self.names));
+        for (p, first) in self.partitions.iter().enumerate() {
+            for local in 0..first.edges.len() as u32 {
+                if let Some(origin) = first.get(local) {
+                    f(origin.to_edge(NodeId::from_parts(p, local), &self.names));
                 }
             }
         }
@@ -336,6 +397,14 @@ impl MarkLog for FirstMarkLog {
         path.reverse();
         Some(path)
     }
+}
+
+/// What a full-graph edge carries while marking: source and reason.
+#[derive(Clone, Copy, Debug)]
+#[doc(hidden)]
+pub struct FullGraphCarry {
+    source: u32,
+    reason: u32,
 }
 
 /// Origin of an edge in the full-graph log (no hash: nothing is compared while marking).
@@ -417,31 +486,32 @@ impl Strategy for FullGraph {
     const LOGS: bool = true;
     const NEEDS_HASH: bool = false;
     const SAME_LEVEL_REPEATS_ONLY: bool = false;
-    type Carry = FullOrigin;
+    type Carry = FullGraphCarry;
     type Store = FullGraphStore;
     type Log = FullGraphLog;
 
     #[inline(always)]
-    fn carry(origin: EdgeOrigin) -> FullOrigin {
-        FullOrigin {
+    fn carry(origin: EdgeOrigin) -> FullGraphCarry {
+        FullGraphCarry {
             source: origin.source,
-            condition: origin.condition,
             reason: origin.reason,
         }
-    }
-    fn set_condition(carry: &mut FullOrigin, condition: NodeId) {
-        carry.condition = condition.as_u32();
     }
     #[inline]
     fn record(
         store: &mut FullGraphStore,
         target: NodeId,
-        _level: u32,
         _newly: bool,
-        c: FullOrigin,
+        c: FullGraphCarry,
+        condition: u32,
         _names: &[Reason],
     ) {
-        store.edges.push((target.local(), c));
+        let origin = FullOrigin {
+            source: c.source,
+            condition,
+            reason: c.reason,
+        };
+        store.edges.push((target.local(), origin));
     }
     fn finish(
         stores: Vec<FullGraphStore>,

@@ -46,8 +46,8 @@ pub(crate) struct Partition<K, C> {
     pub(crate) conditional: FxHashMap<u32, Vec<Waiting<K, C>>>,
     /// Nodes marked during the current step, in marking order.
     pub(crate) newly_marked: Vec<NodeId>,
-    /// Edges whose condition got marked: applied in the next step.
-    pub(crate) triggered: Vec<(K, C)>,
+    /// Edges whose condition (the raw id beside them) got marked: applied in the next step.
+    pub(crate) triggered: Vec<(K, C, u32)>,
 }
 
 impl<K: Hash + Eq + Clone, C> Partition<K, C> {

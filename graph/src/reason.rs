@@ -8,17 +8,25 @@ use rustc_hash::FxHashMap;
 use crate::Reason;
 
 /// Identity of a `&'static str` (its address and length). Two literals with the same text
-/// may have two ids; comparisons always go through the text, so ids never leak into results.
+/// have two identities but one id.
 type Identity = (usize, usize);
 
 fn identity(reason: Reason) -> Identity {
     (reason.as_ptr() as usize, reason.len())
 }
 
-/// The analyzer-wide reason table: dense ids, assigned on first sight.
+/// The analyzer-wide reason table: dense ids, one per distinct text, assigned on first sight.
+/// Comparisons always go through the text, so ids never leak into results.
 #[derive(Debug, Default)]
 pub(crate) struct Reasons {
-    table: RwLock<(FxHashMap<Identity, u32>, Vec<Reason>)>,
+    table: RwLock<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    ids: FxHashMap<Identity, u32>,
+    by_text: FxHashMap<Reason, u32>,
+    names: Vec<Reason>,
 }
 
 impl Reasons {
@@ -29,22 +37,32 @@ impl Reasons {
             .table
             .read()
             .expect("reason table poisoned")
-            .0
+            .ids
             .get(&key)
         {
             return id;
         }
         let mut table = self.table.write().expect("reason table poisoned");
-        let (ids, names) = &mut *table;
+        let Table {
+            ids,
+            by_text,
+            names,
+        } = &mut *table;
         *ids.entry(key).or_insert_with(|| {
-            names.push(reason);
-            names.len() as u32 - 1
+            *by_text.entry(reason).or_insert_with(|| {
+                names.push(reason);
+                names.len() as u32 - 1
+            })
         })
     }
 
     /// The texts, indexed by id.
     pub(crate) fn names(&self) -> Vec<Reason> {
-        self.table.read().expect("reason table poisoned").1.clone()
+        self.table
+            .read()
+            .expect("reason table poisoned")
+            .names
+            .clone()
     }
 }
 
@@ -93,5 +111,14 @@ mod tests {
         assert_eq!(reasons.id(field), b);
         assert_eq!((a, b), (0, 1));
         assert_eq!(reasons.names(), vec![call, field]);
+    }
+
+    #[test]
+    fn equal_texts_share_an_id() {
+        let reasons = Reasons::default();
+        let owned = String::from("call");
+        let leaked: &'static str = Box::leak(owned.into_boxed_str());
+        assert_eq!(reasons.id("call"), reasons.id(leaked));
+        assert_eq!(reasons.names().len(), 1);
     }
 }

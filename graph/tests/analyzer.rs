@@ -954,3 +954,69 @@ fn wide_fan_out<M: Logged>() {
     src.check_invariants(&all.iter().copied().collect());
     check_log(&src, &a, &all.iter().copied().collect());
 }
+
+// ---- reason ids ----
+
+/// Node 0 depends on node `i + 1` for `reasons[i]`.
+struct ManyReasons {
+    reasons: Vec<&'static str>,
+}
+
+impl ManyReasons {
+    fn new(distinct: usize) -> Self {
+        let reasons = (0..distinct)
+            .map(|i| &*Box::leak(format!("reason {i}").into_boxed_str()))
+            .collect();
+        ManyReasons { reasons }
+    }
+}
+
+impl crossgraph_graph::NodeSource for ManyReasons {
+    type Key = u64;
+    fn static_dependencies(
+        &self,
+        _: crossgraph_graph::NodeId,
+        &key: &u64,
+        deps: &mut crossgraph_graph::Dependencies<u64>,
+    ) {
+        if key == 0 {
+            for (i, &reason) in self.reasons.iter().enumerate() {
+                deps.add(i as u64 + 1, reason);
+            }
+        }
+    }
+}
+
+#[test]
+fn first_mark_reasons_are_counted_by_text() {
+    // About twice the limit in reason strings, but each text twice (the root's reason is
+    // one more text): within the limit.
+    let half = crossgraph_graph::FIRST_MARK_MAX_REASONS - 1;
+    let mut src = ManyReasons::new(half);
+    let copies: Vec<&'static str> = src
+        .reasons
+        .iter()
+        .map(|r| &*Box::leak(r.to_string().into_boxed_str()))
+        .collect();
+    src.reasons.extend(copies);
+    let mut a = Analyzer::<_, FirstMark>::new(&src, opts());
+    a.add_root(0, "root").expect("before marking");
+    a.compute_marked_nodes().expect("analyzes");
+    for key in [1, half as u64, half as u64 + 1, 2 * half as u64] {
+        let why = a.why(a.id_of(&key).expect("marked")).expect("logged");
+        assert_eq!(why.len(), 2);
+        assert_eq!(
+            why[1].reason,
+            format!("reason {}", (key - 1) as usize % half)
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "distinct reason texts")]
+fn first_mark_refuses_more_reason_texts_than_it_can_carry() {
+    let src = ManyReasons::new(crossgraph_graph::FIRST_MARK_MAX_REASONS);
+    let mut a = Analyzer::<_, FirstMark>::new(&src, opts());
+    a.add_root(0, "root").expect("before marking");
+    let _ = a.compute_marked_nodes();
+}
