@@ -971,7 +971,7 @@ impl ManyReasons {
     }
 }
 
-impl crossgraph_graph::NodeSource for ManyReasons {
+impl NodeSource for ManyReasons {
     type Key = u64;
     fn static_dependencies(
         &self,
