@@ -18,10 +18,6 @@
 
 mod common;
 
-/// The allocator the `crossgraph` binary uses, for crossgraph and its peers alike.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Duration;
