@@ -304,6 +304,37 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
         Ok(id)
     }
 
+    /// Adds roots in bulk: each of `keys` is marked because of `reason`. Unlike
+    /// [`add_root`](Analyzer::add_root) it returns no ids, so the keys are interned by the
+    /// first marking step, in parallel, rather than one by one here.
+    ///
+    /// # Errors
+    /// [`AnalysisError::RootAfterCompletion`] once marking has completed (naming the first key).
+    pub fn add_roots(
+        &mut self,
+        keys: impl IntoIterator<Item = S::Key>,
+        reason: Reason,
+    ) -> Result<(), AnalysisError> {
+        let mut keys = keys.into_iter();
+        if self.done.is_some() {
+            return match keys.next() {
+                Some(key) => Err(AnalysisError::RootAfterCompletion {
+                    name: self.source.name(&key),
+                    reason,
+                }),
+                None => Ok(()),
+            };
+        }
+        let carry = M::carry(EdgeOrigin {
+            source: NONE,
+            condition: NONE,
+            source_hash: 0,
+            reason: if M::LOGS { self.reasons.id(reason) } else { 0 },
+        });
+        self.pending_statics.extend(keys.map(|key| (key, carry)));
+        Ok(())
+    }
+
     /// Marks everything reachable from the roots, to a fixed point, and sorts the result
     /// (read it with [`marked_nodes`](Analyzer::marked_nodes)). Calling it again does nothing.
     ///

@@ -87,6 +87,7 @@ strategy_tests!(
     why_unmarked_node_is_not_logged,
     first_mark_ties_break_by_condition_order,
     add_root_after_compute_fails,
+    bulk_roots_mark_and_log_like_single_roots,
     compute_twice_does_nothing_more,
     uncomputed_node_fails_then_failed,
     uncomputed_node_in_later_phase_reports_phase,
@@ -771,6 +772,38 @@ fn add_root_after_compute_fails<M: Logged>() {
     a.compute_marked_nodes().unwrap();
     expect_marked(&src, &a, &[0, 1]);
     assert!(a.id_of(&2).is_none());
+}
+
+fn bulk_roots_mark_and_log_like_single_roots<M: Logged>() {
+    let src = TestSource::new(
+        GraphSpec::new(6)
+            .edge(0, 1)
+            .edge(1, 2)
+            .edge(3, 4)
+            .edge(4, 2),
+    );
+    let mut single = Analyzer::<_, M>::new(&src, opts());
+    single.add_root(0, "entry").unwrap();
+    single.add_root(3, "entry").unwrap();
+    single.compute_marked_nodes().unwrap();
+    let mut bulk = Analyzer::<_, M>::new(&src, opts());
+    bulk.add_roots([0, 3, 0], "entry").unwrap();
+    bulk.compute_marked_nodes().unwrap();
+    assert_eq!(marked_numbers(&bulk), marked_numbers(&single));
+    assert_eq!(marked_numbers(&bulk), src.spec.sorted([0, 1, 2, 3, 4]));
+    if M::KIND != LogKind::None {
+        for n in [0, 1, 2, 3, 4] {
+            assert_eq!(why_keys(&bulk, n), why_keys(&single, n), "why {n}");
+        }
+        assert_eq!(why_keys(&bulk, 3), vec![root_edge(3, "entry")]);
+    }
+    match bulk.add_roots([5], "late") {
+        Err(AnalysisError::RootAfterCompletion { name, reason }) => {
+            assert_eq!((name.as_str(), reason), ("N5", "late"));
+        }
+        other => panic!("add_roots after completion = {other:?}"),
+    }
+    assert!(bulk.add_roots([], "late").is_ok());
 }
 
 fn compute_twice_does_nothing_more<M: Logged>() {

@@ -917,9 +917,10 @@ fn run<M: MarkStrategy>(
         Roots::PublicSurface => "public surface",
         Roots::Named(_) => "named root",
     };
-    for m in roots {
-        analyzer.add_root(NodeKey::Method(m.token), root_reason)?;
-    }
+    analyzer.add_roots(
+        roots.into_iter().map(|m| NodeKey::Method(m.token)),
+        root_reason,
+    )?;
     analyzer.compute_marked_nodes()?;
     let marked: Vec<NodeKey> = analyzer
         .marked_nodes()?
