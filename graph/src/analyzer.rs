@@ -46,7 +46,8 @@ pub const DETERMINISM_SEED_VAR: &str = "CROSSGRAPH_DETERMINISM_SEED";
 /// How an [`Analyzer`] runs. Results do not depend on these options.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AnalyzerOptions {
-    /// Worker threads; `None` uses rayon's global pool.
+    /// Worker threads; `None` uses rayon's global pool. Called on a rayon pool of this
+    /// size, the analyzer runs on that pool rather than building its own.
     pub threads: Option<usize>,
     /// Shuffle every work list with this seed (determinism test mode).
     pub shuffle_seed: Option<u64>,
@@ -348,6 +349,14 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
         }
         if self.done.is_none() {
             let result = match self.options.threads {
+                // Already on a pool of that size (a compiler that runs every phase on one
+                // pool): no second pool.
+                Some(threads)
+                    if rayon::current_thread_index().is_some()
+                        && rayon::current_num_threads() == threads =>
+                {
+                    self.run()
+                }
                 Some(threads) => {
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(threads)
