@@ -547,3 +547,40 @@ fn async_fixture_output_is_deterministic() {
         assert_eq!(build(2, Some(seed)), reference, "shuffle seed {seed}");
     }
 }
+
+#[test]
+fn a_branch_onto_a_prefix_lands_on_the_prefixed_instruction() {
+    let dll = assemble("prefixes.il");
+    let output = compile(&dll);
+    let method = output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Prefixes::BranchToPrefixed")
+        .expect("prefixed instructions are outside the subset");
+    // The reason is the prefix, at the offset where the branch lands.
+    assert_eq!(method.reason, "IL_0005: prefixed ldsfld");
+
+    let assembly = Assembly::load(&dll).unwrap();
+    let view = assembly.view().unwrap();
+    let body = view.method_body(method.token).unwrap().expect("has IL");
+    let offsets: Vec<(u32, &str, bool)> = body
+        .instructions
+        .iter()
+        .map(|i| (i.offset, i.opcode, i.prefixed))
+        .collect();
+    assert_eq!(
+        offsets,
+        [
+            (0x00, "ldarg.0", false),
+            (0x01, "brtrue.s", false),
+            (0x03, "ldc.i4.1", false),
+            (0x04, "ret", false),
+            (0x05, "ldsfld", true),
+            (0x0c, "ret", false),
+        ]
+    );
+    assert_eq!(
+        body.instructions[1].operand,
+        crossgraph::nodes::typesystem::IlOperand::Branch(0x05)
+    );
+}

@@ -63,7 +63,8 @@ pub enum IlOperand {
 /// One IL instruction, prefixes folded (the compiler refuses prefixed instructions).
 #[derive(Clone, Debug, PartialEq)]
 pub struct IlInstruction {
-    /// Byte offset of the instruction itself.
+    /// Byte offset of the instruction, or of its first prefix when it has prefixes (where
+    /// branches land).
     pub offset: u32,
     /// Opcode name as ECMA-335 spells it (`ldarg.0`, `add`, `conv.i8`, ...).
     pub opcode: &'static str,

@@ -504,7 +504,8 @@ impl<'a> AssemblyView<'a> {
                     .map_or(IlOperand::None, |t| IlOperand::Token(token_value(t))),
             };
             instructions.push(IlInstruction {
-                offset: instruction.offset,
+                // Branches and exception clauses land on the first prefix.
+                offset: folded.first_offset,
                 opcode: instruction.opcode.name(),
                 operand,
                 prefixed: !folded.prefixes.is_empty(),
