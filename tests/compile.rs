@@ -39,6 +39,8 @@ namespace Demo {
         public static long CheckedSub(long a, long b) { return checked(a - b); }
         public static uint CheckedFromDouble(double d) { return checked((uint)d); }
         public static int Trunc(double d) { return (int)d; }
+        public static bool IsNull(object o) { return o == null; }
+        public static int NullOr(int k) { object o = null; return o == null ? k : -k; }
     }
 }
 "#;
@@ -194,6 +196,10 @@ fn csharp_methods_compile_and_run_in_wasmtime() {
     assert_eq!(int("Demo.Calc::Abs", "iip", &[Val::I32(-7)]), 7);
     assert_eq!(int("Demo.Calc::Abs", "iip", &[Val::I32(9)]), 9);
     assert_eq!(int("Demo.Calc::UsesAbs", "iip", &[Val::I32(-3)]), 4);
+    // References are pointers; `ldnull` is the null one.
+    assert_eq!(int("Demo.Calc::IsNull", "iip", &[Val::I32(0)]), 1);
+    assert_eq!(int("Demo.Calc::IsNull", "iip", &[Val::I32(1024)]), 0);
+    assert_eq!(int("Demo.Calc::NullOr", "iip", &[Val::I32(5)]), 5);
     assert_eq!(int("Demo.Calc::SumTo", "iip", &[Val::I32(100)]), 5050);
     assert_eq!(int("Demo.Calc::SumTo", "iip", &[Val::I32(-5)]), 0);
     for (k, expected) in [(0, 10), (1, 20), (2, 30), (3, -1), (-1, -1)] {

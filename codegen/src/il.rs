@@ -3,7 +3,7 @@
 //!
 //! Supported subset (everything else is "not compiled", with the reason recorded; the method
 //! then runs in the interpreter, as crossgen2 leaves such methods to the JIT): `nop`,
-//! arguments (`ldarg*`, `starg*`), locals (`ldloc*`, `stloc*`), constants (`ldc.*`),
+//! arguments (`ldarg*`, `starg*`), locals (`ldloc*`, `stloc*`), constants (`ldc.*`, `ldnull`),
 //! integer and float arithmetic and bitwise operations, the overflow-checking `add.ovf`,
 //! `sub.ovf`, `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`,
 //! `clt*`), conversions (`conv.*`, and `conv.ovf.*` trapping when the value does not fit),
@@ -1531,6 +1531,15 @@ impl Body {
                 };
                 self.push(Instruction::I32Const(value as i32));
                 self.stack.push(I32);
+            }
+            "ldnull" => {
+                // The null reference: a pointer-sized zero (references are pointers here).
+                self.push(if self.pointer == I64 {
+                    Instruction::I64Const(0)
+                } else {
+                    Instruction::I32Const(0)
+                });
+                self.stack.push(self.pointer);
             }
             "ldc.i8" => {
                 let IlOperand::Int(v) = ins.operand else {

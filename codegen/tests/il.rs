@@ -71,6 +71,23 @@ fn straight_line_arithmetic_compiles_to_valid_wasm() {
 }
 
 #[test]
+fn ldnull_is_a_pointer_sized_zero() {
+    use IlOperand::None;
+    // (o == null) for a reference argument, on wasm32 and wasm64.
+    for (signature, width) in [("iip", PointerWidth::Wasm32), ("ilp", PointerWidth::Wasm64)] {
+        let sig = WasmSignature::parse(signature, width).unwrap();
+        let body = il(&[
+            ("ldarg.0", None),
+            ("ldnull", None),
+            ("ceq", None),
+            ("ret", None),
+        ]);
+        let compiled = compile(&sig, &[], &body, &mut NoCalls).unwrap();
+        validates(&sig, compiled.code);
+    }
+}
+
+#[test]
 fn constructs_outside_the_subset_are_refused_with_their_offset() {
     let sig = WasmSignature::parse("iip", PointerWidth::Wasm32).unwrap();
     let fields = il(&[
