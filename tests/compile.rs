@@ -41,6 +41,8 @@ namespace Demo {
         public static int Trunc(double d) { return (int)d; }
         public static bool IsNull(object o) { return o == null; }
         public static int NullOr(int k) { object o = null; return o == null ? k : -k; }
+        public static int AddPick(int x, bool c) { return x + (c ? 1 : 2); }
+        public static int AddPick3(int x, int k) { return x + (k == 0 ? 1 : k == 1 ? 2 : 3); }
     }
 }
 "#;
@@ -200,6 +202,22 @@ fn csharp_methods_compile_and_run_in_wasmtime() {
     assert_eq!(int("Demo.Calc::IsNull", "iip", &[Val::I32(0)]), 1);
     assert_eq!(int("Demo.Calc::IsNull", "iip", &[Val::I32(1024)]), 0);
     assert_eq!(int("Demo.Calc::NullOr", "iip", &[Val::I32(5)]), 5);
+    // Conditional branches with `x` on the stack below their condition.
+    assert_eq!(
+        int("Demo.Calc::AddPick", "iiip", &[Val::I32(10), Val::I32(1)]),
+        11
+    );
+    assert_eq!(
+        int("Demo.Calc::AddPick", "iiip", &[Val::I32(10), Val::I32(0)]),
+        12
+    );
+    for (k, expected) in [(0, 11), (1, 12), (2, 13), (-4, 13)] {
+        assert_eq!(
+            int("Demo.Calc::AddPick3", "iiip", &[Val::I32(10), Val::I32(k)]),
+            expected,
+            "AddPick3(10, {k})"
+        );
+    }
     assert_eq!(int("Demo.Calc::SumTo", "iip", &[Val::I32(100)]), 5050);
     assert_eq!(int("Demo.Calc::SumTo", "iip", &[Val::I32(-5)]), 0);
     for (k, expected) in [(0, 10), (1, 20), (2, 30), (3, -1), (-1, -1)] {

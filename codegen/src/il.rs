@@ -11,11 +11,11 @@
 //! `pop`, static calls to methods the JIT interface can call directly, `ldftn` of an
 //! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
 //! signature, `ldftn` of a managed method (the address of its portable entry point) with
-//! `calli` of a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
-//! compare-and-branch family and `switch`, lowered to a block-dispatch loop (conditional
-//! branches need an otherwise empty evaluation stack). The evaluation stack maps onto the wasm
-//! operand stack; a call spills its arguments to locals so the stack-pointer argument can go
-//! first. `UnmanagedCallersOnly` bodies compile with their unmanaged signature (no SP
+//! `calli` of a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`,
+//! `brfalse`, the compare-and-branch family and `switch`, lowered to a block-dispatch loop
+//! (values on the evaluation stack at a block boundary travel in the target block's entry
+//! locals). The evaluation stack maps onto the wasm operand stack; a call spills its
+//! arguments to locals so the stack-pointer argument can go first. `UnmanagedCallersOnly` bodies compile with their unmanaged signature (no SP
 //! parameter: calls they make pass the `__stack_pointer` global).
 //!
 //! Runtime-async variants (an async continuation parameter) may await: `call X` followed by
@@ -805,16 +805,27 @@ impl Body {
         Ok(())
     }
 
-    /// Transfer to the block at `offset` if the i32 on top of the stack is non-zero.
+    /// Transfer to the block at `offset` if the i32 on top of the stack is non-zero. Values
+    /// below the condition go with either way (ECMA-335 III.1.7.5: the target and the
+    /// fallthrough see the same stack): they are stored in the target's entry locals, and
+    /// reloaded from them for the fallthrough.
     fn goto_if(&mut self, offset: u32) -> Result<(), String> {
         if self.pop()? != WasmValueType::I32 {
             return Err("branch condition is not int32".into());
         }
-        if !self.stack.is_empty() {
-            return Err("conditional branch with values on the evaluation stack".into());
-        }
         let k = self.target(offset)?;
-        self.entry_locals(k)?;
+        let carried = if self.stack.is_empty() {
+            self.entry_locals(k)?;
+            None
+        } else {
+            // A local of its own: `switch` holds its index in a scratch local meanwhile.
+            let condition = self.new_local(WasmValueType::I32);
+            self.push(Instruction::LocalSet(condition));
+            let stack = self.stack.clone();
+            self.spill_to(k)?;
+            self.push(Instruction::LocalGet(condition));
+            Some(stack)
+        };
         let (pc, depth) = (
             self.cf.as_ref().expect("control flow").pc,
             self.dispatch_depth(1),
@@ -824,6 +835,12 @@ impl Body {
         self.push(Instruction::LocalSet(pc));
         self.push(Instruction::Br(depth));
         self.push(Instruction::End);
+        if let Some(stack) = carried {
+            for (_, local) in self.entry_locals_known(k) {
+                self.push(Instruction::LocalGet(local));
+            }
+            self.stack = stack;
+        }
         Ok(())
     }
 

@@ -71,6 +71,42 @@ fn straight_line_arithmetic_compiles_to_valid_wasm() {
 }
 
 #[test]
+fn conditional_branches_carry_the_values_below_the_condition() {
+    use IlOperand::{Branch, None};
+    // x + (c ? 1 : 2), as C# compilers emit it: `x` stays on the stack across `brtrue`.
+    let sig = WasmSignature::parse("iiip", PointerWidth::Wasm32).unwrap();
+    let body = il(&[
+        ("ldarg.0", None),
+        ("ldarg.1", None),
+        ("brtrue.s", Branch(5)),
+        ("ldc.i4.2", None),
+        ("br.s", Branch(6)),
+        ("ldc.i4.1", None),
+        ("add", None),
+        ("ret", None),
+    ]);
+    let compiled = compile(&sig, &[], &body, &mut NoCalls).unwrap();
+    validates(&sig, compiled.code);
+    // x + [1, 2][k] (3 otherwise), through `switch`: each case is a conditional branch with
+    // `x` below its condition.
+    let body = il(&[
+        ("ldarg.0", None),
+        ("ldarg.1", None),
+        ("switch", IlOperand::Switch(vec![5, 7])),
+        ("ldc.i4.3", None),
+        ("br.s", Branch(9)),
+        ("ldc.i4.1", None),
+        ("br.s", Branch(9)),
+        ("ldc.i4.2", None),
+        ("br.s", Branch(9)),
+        ("add", None),
+        ("ret", None),
+    ]);
+    let compiled = compile(&sig, &[], &body, &mut NoCalls).unwrap();
+    validates(&sig, compiled.code);
+}
+
+#[test]
 fn ldnull_is_a_pointer_sized_zero() {
     use IlOperand::None;
     // (o == null) for a reference argument, on wasm32 and wasm64.
@@ -111,15 +147,16 @@ fn constructs_outside_the_subset_are_refused_with_their_offset() {
         err.reason,
         "IL_0002: ldelem.i4 is outside the baseline subset"
     );
-    let conditional_with_stack = il(&[
+    let inconsistent_stacks = il(&[
         ("ldarg.0", IlOperand::None),
         ("ldarg.0", IlOperand::None),
-        ("brtrue.s", IlOperand::Branch(3)),
+        ("brtrue.s", IlOperand::Branch(4)),
+        ("ldarg.0", IlOperand::None),
         ("ret", IlOperand::None),
     ]);
-    let err = compile(&sig, &[], &conditional_with_stack, &mut NoCalls).unwrap_err();
+    let err = compile(&sig, &[], &inconsistent_stacks, &mut NoCalls).unwrap_err();
     assert!(
-        err.reason.contains("values on the evaluation stack"),
+        err.reason.contains("inconsistent evaluation stack"),
         "{}",
         err.reason
     );
