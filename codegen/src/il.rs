@@ -8,9 +8,10 @@
 //! `sub.ovf`, `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`,
 //! `clt*`), conversions (`conv.*`, and `conv.ovf.*` trapping when the value does not fit),
 //! indirect loads and stores (`ldind.*`, `stind.*`) on native-int or managed pointers, `dup`,
-//! `pop`, static calls to methods the JIT interface can call directly, `ldftn` of an
-//! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
-//! signature, `ldftn` of a managed method (the address of its portable entry point) with
+//! `pop`, calls to methods the JIT interface can call directly or through an import cell
+//! (`callvirt` too when no virtual dispatch is needed: a non-virtual or `final` callee, after a
+//! null check of `this` that traps), `ldftn` of an `UnmanagedCallersOnly` method (its own
+//! unmanaged table slot) with `calli` of an unmanaged signature, `ldftn` of a managed method (the address of its portable entry point) with
 //! `calli` of a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`,
 //! `brfalse`, the compare-and-branch family and `switch`, lowered to a block-dispatch loop
 //! (values on the evaluation stack at a block boundary travel in the target block's entry
@@ -161,6 +162,13 @@ pub trait JitInterface {
     fn is_await(&mut self, token: u32) -> bool {
         let _ = token;
         false
+    }
+
+    /// How `callvirt token` reaches its callee when no virtual dispatch is needed (the method
+    /// is not virtual, or is `final`): then like [`call_target`](JitInterface::call_target),
+    /// with a null check of `this`. The default refuses.
+    fn callvirt_target(&mut self, token: u32) -> CallTarget {
+        CallTarget::Unsupported(format!("callvirt 0x{token:08x} is not supported here"))
     }
 
     /// How an async variant calls the async variant of the method `token` (the call an
@@ -1131,11 +1139,14 @@ impl Body {
     /// up to `PE`: `SP, [this], params`, or for an async variant (`async_call`) `SP, [this],
     /// 0, params` (a fresh call: no continuation to resume). Arguments are spilled to scratch
     /// locals (kept in `taken`) so SP can go first.
+    /// Spills a managed call's arguments and pushes them back after the SP; with
+    /// `check_this`, traps when `this` is null first (`callvirt`, III.4.2).
     fn managed_call_arguments(
         &mut self,
         callee: &WasmSignature,
         taken: &mut Vec<u32>,
         async_call: bool,
+        check_this: bool,
     ) -> Result<(), String> {
         let cp = callee.parts();
         if cp.generic_context
@@ -1162,6 +1173,19 @@ impl Body {
             let t = self.scratch(ty, taken);
             self.push(Instruction::LocalSet(t));
             temps.push(t);
+        }
+        if check_this {
+            let (Some(&this), true) = (temps.last(), cp.has_this) else {
+                return Err("callvirt of a method without `this`".into());
+            };
+            // NullReferenceException: address 0 is valid wasm memory, so check.
+            self.push(Instruction::LocalGet(this));
+            self.push(if callee.pointer().value_type() == WasmValueType::I64 {
+                Instruction::I64Eqz
+            } else {
+                Instruction::I32Eqz
+            });
+            self.trap_if();
         }
         if self.managed {
             self.push(Instruction::LocalGet(0)); // SP
@@ -1742,7 +1766,7 @@ impl Body {
                         Instruction::I32Eqz
                     });
                     self.trap_if();
-                    self.managed_call_arguments(&callee, &mut taken, false)?;
+                    self.managed_call_arguments(&callee, &mut taken, false, false)?;
                     let word = if pointer == I64 { 8 } else { 4 };
                     self.push(Instruction::LocalGet(entry));
                     self.push(pointer_load(pointer, word)); // handle: the PE argument
@@ -1808,10 +1832,11 @@ impl Body {
                 let (resume, awaited) = (suspend.awaits[&ins.offset], suspend.awaited_value);
                 self.suspension_point(resume, awaited)?;
             }
-            "call" => {
+            "call" | "callvirt" => {
                 let IlOperand::Token(token) = ins.operand else {
-                    return Err("call without a token".into());
+                    return Err(format!("{op} without a token"));
                 };
+                let virtual_call = op == "callvirt";
                 // The call an await consumes goes to the callee's async variant.
                 let async_call = self
                     .suspend
@@ -1819,6 +1844,8 @@ impl Body {
                     .is_some_and(|s| s.calls.contains(&ins.offset));
                 let target = if async_call {
                     jit.async_call_target(token)
+                } else if virtual_call {
+                    jit.callvirt_target(token)
                 } else {
                     jit.call_target(token)
                 };
@@ -1826,7 +1853,7 @@ impl Body {
                     CallTarget::Direct { symbol, signature } => (Some(symbol), signature),
                     CallTarget::Import { signature } => (None, signature),
                     CallTarget::Unsupported(reason) => {
-                        let what = if async_call { "awaited call" } else { "call" };
+                        let what = if async_call { "awaited call" } else { op };
                         return Err(format!("{what} 0x{token:08x}: {reason}"));
                     }
                 };
@@ -1837,7 +1864,7 @@ impl Body {
                 if !cp.managed {
                     return Err("call of an unsupported callee shape".into());
                 }
-                self.managed_call_arguments(&callee, &mut Vec::new(), async_call)?;
+                self.managed_call_arguments(&callee, &mut Vec::new(), async_call, virtual_call)?;
                 // PE: the callee's token, the entry-point handle the interpreter gets when the
                 // call ends up in an R2R -> interpreter thunk (direct calls ignore it).
                 self.push(Instruction::I32Const(token as i32));

@@ -106,6 +106,90 @@ fn conditional_branches_carry_the_values_below_the_condition() {
     validates(&sig, compiled.code);
 }
 
+/// A JIT interface where `callvirt 0x06000002` reaches `int32 Get(this, int32)` directly.
+struct ExactCallee {
+    get: crossgraph_codegen::SymbolId,
+}
+
+impl JitInterface for ExactCallee {
+    fn call_target(&mut self, _: u32) -> CallTarget {
+        CallTarget::Unsupported("only callvirt in this test".into())
+    }
+
+    fn callvirt_target(&mut self, token: u32) -> CallTarget {
+        match token {
+            0x0600_0002 => CallTarget::Direct {
+                symbol: self.get,
+                signature: WasmSignature::parse("iTip", PointerWidth::Wasm32).unwrap(),
+            },
+            _ => CallTarget::Unsupported("virtual method".into()),
+        }
+    }
+}
+
+#[test]
+fn callvirt_of_an_exact_callee_is_a_direct_call_after_a_null_check() {
+    use crossgraph_codegen::Op;
+    use wasm_encoder::Instruction;
+    let mut module = ObjectModule::new();
+    let get = module.symbol("Get");
+    let caller = module.symbol("CallGet");
+    // CallGet(object c, int32 x) = c.Get(x)
+    let sig = WasmSignature::parse("iiip", PointerWidth::Wasm32).unwrap();
+    let body = il(&[
+        ("ldarg.0", IlOperand::None),
+        ("ldarg.1", IlOperand::None),
+        ("callvirt", IlOperand::Token(0x0600_0002)),
+        ("ret", IlOperand::None),
+    ]);
+    let compiled = compile(&sig, &[], &body, &mut ExactCallee { get }).unwrap();
+    // `this` is checked before the direct call: `i32.eqz`, then `if unreachable end`.
+    let ops = &compiled.code.ops;
+    let call = ops
+        .iter()
+        .position(|op| matches!(op, Op::Call(s) if *s == get))
+        .expect("a direct call");
+    let eqz = ops
+        .iter()
+        .position(|op| matches!(op, Op::Ins(Instruction::I32Eqz)))
+        .expect("a null check");
+    assert!(matches!(ops[eqz + 2], Op::Ins(Instruction::Unreachable)));
+    assert!(eqz < call);
+    let get_sig = WasmSignature::parse("iTip", PointerWidth::Wasm32).unwrap();
+    module.define(
+        get,
+        DefinedFunction {
+            ty: get_sig.func_type(),
+            code: crossgraph_codegen::Code {
+                locals: vec![],
+                ops: vec![Op::Ins(Instruction::LocalGet(2))],
+            },
+            table_slot: false,
+            export: None,
+        },
+    );
+    module.define(
+        caller,
+        DefinedFunction {
+            ty: sig.func_type(),
+            code: compiled.code,
+            table_slot: false,
+            export: None,
+        },
+    );
+    module.emit().expect("validates");
+
+    // A virtual callee is refused, naming the call.
+    let virtual_call = il(&[
+        ("ldarg.0", IlOperand::None),
+        ("ldarg.1", IlOperand::None),
+        ("callvirt", IlOperand::Token(0x0600_0003)),
+        ("ret", IlOperand::None),
+    ]);
+    let err = compile(&sig, &[], &virtual_call, &mut ExactCallee { get }).unwrap_err();
+    assert_eq!(err.reason, "IL_0002: callvirt 0x06000003: virtual method");
+}
+
 #[test]
 fn ldnull_is_a_pointer_sized_zero() {
     use IlOperand::None;

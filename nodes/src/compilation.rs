@@ -55,7 +55,7 @@ use crossgraph_runtime_core::format::{
 use crossgraph_runtime_core::loader::UNMANAGED_CALLERS_ONLY;
 use rustc_hash::FxHashMap;
 
-use crate::type_system::TypeSystem;
+use crate::type_system::{MethodDefId, TypeSystem};
 use crate::typesystem::{AssemblyView, MethodDef, TypeSystemError};
 
 /// A node of the compilation graph, by its semantic key. Tokens are the input assembly's.
@@ -440,6 +440,33 @@ impl Factory<'_, '_, '_> {
 
     /// Whether a same-assembly callee is called directly (it may still fail to compile;
     /// then the call goes through its cell).
+    /// Whether `callvirt token` calls exactly that method: it is not virtual, or it is
+    /// `final` (`MethodAttributes` 0x0040 Virtual, 0x0020 Final; ECMA-335 II.23.1.10), so no
+    /// override can be reached. Otherwise the reason (virtual dispatch needs the receiver's
+    /// method table).
+    fn exact_callee(&self, token: u32) -> Result<(), String> {
+        const VIRTUAL: u16 = 0x0040;
+        const FINAL: u16 = 0x0020;
+        let method = match token >> 24 {
+            0x06 => MethodDefId { assembly: 0, token },
+            0x0a => self.ts.resolve_method(0, token).map_err(|e| short(&e))?,
+            _ => return Err("generic method instantiation".into()),
+        };
+        let flags = self
+            .ts
+            .view(method.assembly)
+            .metadata()
+            .tables()
+            .method_def(method.token & 0x00ff_ffff)
+            .map_err(|e| e.to_string())?
+            .flags;
+        if flags & VIRTUAL == 0 || flags & FINAL != 0 {
+            Ok(())
+        } else {
+            Err("virtual method (dispatch needs the receiver's method table)".into())
+        }
+    }
+
     fn direct(&self, token: u32) -> bool {
         token >> 24 == 0x06 && self.symbols.contains_key(&token) && {
             let plan = &self.plans[&token];
@@ -500,6 +527,13 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
                 Err(reason) => CallTarget::Unsupported(reason),
             },
             _ => CallTarget::Unsupported("generic method instantiation".into()),
+        }
+    }
+
+    fn callvirt_target(&mut self, token: u32) -> CallTarget {
+        match self.factory.exact_callee(token) {
+            Ok(()) => self.call_target(token),
+            Err(reason) => CallTarget::Unsupported(reason),
         }
     }
 
