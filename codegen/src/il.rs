@@ -1,23 +1,23 @@
 //! The baseline IL -> wasm compiler, talking to the type system only through
 //! [`JitInterface`] (crossgen2's JIT/EE split).
 //!
-//! Supported subset (everything else is "not compiled", with the reason recorded; the method
-//! then runs in the interpreter, as crossgen2 leaves such methods to the JIT): `nop`,
-//! arguments (`ldarg*`, `starg*`), locals (`ldloc*`, `stloc*`), constants (`ldc.*`, `ldnull`),
-//! integer and float arithmetic and bitwise operations, the overflow-checking `add.ovf`,
-//! `sub.ovf`, `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`,
-//! `clt*`), conversions (`conv.*`, and `conv.ovf.*` trapping when the value does not fit),
-//! indirect loads and stores (`ldind.*`, `stind.*`) on native-int or managed pointers, `dup`,
-//! `pop`, calls to methods the JIT interface can call directly or through an import cell
-//! (`callvirt` too when no virtual dispatch is needed: a non-virtual or `final` callee, after a
-//! null check of `this` that traps), `ldftn` of an `UnmanagedCallersOnly` method (its own
-//! unmanaged table slot) with `calli` of an unmanaged signature, `ldftn` of a managed method (the address of its portable entry point) with
-//! `calli` of a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`,
-//! `brfalse`, the compare-and-branch family and `switch`, lowered to a block-dispatch loop
-//! (values on the evaluation stack at a block boundary travel in the target block's entry
-//! locals). The evaluation stack maps onto the wasm operand stack; a call spills its
-//! arguments to locals so the stack-pointer argument can go first. `UnmanagedCallersOnly` bodies compile with their unmanaged signature (no SP
-//! parameter: calls they make pass the `__stack_pointer` global).
+//! Supported subset (everything else is "not compiled", with the reason recorded; the method then
+//! runs in the interpreter, as crossgen2 leaves such methods to the JIT): `nop`, arguments
+//! (`ldarg*`, `starg*`), locals (`ldloc*`, `stloc*`), constants (`ldc.*`, `ldnull`), integer and
+//! float arithmetic and bitwise operations, the overflow-checking `add.ovf`, `sub.ovf`, `mul.ovf`
+//! (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions (`conv.*`,
+//! and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores (`ldind.*`,
+//! `stind.*`) on native-int or managed pointers, `dup`, `pop`, calls to methods the JIT interface
+//! can call directly or through an import cell (`callvirt` too when no virtual dispatch is needed:
+//! a non-virtual or `final` callee, after a null check of `this` that traps), `ldftn` of an
+//! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
+//! signature, `ldftn` of a managed method (the address of its portable entry point) with `calli` of
+//! a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
+//! compare-and-branch family and `switch`, lowered to a block-dispatch loop (values on the
+//! evaluation stack at a block boundary travel in the target block's entry locals). The evaluation
+//! stack maps onto the wasm operand stack; a call spills its arguments to locals so the
+//! stack-pointer argument can go first. `UnmanagedCallersOnly` bodies compile with their unmanaged
+//! signature (no SP parameter: calls they make pass the `__stack_pointer` global).
 //!
 //! Runtime-async variants (an async continuation parameter) may await: `call X` followed by
 //! `call AsyncHelpers.Await` is a suspension point. The call goes to X's async variant with a
