@@ -1201,57 +1201,99 @@ fn emit(
             .collect(),
     );
 
+    // Each method's outcome, in parallel (24,000 names are copied here), then distributed in
+    // method order. `methods` is in row order: method i has row id i + 1, its result's index.
+    enum Outcome<'m> {
+        Compiled {
+            method: &'m MethodDef,
+            name: String,
+            body: CompiledBody,
+            entry: MethodEntryPoint,
+            is_async: bool,
+        },
+        NotCompiled(NotCompiledMethod),
+        Skipped,
+    }
+    let outcomes: Vec<Outcome<'_>> = {
+        use rayon::prelude::*;
+        debug_assert!(
+            methods
+                .iter()
+                .enumerate()
+                .all(|(i, m)| (m.token & 0x00ff_ffff) as usize == i + 1)
+        );
+        results.truncate(methods.len() + 1);
+        methods
+            .par_iter()
+            .zip(results.par_drain(..).skip(1))
+            .map(|(m, result)| {
+                let plan = &factory.plans[&m.token];
+                match result.into_inner() {
+                    Some(Ok(body)) => Outcome::Compiled {
+                        method: m,
+                        name: m.name.clone(),
+                        body,
+                        is_async: plan.is_async,
+                        entry: MethodEntryPoint {
+                            method: MethodRef {
+                                flags: if plan.uco {
+                                    UNMANAGED_CALLERS_ONLY
+                                } else if plan.is_async {
+                                    MethodSigFlags::ASYNC_VARIANT
+                                } else {
+                                    MethodSigFlags::NONE
+                                },
+                                token: m.token,
+                            },
+                            code: 0,
+                            fixups: match (stub_section, stub_index.get(&m.token)) {
+                                (Some(section), Some(&cell)) => vec![FixupRef {
+                                    section: section as u32,
+                                    cell: cell as u32,
+                                }],
+                                _ => vec![],
+                            },
+                        },
+                    },
+                    Some(Err(e)) => Outcome::NotCompiled(NotCompiledMethod {
+                        token: m.token,
+                        name: m.name.clone(),
+                        reason: e.reason,
+                    }),
+                    None if m.has_body() => Outcome::NotCompiled(NotCompiledMethod {
+                        token: m.token,
+                        name: m.name.clone(),
+                        reason: "not reached from the roots".into(),
+                    }),
+                    None => Outcome::Skipped,
+                }
+            })
+            .collect()
+    };
     let mut compiled = Vec::new();
     let mut not_compiled = Vec::new();
     let mut entries = Vec::new();
     let mut instance_entries = Vec::new();
     let mut bodies = Vec::new();
-    for m in methods {
-        let plan = &factory.plans[&m.token];
-        match results
-            .get_mut((m.token & 0x00ff_ffff) as usize)
-            .and_then(OnceLock::take)
-        {
-            Some(Ok(body)) => {
-                let entry = MethodEntryPoint {
-                    method: MethodRef {
-                        flags: if plan.uco {
-                            UNMANAGED_CALLERS_ONLY
-                        } else if plan.is_async {
-                            MethodSigFlags::ASYNC_VARIANT
-                        } else {
-                            MethodSigFlags::NONE
-                        },
-                        token: m.token,
-                    },
-                    code: 0,
-                    fixups: match (stub_section, stub_index.get(&m.token)) {
-                        (Some(section), Some(&cell)) => vec![FixupRef {
-                            section: section as u32,
-                            cell: cell as u32,
-                        }],
-                        _ => vec![],
-                    },
-                };
-                if plan.is_async {
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Compiled {
+                method,
+                name,
+                body,
+                entry,
+                is_async,
+            } => {
+                if is_async {
                     instance_entries.push(entry);
                 } else {
                     entries.push(entry);
                 }
-                bodies.push((m, body));
-                compiled.push((m.token, m.name.clone()));
+                compiled.push((method.token, name));
+                bodies.push((method, body));
             }
-            Some(Err(e)) => not_compiled.push(NotCompiledMethod {
-                token: m.token,
-                name: m.name.clone(),
-                reason: e.reason,
-            }),
-            None if m.has_body() => not_compiled.push(NotCompiledMethod {
-                token: m.token,
-                name: m.name.clone(),
-                reason: "not reached from the roots".into(),
-            }),
-            None => {}
+            Outcome::NotCompiled(m) => not_compiled.push(m),
+            Outcome::Skipped => {}
         }
     }
     let image = Image {
@@ -1492,19 +1534,21 @@ fn emit(
     for &symbol in method_symbols.iter().chain(&instance_symbols) {
         kinds.insert(symbol, "MethodWithGCInfo");
     }
-    let mut map = Vec::new();
-    let name_of_symbol = |symbol: SymbolId| object.name(symbol).to_owned();
-    for &(symbol, offset, size) in emitted.function_bodies() {
-        let name = name_of_symbol(symbol);
-        let kind = kinds.get(&symbol).copied().unwrap_or("Function");
-        map.push(MapEntry {
-            kind,
-            name,
-            section: "code",
-            offset,
-            size,
-        });
-    }
+    // One entry per function (their names copied in parallel, in table order).
+    let mut map: Vec<MapEntry> = {
+        use rayon::prelude::*;
+        emitted
+            .function_bodies()
+            .par_iter()
+            .map(|&(symbol, offset, size)| MapEntry {
+                kind: kinds.get(&symbol).copied().unwrap_or("Function"),
+                name: object.name(symbol).to_owned(),
+                section: "code",
+                offset,
+                size,
+            })
+            .collect()
+    };
     let method_name = |token: u32| {
         factory
             .plans

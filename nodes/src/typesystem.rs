@@ -308,36 +308,62 @@ impl<'a> AssemblyView<'a> {
     pub fn unmanaged_callers_only(
         &self,
     ) -> Result<std::collections::HashMap<u32, UnmanagedCallersOnly>, TypeSystemError> {
+        use rayon::prelude::*;
+        const CHUNK: u32 = 1024;
+        let tables = self.metadata.tables();
+        let count = tables.row_count(cildec::TableId::CustomAttribute);
+        // Every attribute row's constructor is named: in parallel chunks, in row order.
+        let chunks: Vec<Result<Vec<(u32, UnmanagedCallersOnly)>, TypeSystemError>> = (0..count
+            .div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                let mut found = Vec::new();
+                for rid in c * CHUNK + 1..=((c + 1) * CHUNK).min(count) {
+                    let Ok(row) = tables.row::<cildec::tables::CustomAttributeRow>(rid) else {
+                        continue;
+                    };
+                    if let Some(uco) = self.unmanaged_callers_only_of(&row)? {
+                        found.push(uco);
+                    }
+                }
+                Ok(found)
+            })
+            .collect();
         let mut out = std::collections::HashMap::new();
-        for (_, row) in self
-            .metadata
-            .tables()
-            .iter::<cildec::tables::CustomAttributeRow>()
-        {
-            let Ok(row) = row else { continue };
-            if row.parent.table() != Some(cildec::TableId::MethodDef) {
-                continue;
-            }
-            if self.attribute_type_name(row.constructor).as_deref()
-                != Some(UNMANAGED_CALLERS_ONLY_ATTRIBUTE)
-            {
-                continue;
-            }
-            let token = row.parent.value();
-            let blob = self
-                .metadata
-                .blobs()
-                .get(row.value)
-                .map_err(|e| self.method_error(token, e))?;
-            let decoded = crate::custom_attribute::decode(blob, &[])
-                .map_err(|e| self.method_error(token, format!("[UnmanagedCallersOnly]: {e}")))?;
-            let entry_point = match decoded.named("EntryPoint") {
-                Some(crate::custom_attribute::AttributeValue::String(s)) => s.clone(),
-                _ => None,
-            };
-            out.insert(token, UnmanagedCallersOnly { entry_point });
+        // The first error in row order, whatever the thread count.
+        for chunk in chunks {
+            out.extend(chunk?);
         }
         Ok(out)
+    }
+
+    /// The method and decoded `[UnmanagedCallersOnly]` of a custom attribute row, if it is one
+    /// on a method.
+    fn unmanaged_callers_only_of(
+        &self,
+        row: &cildec::tables::CustomAttributeRow,
+    ) -> Result<Option<(u32, UnmanagedCallersOnly)>, TypeSystemError> {
+        if row.parent.table() != Some(cildec::TableId::MethodDef) {
+            return Ok(None);
+        }
+        if self.attribute_type_name(row.constructor).as_deref()
+            != Some(UNMANAGED_CALLERS_ONLY_ATTRIBUTE)
+        {
+            return Ok(None);
+        }
+        let token = row.parent.value();
+        let blob = self
+            .metadata
+            .blobs()
+            .get(row.value)
+            .map_err(|e| self.method_error(token, e))?;
+        let decoded = crate::custom_attribute::decode(blob, &[])
+            .map_err(|e| self.method_error(token, format!("[UnmanagedCallersOnly]: {e}")))?;
+        let entry_point = match decoded.named("EntryPoint") {
+            Some(crate::custom_attribute::AttributeValue::String(s)) => s.clone(),
+            _ => None,
+        };
+        Ok(Some((token, UnmanagedCallersOnly { entry_point })))
     }
 
     /// Whether the type and all its enclosing types are public.
