@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crossgraph::codegen::{PointerWidth, WasmSignature};
 use crossgraph::nodes::typesystem::Assembly;
-use crossgraph::nodes::{CompileOptions, compile_assembly};
+use crossgraph::nodes::{CompileOptions, CompileOutput, compile_assembly};
 use crossgraph::runtime_core::exec::{ExecConfig, Executor, Interpreter};
 use crossgraph::runtime_core::format::{MethodRef, MethodSigFlags};
 use crossgraph::runtime_core::{InterpretedMethod, Loader, ThunkRuntime};
@@ -100,16 +100,31 @@ impl Interpreter for TestInterpreter {
     }
 }
 
+/// The demo assembly, compiled on its own (no references).
+fn compile_demo() -> CompileOutput {
+    let dll = build_dll();
+    let assembly = Assembly::load(&dll).unwrap();
+    let view = assembly.view().unwrap();
+    compile_assembly(&view, &CompileOptions::default()).unwrap()
+}
+
+/// The compiled demo in wasmtime, with an interpreter that expects no calls.
+fn executor_without_interpreted_methods(output: &CompileOutput) -> Executor {
+    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
+    let interpreter = Arc::new(TestInterpreter {
+        seven: 0,
+        ran: Default::default(),
+    });
+    Executor::instantiate(&output.module, loader, interpreter, ExecConfig::default()).unwrap()
+}
+
 fn sig(s: &str) -> WasmSignature {
     WasmSignature::parse(s, PointerWidth::Wasm32).unwrap()
 }
 
 #[test]
 fn csharp_methods_compile_and_run_in_wasmtime() {
-    let dll = build_dll();
-    let assembly = Assembly::load(&dll).unwrap();
-    let view = assembly.view().unwrap();
-    let output = compile_assembly(&view, &CompileOptions::default()).unwrap();
+    let output = compile_demo();
 
     let compiled: Vec<&str> = output.compiled.iter().map(|(_, n)| n.as_str()).collect();
     for name in [
@@ -259,17 +274,8 @@ fn csharp_methods_compile_and_run_in_wasmtime() {
 
 #[test]
 fn overflow_checks_trap_and_conversions_truncate() {
-    let dll = build_dll();
-    let assembly = Assembly::load(&dll).unwrap();
-    let view = assembly.view().unwrap();
-    let output = compile_assembly(&view, &CompileOptions::default()).unwrap();
-    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
-    let interpreter = Arc::new(TestInterpreter {
-        seven: 0,
-        ran: Default::default(),
-    });
-    let mut exec =
-        Executor::instantiate(&output.module, loader, interpreter, ExecConfig::default()).unwrap();
+    let output = compile_demo();
+    let mut exec = executor_without_interpreted_methods(&output);
     let mut call = |name: &str, signature: &str, args: &[Val]| {
         exec.invoke_by_name(name, &sig(signature), args)
             .map(|v| v.unwrap())
@@ -374,23 +380,14 @@ fn the_output_does_not_depend_on_the_thread_count() {
 
 #[test]
 fn callvirt_of_a_non_virtual_method_is_a_direct_call_that_checks_this() {
-    let dll = build_dll();
-    let assembly = Assembly::load(&dll).unwrap();
-    let view = assembly.view().unwrap();
-    let output = compile_assembly(&view, &CompileOptions::default()).unwrap();
+    let output = compile_demo();
     let virt = output
         .not_compiled
         .iter()
         .find(|m| m.name == "Demo.Counter::CallVirt")
         .expect("a virtual call stays interpreted");
     assert!(virt.reason.contains("virtual method"), "{}", virt.reason);
-    let loader = Arc::new(Loader::new(ThunkRuntime::default()));
-    let interpreter = Arc::new(TestInterpreter {
-        seven: 0,
-        ran: Default::default(),
-    });
-    let mut exec =
-        Executor::instantiate(&output.module, loader, interpreter, ExecConfig::default()).unwrap();
+    let mut exec = executor_without_interpreted_methods(&output);
     let mut call = |args: &[Val]| {
         exec.invoke_by_name("Demo.Counter::CallGet", &sig("iiip"), args)
             .map(|v| v.unwrap().unwrap_i32())
