@@ -556,8 +556,8 @@ fn a_branch_onto_a_prefix_lands_on_the_prefixed_instruction() {
         .not_compiled
         .iter()
         .find(|m| m.name == "Fixture.Prefixes::BranchToPrefixed")
-        .expect("prefixed instructions are outside the subset");
-    // The reason is the prefix, at the offset where the branch lands.
+        .expect("ldsfld is outside the subset");
+    // The reason is the prefixed instruction, at the offset where the branch lands.
     assert_eq!(method.reason, "IL_0005: prefixed ldsfld");
 
     let assembly = Assembly::load(&dll).unwrap();
@@ -566,7 +566,7 @@ fn a_branch_onto_a_prefix_lands_on_the_prefixed_instruction() {
     let offsets: Vec<(u32, &str, bool)> = body
         .instructions
         .iter()
-        .map(|i| (i.offset, i.opcode, i.prefixed))
+        .map(|i| (i.offset, i.opcode, !i.prefixes.is_empty()))
         .collect();
     assert_eq!(
         offsets,
@@ -582,5 +582,27 @@ fn a_branch_onto_a_prefix_lands_on_the_prefixed_instruction() {
     assert_eq!(
         body.instructions[1].operand,
         crossgraph::nodes::typesystem::IlOperand::Branch(0x05)
+    );
+}
+
+#[test]
+fn volatile_unaligned_and_tail_prefixes_compile_and_run() {
+    let output = compile(&assemble("prefixes.il"));
+    let mut exec = instantiate(&output, Arc::new(NoInterpreter));
+    // An odd address: `unaligned. 1` is honest. Below the image, free memory here.
+    let at = Val::I32(1025);
+    exec.invoke_by_name(
+        "Fixture.Prefixes::Store",
+        &sig("viip"),
+        &[at, Val::I32(0x1234_5678)],
+    )
+    .unwrap_or_else(|e| panic!("Store: {e}"));
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Prefixes::Load", "iip", &[at]),
+        0x1234_5678
+    );
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Prefixes::TailLoad", "iip", &[at]),
+        0x1234_5678
     );
 }

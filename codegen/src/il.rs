@@ -7,9 +7,10 @@
 //! float arithmetic and bitwise operations, the overflow-checking `add.ovf`, `sub.ovf`, `mul.ovf`
 //! (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions (`conv.*`,
 //! and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores (`ldind.*`,
-//! `stind.*`) on native-int or managed pointers, `dup`, `pop`, calls to methods the JIT interface
-//! can call directly or through an import cell (`callvirt` too when no virtual dispatch is needed:
-//! a non-virtual or `final` callee, after a null check of `this` that traps), `ldftn` of an
+//! `stind.*`; with `ldfld`/`stfld` also under `volatile.` and `unaligned.`) on native-int or
+//! managed pointers, `dup`, `pop`, calls to methods the JIT interface can call directly or through
+//! an import cell (`tail.` calls run as plain calls; `callvirt` too when no virtual dispatch is
+//! needed: a non-virtual or `final` callee, after a null check of `this` that traps), `ldftn` of an
 //! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
 //! signature, `ldftn` of a managed method (the address of its portable entry point) with `calli` of
 //! a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
@@ -61,7 +62,39 @@ pub enum IlOperand {
     Switch(Vec<u32>),
 }
 
-/// One IL instruction, prefixes folded (the compiler refuses prefixed instructions).
+/// The prefixes folded into an instruction (ECMA-335 III.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IlPrefixes {
+    /// `volatile.`: honoured by any access (wasm memory here is not shared, its accesses are
+    /// not reordered).
+    pub volatile: bool,
+    /// `unaligned.` and its alignment (1, 2 or 4): wasm loads and stores accept any address.
+    pub unaligned: Option<u8>,
+    /// `tail.`: the call runs as a plain call (only the stack depth differs).
+    pub tail: bool,
+    /// `constrained.`, `readonly.` or `no.`, which the baseline compiler refuses.
+    pub other: bool,
+}
+
+impl IlPrefixes {
+    /// No prefix at all.
+    pub fn is_empty(&self) -> bool {
+        *self == IlPrefixes::default()
+    }
+
+    /// Whether the baseline compiler honours these prefixes on `opcode`: `volatile.` and
+    /// `unaligned.` on field and indirect loads and stores, `tail.` on calls.
+    fn supported_on(&self, opcode: &str) -> bool {
+        let access = matches!(opcode, "ldfld" | "stfld")
+            || opcode.starts_with("ldind.")
+            || opcode.starts_with("stind.");
+        let call = matches!(opcode, "call" | "callvirt" | "calli");
+        !self.other
+            && ((access && !self.tail) || (call && !self.volatile && self.unaligned.is_none()))
+    }
+}
+
+/// One IL instruction, prefixes folded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IlInstruction {
     /// Byte offset of the instruction, or of its first prefix when it has prefixes (where
@@ -71,8 +104,8 @@ pub struct IlInstruction {
     pub opcode: &'static str,
     /// Its operand.
     pub operand: IlOperand,
-    /// Whether prefixes precede it.
-    pub prefixed: bool,
+    /// The prefixes that precede it.
+    pub prefixes: IlPrefixes,
 }
 
 /// How a call site reaches its callee.
@@ -359,7 +392,7 @@ pub fn compile(
                 && jit.is_await(*t)
             {
                 let at = |what: &str| refuse(format!("IL_{:04x}: {what}", ins.offset));
-                if i == 0 || il[i - 1].opcode != "call" || il[i - 1].prefixed {
+                if i == 0 || il[i - 1].opcode != "call" || !il[i - 1].prefixes.is_empty() {
                     return Err(at("await of a task that is not the result of a call"));
                 }
                 if i + 1 == il.len() {
@@ -461,7 +494,7 @@ pub fn compile(
         });
     }
     for (i, ins) in il.iter().enumerate() {
-        if ins.prefixed {
+        if !ins.prefixes.is_empty() && !ins.prefixes.supported_on(ins.opcode) {
             return Err(refuse(format!(
                 "IL_{:04x}: prefixed {}",
                 ins.offset, ins.opcode

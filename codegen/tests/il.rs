@@ -18,7 +18,7 @@ fn il(ops: &[(&'static str, IlOperand)]) -> Vec<IlInstruction> {
             offset: i as u32,
             opcode,
             operand: operand.clone(),
-            prefixed: false,
+            prefixes: Default::default(),
         })
         .collect()
 }
@@ -260,6 +260,40 @@ fn constructs_outside_the_subset_are_refused_with_their_offset() {
         ("ret", IlOperand::None),
     ]);
     assert!(compile(&sig, &[], &wrong, &mut NoCalls).is_err());
+    // Prefixes the baseline compiler does not honour on that opcode.
+    for (prefixes, opcode) in [
+        (
+            crossgraph_codegen::il::IlPrefixes {
+                tail: true,
+                ..Default::default()
+            },
+            "ldind.i4",
+        ),
+        (
+            crossgraph_codegen::il::IlPrefixes {
+                volatile: true,
+                ..Default::default()
+            },
+            "add",
+        ),
+        (
+            crossgraph_codegen::il::IlPrefixes {
+                other: true,
+                ..Default::default()
+            },
+            "ldind.i4",
+        ),
+    ] {
+        let mut body = il(&[
+            ("ldarg.0", IlOperand::None),
+            ("ldarg.0", IlOperand::None),
+            (opcode, IlOperand::None),
+            ("ret", IlOperand::None),
+        ]);
+        body[2].prefixes = prefixes;
+        let err = compile(&sig, &[], &body, &mut NoCalls).unwrap_err();
+        assert_eq!(err.reason, format!("IL_0002: prefixed {opcode}"));
+    }
 }
 
 #[test]

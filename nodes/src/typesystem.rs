@@ -137,7 +137,7 @@ impl MethodDef {
     }
 }
 
-pub use crossgraph_codegen::il::{IlInstruction, IlOperand};
+pub use crossgraph_codegen::il::{IlInstruction, IlOperand, IlPrefixes};
 
 /// What an exception clause does (ECMA-335 II.25.4.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -534,7 +534,14 @@ impl<'a> AssemblyView<'a> {
                 offset: folded.first_offset,
                 opcode: instruction.opcode.name(),
                 operand,
-                prefixed: !folded.prefixes.is_empty(),
+                prefixes: IlPrefixes {
+                    volatile: folded.prefixes.volatile,
+                    unaligned: folded.prefixes.unaligned,
+                    tail: folded.prefixes.tail,
+                    other: folded.prefixes.constrained.is_some()
+                        || folded.prefixes.readonly
+                        || !folded.prefixes.no.is_empty(),
+                },
             });
         }
         let mut locals = Vec::new();
