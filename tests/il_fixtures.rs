@@ -655,3 +655,53 @@ fn mutated_assemblies_are_errors_or_compile_never_panics() {
     assert!(outcomes.iter().all(|&n| n > 0), "outcomes {outcomes:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ldobj_stobj_initobj_and_sizeof_run_through_pointers() {
+    let output = compile(&assemble("values.il"));
+    let reason = &output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Values::LoadPair")
+        .expect("a struct on the stack stays interpreted")
+        .reason;
+    assert!(reason.ends_with("ldobj of a struct"), "{reason}");
+    let mut exec = instantiate(&output, Arc::new(NoInterpreter));
+    let write = |exec: &mut Executor, at: i32, v: i32| {
+        exec.invoke_by_name(
+            "Fixture.Values::Write",
+            &sig("viip"),
+            &[Val::I32(at), Val::I32(v)],
+        )
+        .unwrap_or_else(|e| panic!("Write: {e}"));
+    };
+    let read = |exec: &mut Executor, at: i32| {
+        run_i32(exec, "Fixture.Values::Read", "iip", &[Val::I32(at)])
+    };
+    // Two words at 2048, copied as one int64 to 4096.
+    write(&mut exec, 2048, 7);
+    write(&mut exec, 2052, -9);
+    exec.invoke_by_name(
+        "Fixture.Values::Copy",
+        &sig("viip"),
+        &[Val::I32(4096), Val::I32(2048)],
+    )
+    .unwrap_or_else(|e| panic!("Copy: {e}"));
+    assert_eq!(read(&mut exec, 4096), 7);
+    assert_eq!(read(&mut exec, 4100), -9);
+    // sizeof Pair = 16 (int32, padding, int64); initobj zeroes exactly those bytes.
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Values::SizeOfPair", "ip", &[]),
+        16
+    );
+    for at in (4096..4096 + 24).step_by(4) {
+        write(&mut exec, at, -1);
+    }
+    exec.invoke_by_name("Fixture.Values::Clear", &sig("vip"), &[Val::I32(4096)])
+        .unwrap_or_else(|e| panic!("Clear: {e}"));
+    let words: Vec<i32> = (4096..4096 + 24)
+        .step_by(4)
+        .map(|at| read(&mut exec, at))
+        .collect();
+    assert_eq!(words, [0, 0, 0, 0, -1, -1]);
+}

@@ -8,9 +8,10 @@
 //! (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions (`conv.*`,
 //! and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores (`ldind.*`,
 //! `stind.*`; with `ldfld`/`stfld` also under `volatile.` and `unaligned.`) on native-int or
-//! managed pointers, `dup`, `pop`, calls to methods the JIT interface can call directly or through
-//! an import cell (`tail.` calls run as plain calls; `callvirt` too when no virtual dispatch is
-//! needed: a non-virtual or `final` callee, after a null check of `this` that traps), `ldftn` of an
+//! managed pointers, `ldobj`/`stobj` of primitive and reference types, `initobj` and `sizeof`,
+//! `dup`, `pop`, calls to methods the JIT interface can call directly or through an import cell
+//! (`tail.` calls run as plain calls; `callvirt` too when no virtual dispatch is needed: a
+//! non-virtual or `final` callee, after a null check of `this` that traps), `ldftn` of an
 //! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
 //! signature, `ldftn` of a managed method (the address of its portable entry point) with `calli` of
 //! a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
@@ -160,6 +161,17 @@ pub struct FieldAccess {
     pub access: Option<&'static str>,
 }
 
+/// A type as `ldobj`, `stobj`, `initobj` and `sizeof` see it
+/// ([`JitInterface::value_type`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueAccess {
+    /// Size in bytes (a reference's for reference types, III.4.25).
+    pub size: u32,
+    /// The `ldind`/`stind` suffix that loads and stores it (as in [`FieldAccess`]), or `None`
+    /// for a struct.
+    pub access: Option<&'static str>,
+}
+
 /// What the compiler asks the type system (crossgen2's `ICorJitInfo`, reduced).
 pub trait JitInterface {
     /// How to call the method with `token`.
@@ -178,6 +190,15 @@ pub trait JitInterface {
     /// `ldfld`/`stfld`). The default refuses.
     fn instance_field(&mut self, token: u32) -> Result<FieldAccess, String> {
         Err(format!("field 0x{token:08x} is not supported here"))
+    }
+
+    /// The type `token` (`TypeDef`, `TypeRef` or `TypeSpec`) of an `ldobj`, `stobj`, `initobj`
+    /// or `sizeof`.
+    ///
+    /// # Errors
+    /// The reason it cannot be used here. The default refuses.
+    fn value_type(&mut self, token: u32) -> Result<ValueAccess, String> {
+        Err(format!("type 0x{token:08x} is not supported here"))
     }
 
     /// The wasm signature of the `StandAloneSig` `token` of a `calli`, lowered with its own
@@ -288,6 +309,17 @@ pub fn function_pointer_through_cell(cell_rva: u32) -> Vec<Op> {
 /// target's portable entry point at image offset `entry_rva`. `[] -> [i32]`.
 pub fn portable_entry_point_address(entry_rva: u32) -> Vec<Op> {
     vec![Op::ImageAddress(entry_rva)]
+}
+
+/// The `stind` suffix that stores a value of `ldind` suffix `access` (stores do not care for
+/// signedness).
+fn store_suffix(access: &str) -> &str {
+    match access {
+        "u1" => "i1",
+        "u2" => "i2",
+        "u4" => "i4",
+        other => other,
+    }
 }
 
 /// A pointer-sized load at constant `offset`: `[addr] -> [pointer]`.
@@ -1745,15 +1777,46 @@ impl Body {
                         let (ty, t) = value.expect("stfld value");
                         self.push(Instruction::LocalGet(t));
                         self.stack.push(ty);
-                        let suffix = match access {
-                            "u1" => "i1",
-                            "u2" => "i2",
-                            "u4" => "i4",
-                            other => other,
-                        };
-                        self.store_at(&format!("stind.{suffix}"), pointer, field.offset)?;
+                        let store = format!("stind.{}", store_suffix(access));
+                        self.store_at(&store, pointer, field.offset)?;
                     }
                     _ => return Err(format!("{op} of a struct-typed field")),
+                }
+            }
+            "ldobj" | "stobj" | "initobj" | "sizeof" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err(format!("{op} without a token"));
+                };
+                let value = jit
+                    .value_type(token)
+                    .map_err(|reason| format!("{op} 0x{token:08x}: {reason}"))?;
+                match (op, value.access) {
+                    ("sizeof", _) => {
+                        self.push(Instruction::I32Const(value.size as i32));
+                        self.stack.push(I32);
+                    }
+                    // III.4.13: `[addr] -> [value]`.
+                    ("ldobj", Some(access)) => {
+                        self.load_at(&format!("ldind.{access}"), pointer, 0)?;
+                    }
+                    // III.4.29: `[addr value] -> []`.
+                    ("stobj", Some(access)) => {
+                        self.store_at(&format!("stind.{}", store_suffix(access)), pointer, 0)?;
+                    }
+                    // III.4.5: `[addr] -> []`, the value's bytes zeroed.
+                    ("initobj", _) => {
+                        if self.pop()? != pointer {
+                            return Err("initobj on a non-pointer".into());
+                        }
+                        self.push(Instruction::I32Const(0));
+                        self.push(if pointer == I64 {
+                            Instruction::I64Const(i64::from(value.size))
+                        } else {
+                            Instruction::I32Const(value.size as i32)
+                        });
+                        self.push(Instruction::MemoryFill(0));
+                    }
+                    _ => return Err(format!("{op} of a struct")),
                 }
             }
             "ldftn" => {

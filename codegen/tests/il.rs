@@ -190,6 +190,55 @@ fn callvirt_of_an_exact_callee_is_a_direct_call_after_a_null_check() {
     assert_eq!(err.reason, "IL_0002: callvirt 0x06000003: virtual method");
 }
 
+/// A JIT interface that knows two types: 1 is an int64, 2 a 16-byte struct.
+struct TwoTypes;
+
+impl JitInterface for TwoTypes {
+    fn call_target(&mut self, _: u32) -> CallTarget {
+        CallTarget::Unsupported("no calls in this test".into())
+    }
+
+    fn value_type(&mut self, token: u32) -> Result<crossgraph_codegen::il::ValueAccess, String> {
+        use crossgraph_codegen::il::ValueAccess;
+        match token {
+            1 => Ok(ValueAccess {
+                size: 8,
+                access: Some("i8"),
+            }),
+            2 => Ok(ValueAccess {
+                size: 16,
+                access: None,
+            }),
+            _ => Err("unknown type".into()),
+        }
+    }
+}
+
+#[test]
+fn ldobj_stobj_initobj_and_sizeof_validate_and_structs_stay_off_the_stack() {
+    use IlOperand::{None, Token};
+    // *p = *q (int64); *q = default(struct); return sizeof(struct)
+    let sig = WasmSignature::parse("iiip", PointerWidth::Wasm32).unwrap();
+    let body = il(&[
+        ("ldarg.0", None),
+        ("ldarg.1", None),
+        ("ldobj", Token(1)),
+        ("stobj", Token(1)),
+        ("ldarg.1", None),
+        ("initobj", Token(2)),
+        ("sizeof", Token(2)),
+        ("ret", None),
+    ]);
+    let compiled = compile(&sig, &[], &body, &mut TwoTypes).unwrap();
+    validates(&sig, compiled.code);
+    let structs = il(&[("ldarg.0", None), ("ldobj", Token(2)), ("ret", None)]);
+    let err = compile(&sig, &[], &structs, &mut TwoTypes).unwrap_err();
+    assert_eq!(err.reason, "IL_0001: ldobj of a struct");
+    let unknown = il(&[("sizeof", Token(3)), ("ret", None)]);
+    let err = compile(&sig, &[], &unknown, &mut TwoTypes).unwrap_err();
+    assert_eq!(err.reason, "IL_0000: sizeof 0x00000003: unknown type");
+}
+
 #[test]
 fn ldnull_is_a_pointer_sized_zero() {
     use IlOperand::None;

@@ -36,7 +36,8 @@ use std::sync::{Mutex, OnceLock};
 use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
     CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NotCompiled, Suspension,
-    call_through_cell, compile, function_pointer_through_cell, portable_entry_point_address,
+    ValueAccess, call_through_cell, compile, function_pointer_through_cell,
+    portable_entry_point_address,
 };
 use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
 use crossgraph_codegen::thunk::{cell_import_thunk, interpreter_to_r2r, r2r_to_interpreter};
@@ -629,7 +630,6 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
     }
 
     fn instance_field(&mut self, token: u32) -> Result<FieldAccess, String> {
-        use crossgraph_codegen::abi::{PointerKind, Primitive};
         let field = self
             .factory
             .ts
@@ -638,25 +638,65 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
         if field.is_static {
             return Err("static field (statics are not laid out yet)".into());
         }
-        let access = match &field.ty {
-            AbiType::Primitive(p) => Some(match p {
-                Primitive::Bool | Primitive::U8 => "u1",
-                Primitive::I8 => "i1",
-                Primitive::Char | Primitive::U16 => "u2",
-                Primitive::I16 => "i2",
-                Primitive::I32 | Primitive::U32 => "i4",
-                Primitive::I64 | Primitive::U64 => "i8",
-                Primitive::F32 => "r4",
-                Primitive::F64 => "r8",
-            }),
-            AbiType::Pointer(PointerKind::ObjectRef) => Some("ref"),
-            AbiType::Pointer(_) => Some("i"),
-            _ => None,
-        };
         Ok(FieldAccess {
             offset: field.offset,
-            access,
+            access: access_of(&field.ty),
         })
+    }
+
+    fn value_type(&mut self, token: u32) -> Result<ValueAccess, String> {
+        use cildec::TableId;
+        let ts = self.factory.ts;
+        let rid = token & 0x00ff_ffff;
+        let ty = match TableId::from_u8((token >> 24) as u8) {
+            Some(table @ (TableId::TypeDef | TableId::TypeRef)) => {
+                let id = ts
+                    .resolve_type(0, cildec::Token::new(table, rid))
+                    .map_err(|e| short(&e))?;
+                ts.abi_of_def(id).map_err(|e| short(&e))?
+            }
+            // A signature: compilers write `int32` and friends this way.
+            Some(TableId::TypeSpec) => {
+                let view = ts.view(0);
+                let spec = view
+                    .metadata()
+                    .tables()
+                    .type_spec(rid)
+                    .map_err(|e| e.to_string())?;
+                let blob = view
+                    .metadata()
+                    .blobs()
+                    .get(spec.signature)
+                    .map_err(|e| e.to_string())?;
+                let sig = cildec::TypeSpecSig::parse(blob).map_err(|e| e.to_string())?;
+                ts.abi_type(0, &sig.type_).map_err(|e| short(&e))?
+            }
+            _ => return Err("not a type token".into()),
+        };
+        Ok(ValueAccess {
+            size: ty.size(POINTER),
+            access: access_of(&ty),
+        })
+    }
+}
+
+/// The `ldind`/`stind` suffix that loads a value of ABI type `ty` (`None` for structs).
+fn access_of(ty: &AbiType) -> Option<&'static str> {
+    use crossgraph_codegen::abi::{PointerKind, Primitive};
+    match ty {
+        AbiType::Primitive(p) => Some(match p {
+            Primitive::Bool | Primitive::U8 => "u1",
+            Primitive::I8 => "i1",
+            Primitive::Char | Primitive::U16 => "u2",
+            Primitive::I16 => "i2",
+            Primitive::I32 | Primitive::U32 => "i4",
+            Primitive::I64 | Primitive::U64 => "i8",
+            Primitive::F32 => "r4",
+            Primitive::F64 => "r8",
+        }),
+        AbiType::Pointer(PointerKind::ObjectRef) => Some("ref"),
+        AbiType::Pointer(_) => Some("i"),
+        _ => None,
     }
 }
 
