@@ -439,8 +439,6 @@ impl Factory<'_, '_, '_> {
         )
     }
 
-    /// Whether a same-assembly callee is called directly (it may still fail to compile;
-    /// then the call goes through its cell).
     /// Whether `callvirt token` calls exactly that method: it is not virtual, or it is
     /// `final` (`MethodAttributes` 0x0040 Virtual, 0x0020 Final; ECMA-335 II.23.1.10), so no
     /// override can be reached. Otherwise the reason (virtual dispatch needs the receiver's
@@ -468,6 +466,8 @@ impl Factory<'_, '_, '_> {
         }
     }
 
+    /// Whether a same-assembly callee is called directly (it may still fail to compile;
+    /// then the call goes through its cell).
     fn direct(&self, token: u32) -> bool {
         token >> 24 == 0x06 && self.symbols.contains_key(&token) && {
             let plan = &self.plans[&token];
