@@ -705,3 +705,28 @@ fn ldobj_stobj_initobj_and_sizeof_run_through_pointers() {
         .collect();
     assert_eq!(words, [0, 0, 0, 0, -1, -1]);
 }
+
+#[test]
+fn addresses_of_locals_and_arguments_live_in_the_frame() {
+    let output = compile(&assemble("values.il"));
+    let mut exec = instantiate(&output, Arc::new(NoInterpreter));
+    let int = |exec: &mut Executor, name: &str, x: i32| {
+        run_i32(
+            exec,
+            &format!("Fixture.Values::{name}"),
+            "iip",
+            &[Val::I32(x)],
+        )
+    };
+    assert_eq!(int(&mut exec, "UseOut", 20), 41);
+    // 2x, then UseOut(2x) = 4x + 1, plus 2x.
+    assert_eq!(int(&mut exec, "Outer", 5), 31);
+    assert_eq!(int(&mut exec, "ByteLocal", 300), 44);
+    assert_eq!(int(&mut exec, "ByteLocal", -1), 255);
+    let bumped = exec
+        .invoke_by_name("Fixture.Values::BumpArg", &sig("llp"), &[Val::I64(1 << 40)])
+        .unwrap_or_else(|e| panic!("BumpArg: {e}"))
+        .expect("an int64")
+        .unwrap_i64();
+    assert_eq!(bumped, (1 << 40) + 5);
+}

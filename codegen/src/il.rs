@@ -3,15 +3,17 @@
 //!
 //! Supported subset (everything else is "not compiled", with the reason recorded; the method then
 //! runs in the interpreter, as crossgen2 leaves such methods to the JIT): `nop`, arguments
-//! (`ldarg*`, `starg*`), locals (`ldloc*`, `stloc*`), constants (`ldc.*`, `ldnull`), integer and
-//! float arithmetic and bitwise operations, the overflow-checking `add.ovf`, `sub.ovf`, `mul.ovf`
-//! (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions (`conv.*`,
-//! and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores (`ldind.*`,
-//! `stind.*`; with `ldfld`/`stfld` also under `volatile.` and `unaligned.`) on native-int or
-//! managed pointers, `ldobj`/`stobj` of primitive and reference types, `initobj` and `sizeof`,
-//! `dup`, `pop`, calls to methods the JIT interface can call directly or through an import cell
-//! (`tail.` calls run as plain calls; `callvirt` too when no virtual dispatch is needed: a
-//! non-virtual or `final` callee, after a null check of `this` that traps), `ldftn` of an
+//! (`ldarg*`, `starg*`), locals (`ldloc*`, `stloc*`), their addresses (`ldloca`, `ldarga`: such
+//! locals and arguments live in an 8-byte slot of the method's frame on the shadow stack, below the
+//! incoming SP, and callees get the frame's bottom as their SP), constants (`ldc.*`, `ldnull`),
+//! integer and float arithmetic and bitwise operations, the overflow-checking `add.ovf`, `sub.ovf`,
+//! `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions
+//! (`conv.*`, and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores
+//! (`ldind.*`, `stind.*`; with `ldfld`/`stfld` also under `volatile.` and `unaligned.`) on
+//! native-int or managed pointers, `ldobj`/`stobj` of primitive and reference types, `initobj` and
+//! `sizeof`, `dup`, `pop`, calls to methods the JIT interface can call directly or through an
+//! import cell (`tail.` calls run as plain calls; `callvirt` too when no virtual dispatch is
+//! needed: a non-virtual or `final` callee, after a null check of `this` that traps), `ldftn` of an
 //! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
 //! signature, `ldftn` of a managed method (the address of its portable entry point) with `calli` of
 //! a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
@@ -208,6 +210,21 @@ pub trait JitInterface {
     /// The reason the signature cannot be lowered. The default refuses.
     fn indirect_call_signature(&mut self, token: u32) -> Result<WasmSignature, String> {
         Err(format!("calli 0x{token:08x} is not supported here"))
+    }
+
+    /// The `ldind`/`stind` suffix of IL local `index`'s type. Asked for the locals whose
+    /// address is taken (`ldloca`): they live in the method's shadow-stack frame. The default:
+    /// unknown, which refuses the method.
+    fn local_access(&mut self, index: u32) -> Option<&'static str> {
+        let _ = index;
+        None
+    }
+
+    /// As [`local_access`](JitInterface::local_access), for IL argument `index` (`ldarga`;
+    /// `this` is argument 0).
+    fn arg_access(&mut self, index: u32) -> Option<&'static str> {
+        let _ = index;
+        None
     }
 
     /// Whether the method `token` is `AsyncHelpers.Await`: in an async variant, a call of it
@@ -414,6 +431,7 @@ pub fn compile(
         call_sites: Vec::new(),
         async_call_sites: Vec::new(),
         suspend: None,
+        frame: None,
     };
     // Suspension points (an async variant's `call X; call AsyncHelpers.Await`): the await
     // ends a basic block, so the code after it can be resumed into.
@@ -484,6 +502,7 @@ pub fn compile(
         });
         branches = true;
     }
+    body.frame_prologue(il, jit).map_err(refuse)?;
     if branches {
         let offsets: std::collections::BTreeSet<u32> = il.iter().map(|i| i.offset).collect();
         if let Some(bad) = starts.iter().find(|s| !offsets.contains(s)) {
@@ -633,6 +652,21 @@ struct Body {
     async_call_sites: Vec<(usize, u32)>,
     /// Suspension points, in an async variant that awaits.
     suspend: Option<Suspend>,
+    /// The shadow-stack frame of address-taken locals and arguments.
+    frame: Option<Frame>,
+}
+
+/// The shadow-stack frame of the IL locals and arguments whose address is taken (`ldloca`,
+/// `ldarga`): each lives in an 8-byte slot below the incoming SP, zeroed (locals) or holding
+/// the incoming value (arguments) on entry; callees get the frame's bottom as their SP.
+#[derive(Debug)]
+struct Frame {
+    /// The local holding the frame's address (the incoming SP minus the frame size).
+    fp: u32,
+    /// Slot offset and `ldind` suffix of each address-taken local.
+    locals: std::collections::BTreeMap<u32, (u32, &'static str)>,
+    /// Slot offset and `ldind` suffix of each address-taken argument.
+    args: std::collections::BTreeMap<u32, (u32, &'static str)>,
 }
 
 impl Body {
@@ -1204,6 +1238,147 @@ impl Body {
     /// up to `PE`: `SP, [this], params`, or for an async variant (`async_call`) `SP, [this],
     /// 0, params` (a fresh call: no continuation to resume). Arguments are spilled to scratch
     /// locals (kept in `taken`) so SP can go first.
+    /// Lays out the frame of address-taken locals and arguments, if any, and emits its
+    /// prologue: `fp = SP - size`, the slots zeroed, address-taken arguments stored.
+    fn frame_prologue(
+        &mut self,
+        il: &[IlInstruction],
+        jit: &mut dyn JitInterface,
+    ) -> Result<(), String> {
+        use std::collections::{BTreeMap, BTreeSet};
+        let (mut locals, mut args) = (BTreeSet::new(), BTreeSet::new());
+        for ins in il {
+            if let (opcode, IlOperand::Var(n)) = (ins.opcode, &ins.operand) {
+                match opcode {
+                    "ldloca" | "ldloca.s" => locals.insert(u32::from(*n)),
+                    "ldarga" | "ldarga.s" => args.insert(u32::from(*n)),
+                    _ => false,
+                };
+            }
+        }
+        if locals.is_empty() && args.is_empty() {
+            return Ok(());
+        }
+        if !self.managed {
+            return Err("address of a local in an UnmanagedCallersOnly method".into());
+        }
+        if self.suspend.is_some() {
+            return Err("address of a local in an async variant that awaits".into());
+        }
+        let mut offset = 0;
+        let mut slots = |set: BTreeSet<u32>,
+                         access: &mut dyn FnMut(u32) -> Option<&'static str>,
+                         what: &str|
+         -> Result<BTreeMap<u32, (u32, &'static str)>, String> {
+            let mut slots = BTreeMap::new();
+            for n in set {
+                let access = access(n).ok_or_else(|| {
+                    format!("address of {what} {n}, a struct or a type not described here")
+                })?;
+                slots.insert(n, (offset, access));
+                offset += 8;
+            }
+            Ok(slots)
+        };
+        let locals = slots(locals, &mut |n| jit.local_access(n), "local")?;
+        let args = slots(args, &mut |n| jit.arg_access(n), "argument")?;
+        if let Some((&n, _)) = locals
+            .iter()
+            .find(|(n, _)| self.extra_locals.len() <= **n as usize)
+        {
+            return Err(format!("ldloca of local {n} beyond the locals"));
+        }
+        if let Some((&n, _)) = args
+            .iter()
+            .find(|(n, _)| self.arg_params.len() <= **n as usize)
+        {
+            return Err(format!("ldarga of argument {n} beyond the arguments"));
+        }
+        let size = offset.next_multiple_of(16);
+        let pointer = self.pointer;
+        let fp = self.new_local(pointer);
+        // fp = SP - size (parameter 0 is SP in a managed body)
+        self.push(Instruction::LocalGet(0));
+        self.push_pointer_const(size);
+        self.push(if pointer == WasmValueType::I64 {
+            Instruction::I64Sub
+        } else {
+            Instruction::I32Sub
+        });
+        self.push(Instruction::LocalSet(fp));
+        // Zero the frame (IL locals start zeroed).
+        self.push(Instruction::LocalGet(fp));
+        self.push(Instruction::I32Const(0));
+        self.push_pointer_const(size);
+        self.push(Instruction::MemoryFill(0));
+        for (&n, &(slot, access)) in &args {
+            self.push(Instruction::LocalGet(fp));
+            self.stack.push(pointer);
+            self.push(Instruction::LocalGet(self.arg_params[n as usize]));
+            self.stack
+                .push(self.params[self.arg_params[n as usize] as usize]);
+            self.store_at(&format!("stind.{}", store_suffix(access)), pointer, slot)?;
+        }
+        self.frame = Some(Frame { fp, locals, args });
+        Ok(())
+    }
+
+    /// Pushes a pointer-sized constant.
+    fn push_pointer_const(&mut self, value: u32) {
+        self.push(if self.pointer == WasmValueType::I64 {
+            Instruction::I64Const(i64::from(value))
+        } else {
+            Instruction::I32Const(value as i32)
+        });
+    }
+
+    /// The frame slot of IL local (`arg` false) or argument `n`, if its address is taken.
+    fn slot(&self, arg: bool, n: u32) -> Option<(u32, u32, &'static str)> {
+        let frame = self.frame.as_ref()?;
+        let slots = if arg { &frame.args } else { &frame.locals };
+        slots
+            .get(&n)
+            .map(|&(slot, access)| (frame.fp, slot, access))
+    }
+
+    /// `ldloc`/`ldarg` of a frame slot: `[] -> [value]`.
+    fn load_slot(&mut self, fp: u32, slot: u32, access: &str) -> Result<(), String> {
+        self.push(Instruction::LocalGet(fp));
+        self.stack.push(self.pointer);
+        self.load_at(&format!("ldind.{access}"), self.pointer, slot)
+    }
+
+    /// `stloc`/`starg` of a frame slot: `[value] -> []`.
+    fn store_slot(&mut self, fp: u32, slot: u32, access: &str) -> Result<(), String> {
+        let ty = self.pop()?;
+        let mut taken = Vec::new();
+        let value = self.scratch(ty, &mut taken);
+        self.push(Instruction::LocalSet(value));
+        self.push(Instruction::LocalGet(fp));
+        self.stack.push(self.pointer);
+        self.push(Instruction::LocalGet(value));
+        self.stack.push(ty);
+        self.store_at(
+            &format!("stind.{}", store_suffix(access)),
+            self.pointer,
+            slot,
+        )
+    }
+
+    /// `ldloca`/`ldarga`: `[] -> [fp + slot]`.
+    fn slot_address(&mut self, fp: u32, slot: u32) {
+        self.push(Instruction::LocalGet(fp));
+        if slot != 0 {
+            self.push_pointer_const(slot);
+            self.push(if self.pointer == WasmValueType::I64 {
+                Instruction::I64Add
+            } else {
+                Instruction::I32Add
+            });
+        }
+        self.stack.push(self.pointer);
+    }
+
     /// Spills a managed call's arguments and pushes them back after the SP; with
     /// `check_this`, traps when `this` is null first (`callvirt`, III.4.2).
     fn managed_call_arguments(
@@ -1253,7 +1428,9 @@ impl Body {
             self.trap_if();
         }
         if self.managed {
-            self.push(Instruction::LocalGet(0)); // SP
+            // SP: below this method's frame, if it has one.
+            let sp = self.frame.as_ref().map_or(0, |f| f.fp);
+            self.push(Instruction::LocalGet(sp));
         } else {
             self.ops.push(Op::StackPointerGet);
         }
@@ -1589,16 +1766,25 @@ impl Body {
                     None => var()?,
                 };
                 let ty = *args.get(n as usize).ok_or("ldarg beyond the arguments")?;
-                self.push(Instruction::LocalGet(self.arg_params[n as usize]));
-                self.stack.push(ty);
+                if let Some((fp, slot, access)) = self.slot(true, n) {
+                    self.load_slot(fp, slot, access)?;
+                } else {
+                    self.push(Instruction::LocalGet(self.arg_params[n as usize]));
+                    self.stack.push(ty);
+                }
             }
             "starg.s" | "starg" => {
                 let n = var()?;
                 let ty = *args.get(n as usize).ok_or("starg beyond the arguments")?;
-                if self.pop()? != ty {
+                if *self.stack.last().ok_or("evaluation stack underflow")? != ty {
                     return Err("starg of the wrong type".into());
                 }
-                self.push(Instruction::LocalSet(self.arg_params[n as usize]));
+                if let Some((fp, slot, access)) = self.slot(true, n) {
+                    self.store_slot(fp, slot, access)?;
+                } else {
+                    self.pop()?;
+                    self.push(Instruction::LocalSet(self.arg_params[n as usize]));
+                }
             }
             "ldloc.0" | "ldloc.1" | "ldloc.2" | "ldloc.3" | "ldloc.s" | "ldloc" => {
                 let n = match op.strip_prefix("ldloc.").and_then(|d| d.parse().ok()) {
@@ -1609,8 +1795,12 @@ impl Body {
                     .extra_locals
                     .get(n as usize)
                     .ok_or("ldloc beyond the locals")?;
-                self.push(Instruction::LocalGet(self.first_local + n));
-                self.stack.push(ty);
+                if let Some((fp, slot, access)) = self.slot(false, n) {
+                    self.load_slot(fp, slot, access)?;
+                } else {
+                    self.push(Instruction::LocalGet(self.first_local + n));
+                    self.stack.push(ty);
+                }
             }
             "stloc.0" | "stloc.1" | "stloc.2" | "stloc.3" | "stloc.s" | "stloc" => {
                 let n = match op.strip_prefix("stloc.").and_then(|d| d.parse().ok()) {
@@ -1621,10 +1811,23 @@ impl Body {
                     .extra_locals
                     .get(n as usize)
                     .ok_or("stloc beyond the locals")?;
-                if self.pop()? != ty {
+                if *self.stack.last().ok_or("evaluation stack underflow")? != ty {
                     return Err("stloc of the wrong type".into());
                 }
-                self.push(Instruction::LocalSet(self.first_local + n));
+                if let Some((fp, slot, access)) = self.slot(false, n) {
+                    self.store_slot(fp, slot, access)?;
+                } else {
+                    self.pop()?;
+                    self.push(Instruction::LocalSet(self.first_local + n));
+                }
+            }
+            "ldloca" | "ldloca.s" | "ldarga" | "ldarga.s" => {
+                let n = var()?;
+                let arg = op.starts_with("ldarga");
+                let (fp, slot, _) = self
+                    .slot(arg, n)
+                    .ok_or_else(|| format!("{op} {n} has no frame slot"))?;
+                self.slot_address(fp, slot);
             }
             _ if op.starts_with("ldc.i4") => {
                 let value = match (op.strip_prefix("ldc.i4."), &ins.operand) {

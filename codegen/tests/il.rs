@@ -239,6 +239,70 @@ fn ldobj_stobj_initobj_and_sizeof_validate_and_structs_stay_off_the_stack() {
     assert_eq!(err.reason, "IL_0000: sizeof 0x00000003: unknown type");
 }
 
+/// A JIT interface where local 0 is an int32 and local 1 a struct.
+struct FrameJit;
+
+impl JitInterface for FrameJit {
+    fn call_target(&mut self, _: u32) -> CallTarget {
+        CallTarget::Unsupported("no calls in this test".into())
+    }
+
+    fn local_access(&mut self, index: u32) -> Option<&'static str> {
+        (index == 0).then_some("i4")
+    }
+
+    fn arg_access(&mut self, _: u32) -> Option<&'static str> {
+        Some("i4")
+    }
+}
+
+#[test]
+fn address_taken_locals_and_arguments_get_frame_slots() {
+    use IlOperand::{None, Var};
+    // local0 = a; *(&local0) += *(&a); return local0
+    let body = il(&[
+        ("ldarg.0", None),
+        ("stloc.0", None),
+        ("ldloca.s", Var(0)),
+        ("dup", None),
+        ("ldind.i4", None),
+        ("ldarga.s", Var(0)),
+        ("ldind.i4", None),
+        ("add", None),
+        ("stind.i4", None),
+        ("ldloc.0", None),
+        ("ret", None),
+    ]);
+    let wasm = crossgraph_codegen::WasmValueType::I32;
+    let managed = WasmSignature::parse("iip", PointerWidth::Wasm32).unwrap();
+    let compiled = compile(&managed, &[wasm, wasm], &body, &mut FrameJit).unwrap();
+    validates(&managed, compiled.code);
+    // No SP parameter to carve a frame from.
+    let unmanaged = WasmSignature::parse("ii", PointerWidth::Wasm32).unwrap();
+    let err = compile(&unmanaged, &[wasm, wasm], &body, &mut FrameJit).unwrap_err();
+    assert_eq!(
+        err.reason,
+        "address of a local in an UnmanagedCallersOnly method"
+    );
+    let structs = il(&[
+        ("ldloca.s", Var(1)),
+        ("pop", None),
+        ("ldc.i4.0", None),
+        ("ret", None),
+    ]);
+    let err = compile(&managed, &[wasm, wasm], &structs, &mut FrameJit).unwrap_err();
+    assert_eq!(
+        err.reason,
+        "address of local 1, a struct or a type not described here"
+    );
+    // The default JIT interface knows no local's type.
+    let err = compile(&managed, &[wasm, wasm], &body, &mut NoCalls).unwrap_err();
+    assert_eq!(
+        err.reason,
+        "address of local 0, a struct or a type not described here"
+    );
+}
+
 #[test]
 fn ldnull_is_a_pointer_sized_zero() {
     use IlOperand::None;

@@ -417,10 +417,11 @@ impl Factory<'_, '_, '_> {
         if !body.exception_clauses.is_empty() {
             return Err(refuse("exception handling".into()));
         }
-        let locals = self
+        let local_types = self
             .ts
             .locals_abi(0, token)
-            .map_err(|e| refuse(short(&e)))?
+            .map_err(|e| refuse(short(&e)))?;
+        let locals = local_types
             .iter()
             .enumerate()
             .map(|(i, ty)| match ty.lower(POINTER, "local") {
@@ -435,6 +436,7 @@ impl Factory<'_, '_, '_> {
             &mut Jit {
                 factory: self,
                 token,
+                locals: &local_types,
             },
         )
     }
@@ -491,6 +493,8 @@ struct Jit<'f, 't, 'v, 'a> {
     factory: &'f Factory<'t, 'v, 'a>,
     /// The method being compiled.
     token: u32,
+    /// Its IL locals' types.
+    locals: &'f [AbiType],
 }
 
 impl JitInterface for Jit<'_, '_, '_, '_> {
@@ -644,6 +648,26 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
         })
     }
 
+    fn local_access(&mut self, index: u32) -> Option<&'static str> {
+        access_of(self.locals.get(index as usize)?)
+    }
+
+    fn arg_access(&mut self, index: u32) -> Option<&'static str> {
+        let ts = self.factory.ts;
+        let sig = ts.method_sig(0, self.token).ok()?;
+        // `this` is a reference or, in a value type's method, a managed pointer: an address.
+        let index = match (sig.has_this, index) {
+            (true, 0) => return Some("i"),
+            (true, n) => n - 1,
+            (false, n) => n,
+        };
+        let param = sig.params.get(index as usize)?;
+        if param.by_ref {
+            return Some("i");
+        }
+        access_of(&ts.abi_type(0, &param.type_).ok()?)
+    }
+
     fn value_type(&mut self, token: u32) -> Result<ValueAccess, String> {
         use cildec::TableId;
         let ts = self.factory.ts;
@@ -680,7 +704,8 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
     }
 }
 
-/// The `ldind`/`stind` suffix that loads a value of ABI type `ty` (`None` for structs).
+/// The `ldind`/`stind` suffix that loads a value of ABI type `ty` (`None` for structs that
+/// are not one field).
 fn access_of(ty: &AbiType) -> Option<&'static str> {
     use crossgraph_codegen::abi::{PointerKind, Primitive};
     match ty {
@@ -696,6 +721,12 @@ fn access_of(ty: &AbiType) -> Option<&'static str> {
         }),
         AbiType::Pointer(PointerKind::ObjectRef) => Some("ref"),
         AbiType::Pointer(_) => Some("i"),
+        // A struct whose one field fills it is that field, in memory as in the ABI
+        // (`AbiType::lower` unwraps it the same way).
+        AbiType::Struct(s) => match s.fields.as_slice() {
+            [only] if only.size(POINTER) == s.size => access_of(only),
+            _ => None,
+        },
         _ => None,
     }
 }
