@@ -1418,14 +1418,8 @@ impl Body {
             let (Some(&this), true) = (temps.last(), cp.has_this) else {
                 return Err("callvirt of a method without `this`".into());
             };
-            // NullReferenceException: address 0 is valid wasm memory, so check.
             self.push(Instruction::LocalGet(this));
-            self.push(if callee.pointer().value_type() == WasmValueType::I64 {
-                Instruction::I64Eqz
-            } else {
-                Instruction::I32Eqz
-            });
-            self.trap_if();
+            self.trap_if_null();
         }
         if self.managed {
             // SP: below this method's frame, if it has one.
@@ -1451,6 +1445,18 @@ impl Body {
         self.push(Instruction::If(wasm_encoder::BlockType::Empty));
         self.push(Instruction::Unreachable);
         self.push(Instruction::End);
+    }
+
+    /// Traps when the pointer on top of the wasm stack is null (consuming it): the
+    /// NullReferenceException of `ldfld`, `callvirt` and `calli` (address 0 is valid wasm
+    /// memory, so nothing else would catch it).
+    fn trap_if_null(&mut self) {
+        self.push(if self.pointer == WasmValueType::I64 {
+            Instruction::I64Eqz
+        } else {
+            Instruction::I32Eqz
+        });
+        self.trap_if();
     }
 
     /// `conv.ovf.<target>[.un]` (III.3.19, III.3.20): traps when the value does not fit.
@@ -1956,15 +1962,9 @@ impl Body {
                 if *self.stack.last().ok_or("evaluation stack underflow")? != pointer {
                     return Err(format!("{op} on a value type on the stack"));
                 }
-                // NullReferenceException: address 0 is valid wasm memory, so check.
                 let object = self.scratch(pointer, &mut taken);
                 self.push(Instruction::LocalTee(object));
-                self.push(if pointer == I64 {
-                    Instruction::I64Eqz
-                } else {
-                    Instruction::I32Eqz
-                });
-                self.trap_if();
+                self.trap_if_null();
                 self.push(Instruction::LocalGet(object));
                 match (op, field.access) {
                     ("ldflda", _) => {
@@ -2058,13 +2058,7 @@ impl Body {
                     let mut taken = Vec::new();
                     let entry = self.scratch(pointer, &mut taken);
                     self.push(Instruction::LocalTee(entry));
-                    // NullReferenceException: address 0 is valid wasm memory, so check.
-                    self.push(if pointer == I64 {
-                        Instruction::I64Eqz
-                    } else {
-                        Instruction::I32Eqz
-                    });
-                    self.trap_if();
+                    self.trap_if_null();
                     self.managed_call_arguments(&callee, &mut taken, false, false)?;
                     let word = if pointer == I64 { 8 } else { 4 };
                     self.push(Instruction::LocalGet(entry));
