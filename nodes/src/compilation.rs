@@ -254,6 +254,14 @@ struct Plan {
     is_async: bool,
 }
 
+/// A `MemberRef` callee of the input ([`Factory::external_entry`]).
+struct External {
+    /// The method it names.
+    target: Result<MethodDefId, String>,
+    /// Its lowered signature.
+    signature: Result<WasmSignature, String>,
+}
+
 /// A dense map keyed by `MethodDef` token (indexed by row id): 27k lookups per compile stay
 /// array reads. Other tokens are never present.
 struct ByMethodDef<T>(Vec<Option<T>>);
@@ -302,8 +310,8 @@ struct Factory<'t, 'v, 'a> {
     stubs: ByMethodDef<SymbolId>,
     /// The runtime's async helpers (imported when a resumption stub is emitted).
     async_helpers: AsyncHelpers,
-    /// Lowered signatures of `MemberRef` callees, by row (computed once, lock-free reads).
-    externals: Vec<OnceLock<Result<WasmSignature, String>>>,
+    /// `MemberRef` callees, by row: resolved and lowered once, lock-free reads.
+    externals: Vec<OnceLock<External>>,
     /// Compile results by `MethodDef` row (set once by the compute routine).
     results: Vec<OnceLock<Result<CompiledBody, NotCompiled>>>,
     diagnostics: Mutex<BTreeSet<String>>,
@@ -351,6 +359,7 @@ impl Factory<'_, '_, '_> {
             .get((token & 0x00ff_ffff) as usize)
             .filter(|_| token >> 24 == 0x0a)?
             .get()?
+            .signature
             .clone()
             .ok()
     }
@@ -371,6 +380,11 @@ impl Factory<'_, '_, '_> {
     }
 
     fn external(&self, token: u32) -> Result<WasmSignature, String> {
+        self.external_entry(token)?.signature.clone()
+    }
+
+    /// The `MemberRef` `token`, resolved to the method it names and lowered (once per row).
+    fn external_entry(&self, token: u32) -> Result<&External, String> {
         let Some(cell) = self
             .externals
             .get((token & 0x00ff_ffff) as usize)
@@ -378,10 +392,8 @@ impl Factory<'_, '_, '_> {
         else {
             return Err(format!("0x{token:08x} is not a MemberRef of the input"));
         };
-        if let Some(known) = cell.get() {
-            return known.clone();
-        }
-        let signature = (|| {
+        // A race resolves twice; both agree, the first is kept.
+        Ok(cell.get_or_init(|| {
             let target = self.ts.resolve_method(0, token).map_err(|e| {
                 if let TypeSystemError::MissingReference { .. } = e {
                     self.diagnostics
@@ -390,16 +402,17 @@ impl Factory<'_, '_, '_> {
                         .insert(e.to_string());
                 }
                 short(&e)
-            })?;
-            if target.assembly == 0 {
-                return Err("member reference into the input itself".to_string());
-            }
-            let sig = self.ts.method_sig(0, token).map_err(|e| short(&e))?;
-            let abi = self.ts.method_abi(0, &sig, false).map_err(|e| short(&e))?;
-            lower(&abi)
-        })();
-        // A race lowers twice; both agree, the first is kept.
-        cell.get_or_init(|| signature).clone()
+            });
+            let signature = target.clone().and_then(|target| {
+                if target.assembly == 0 {
+                    return Err("member reference into the input itself".to_string());
+                }
+                let sig = self.ts.method_sig(0, token).map_err(|e| short(&e))?;
+                let abi = self.ts.method_abi(0, &sig, false).map_err(|e| short(&e))?;
+                lower(&abi)
+            });
+            External { target, signature }
+        }))
     }
 
     fn compile_method(&self, token: u32) -> Result<CompiledBody, NotCompiled> {
@@ -450,7 +463,7 @@ impl Factory<'_, '_, '_> {
         const FINAL: u16 = 0x0020;
         let method = match token >> 24 {
             0x06 => MethodDefId { assembly: 0, token },
-            0x0a => self.ts.resolve_method(0, token).map_err(|e| short(&e))?,
+            0x0a => self.external_entry(token)?.target.clone()?,
             _ => return Err("generic method instantiation".into()),
         };
         let flags = self
