@@ -226,6 +226,14 @@ impl FirstMarkCarry {
         hash_reason: u32::MAX,
     };
 
+    /// The carry of `origin` (its condition left out).
+    fn of(origin: &EdgeOrigin) -> FirstMarkCarry {
+        FirstMarkCarry {
+            source: origin.source,
+            hash_reason: origin.source_hash << 16 | origin.reason,
+        }
+    }
+
     fn origin(self, condition: u32) -> EdgeOrigin {
         EdgeOrigin {
             source: self.source,
@@ -298,10 +306,7 @@ impl Strategy for FirstMark {
             "a FirstMark log tells at most {FIRST_MARK_MAX_REASONS} distinct reason texts apart"
         );
         debug_assert!(origin.source_hash <= 0xffff);
-        FirstMarkCarry {
-            source: origin.source,
-            hash_reason: origin.source_hash << 16 | origin.reason,
-        }
+        FirstMarkCarry::of(&origin)
     }
     /// Called for every edge into a node in the level that marked it (the analyzer skips
     /// older nodes), so later edges compete only within that level.
@@ -335,11 +340,9 @@ impl Strategy for FirstMark {
         store.first.get(local)
     }
     fn replace(store: &mut FirstMarkStore, local: u32, origin: EdgeOrigin) {
-        let edge = FirstMarkCarry {
-            source: origin.source,
-            hash_reason: origin.source_hash << 16 | origin.reason,
-        };
-        store.first.set(local, edge, origin.condition);
+        store
+            .first
+            .set(local, FirstMarkCarry::of(&origin), origin.condition);
     }
     fn finish(
         stores: Vec<FirstMarkStore>,
