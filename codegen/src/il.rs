@@ -1849,11 +1849,7 @@ impl Body {
             }
             "ldnull" => {
                 // The null reference: a pointer-sized zero (references are pointers here).
-                self.push(if self.pointer == I64 {
-                    Instruction::I64Const(0)
-                } else {
-                    Instruction::I32Const(0)
-                });
+                self.push_pointer_const(0);
                 self.stack.push(self.pointer);
             }
             "ldc.i8" => {
@@ -2012,11 +2008,7 @@ impl Body {
                             return Err("initobj on a non-pointer".into());
                         }
                         self.push(Instruction::I32Const(0));
-                        self.push(if pointer == I64 {
-                            Instruction::I64Const(i64::from(value.size))
-                        } else {
-                            Instruction::I32Const(value.size as i32)
-                        });
+                        self.push_pointer_const(value.size);
                         self.push(Instruction::MemoryFill(0));
                     }
                     _ => return Err(format!("{op} of a struct")),
