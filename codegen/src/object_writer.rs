@@ -319,6 +319,17 @@ impl ObjectModule {
         self.functions.iter().map(|(s, f)| (*s, f))
     }
 
+    /// Moves the defined functions out, in definition order, and unbinds their symbols;
+    /// names, imports and the image stay. For a caller done with [`ObjectModule::emit`] that
+    /// still reads names but wants the bodies freed (in parallel: 9,000 bodies of mscorlib
+    /// took 2.5 ms to free on one thread).
+    pub fn take_functions(&mut self) -> Vec<(SymbolId, DefinedFunction)> {
+        for (symbol, _) in &self.functions {
+            self.binding[symbol.index()] = None;
+        }
+        std::mem::take(&mut self.functions)
+    }
+
     /// The definition of `symbol`, to amend it (e.g. export a thunk).
     pub fn lookup_function_mut(&mut self, symbol: SymbolId) -> Option<&mut DefinedFunction> {
         match self.binding.get(symbol.index()).copied().flatten()? {

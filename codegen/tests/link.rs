@@ -9,7 +9,8 @@ use crossgraph_codegen::thunk::{
     r2r_to_interpreter, r2r_to_interpreter_symbol,
 };
 use crossgraph_codegen::{
-    Code, DataReloc, DefinedFunction, EmittedModule, ObjectModule, Op, PointerWidth, WasmSignature,
+    Code, DataReloc, DefinedFunction, EmittedModule, ObjectModule, Op, PointerWidth, SymbolId,
+    WasmSignature,
 };
 use crossgraph_runtime_core::format::{
     FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags, ImportSectionType,
@@ -355,4 +356,42 @@ fn image_in_the_data_segment_names_the_thunk_slots() {
             ),
         ]
     );
+}
+
+#[test]
+fn take_functions_moves_the_bodies_out_and_keeps_the_names() {
+    let mut object = ObjectModule::new();
+    let answer = object.symbol("answer");
+    let twice = object.symbol("twice");
+    object.define(
+        answer,
+        function("i", vec![Instruction::I32Const(42)], "answer"),
+    );
+    object.define(
+        twice,
+        function(
+            "ii",
+            vec![
+                Instruction::LocalGet(0),
+                Instruction::LocalGet(0),
+                Instruction::I32Add,
+            ],
+            "twice",
+        ),
+    );
+    let emitted = object.emit().unwrap();
+    let taken = object.take_functions();
+    let symbols: Vec<SymbolId> = taken.iter().map(|&(s, _)| s).collect();
+    assert_eq!(symbols, [answer, twice]);
+    assert_eq!(taken[1].1.code.ops.len(), 3);
+    // Names stay (a map of the emitted module still reads them); the symbols are free.
+    assert_eq!(object.name(twice), "twice");
+    assert_eq!(object.lookup("answer"), Some(answer));
+    assert!(!object.is_bound(answer) && !object.is_bound(twice));
+    assert_eq!(object.functions().count(), 0);
+    // Defining them again gives the same module.
+    for (symbol, function) in taken {
+        object.define(symbol, function);
+    }
+    assert_eq!(object.emit().unwrap().bytes, emitted.bytes);
 }

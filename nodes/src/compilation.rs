@@ -1618,20 +1618,27 @@ fn emit(
     for &symbol in method_symbols.iter().chain(&instance_symbols) {
         kinds.insert(symbol, "MethodWithGCInfo");
     }
-    // One entry per function (their names copied in parallel, in table order).
-    let mut map: Vec<MapEntry> = {
+    // One entry per function (their names copied in parallel, in table order), while the
+    // bodies, emitted, are freed (in parallel too).
+    let functions = object.take_functions();
+    let (mut map, ()): (Vec<MapEntry>, ()) = {
         use rayon::prelude::*;
-        emitted
-            .function_bodies()
-            .par_iter()
-            .map(|&(symbol, offset, size)| MapEntry {
-                kind: kinds.get(&symbol).copied().unwrap_or("Function"),
-                name: object.name(symbol).to_owned(),
-                section: "code",
-                offset,
-                size,
-            })
-            .collect()
+        rayon::join(
+            || {
+                emitted
+                    .function_bodies()
+                    .par_iter()
+                    .map(|&(symbol, offset, size)| MapEntry {
+                        kind: kinds.get(&symbol).copied().unwrap_or("Function"),
+                        name: object.name(symbol).to_owned(),
+                        section: "code",
+                        offset,
+                        size,
+                    })
+                    .collect()
+            },
+            || functions.into_par_iter().with_min_len(256).for_each(drop),
+        )
     };
     let method_name = |token: u32| {
         factory
