@@ -5,8 +5,9 @@
 //! peer is the same compile on one thread (crossgen2's marking, commit and emission are
 //! serial). Prints medians, the speedup (from criterion's medians, and the median ratio of
 //! back-to-back 1-thread/2-thread pairs, which this machine's drifting load disturbs less),
-//! the per-phase breakdown of the median 2-thread compile, and emission's median share over
-//! nine 2-thread compiles.
+//! a table of every phase ([`CompileOutput::phases`]) with its median over nine 1-thread and
+//! nine 2-thread compiles and its speedup (what does not scale shows there), and emission's
+//! median share of the 2-thread compile.
 //!
 //! Run: `cargo bench --bench compile` (needs `bash scripts/install-mono.sh`).
 
@@ -20,6 +21,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use crossgraph_graph::AnalysisStats;
 use crossgraph_nodes::typesystem::Assembly;
 use crossgraph_nodes::{CompileOptions, CompileOutput, compile_assembly};
 
@@ -43,8 +45,9 @@ fn whole_compile(threads: usize) -> CompileOutput {
 struct Summary {
     compiled: usize,
     not_compiled: usize,
-    analysis: crossgraph_graph::AnalysisStats,
+    analysis: AnalysisStats,
     emit_time: Duration,
+    phases: Vec<(&'static str, Duration)>,
 }
 
 impl Summary {
@@ -54,6 +57,7 @@ impl Summary {
             not_compiled: output.not_compiled.len(),
             analysis: output.analysis,
             emit_time: output.emit_time,
+            phases: output.phases.clone(),
         }
     }
 }
@@ -79,27 +83,42 @@ fn main() {
 
     let one = common::median_ns(GROUP, "mscorlib_1_threads");
     let two = common::median_ns(GROUP, "mscorlib_2_threads");
-    // The phase breakdown: the 2-thread compile with the median total of 9 (one run is at the
-    // mercy of this machine's noise). Each output is dropped before the next run, as in the
-    // measured loop.
-    let mut runs: Vec<(f64, Summary)> = (0..9)
-        .map(|_| {
-            let started = Instant::now();
-            let output = whole_compile(2);
-            let total = started.elapsed().as_secs_f64();
-            (total, Summary::of(&output))
-        })
-        .collect();
-    // Emission's share of each run, and its median (one run's share is as noisy as the run).
-    let mut shares: Vec<f64> = runs
+    // The phase breakdown: per phase, the median of 9 compiles with 1 thread and 9 with 2
+    // threads (one run is at the mercy of this machine's noise), and of the totals. Each
+    // output is dropped before the next run, as in the measured loop.
+    let sample = |threads| -> Vec<(f64, Summary)> {
+        (0..9)
+            .map(|_| {
+                let started = Instant::now();
+                let output = whole_compile(threads);
+                let total = started.elapsed().as_secs_f64();
+                (total, Summary::of(&output))
+            })
+            .collect()
+    };
+    let (ones, twos) = (sample(1), sample(2));
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    // Emission's share of each 2-thread run, and its median (one run's share is as noisy as
+    // the run).
+    let mut shares: Vec<f64> = twos
         .iter()
         .map(|(total, o)| o.emit_time.as_secs_f64() / total)
         .collect();
     shares.sort_by(f64::total_cmp);
     let median_share = shares[shares.len() / 2];
-    runs.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let (total, output) = runs.swap_remove(runs.len() / 2);
-    let a = output.analysis;
+    let phase_median = |runs: &[(f64, Summary)], i: usize| {
+        median(
+            runs.iter()
+                .map(|(_, o)| o.phases[i].1.as_secs_f64())
+                .collect(),
+        )
+    };
+    let total_one = median(ones.iter().map(|r| r.0).collect());
+    let total_two = median(twos.iter().map(|r| r.0).collect());
+    let output = &twos[0].1;
     println!();
     println!("| mscorlib.dll whole compile        | median    |");
     println!("|-----------------------------------|-----------|");
@@ -137,23 +156,51 @@ fn main() {
     );
     println!();
     println!(
-        "median of 9 2-thread compiles: {total:.3} s; {} methods compiled, {} left to the interpreter",
+        "{} methods compiled, {} left to the interpreter; per phase, median of 9 compiles:",
         output.compiled, output.not_compiled
     );
-    let analysis = (a.expand_time + a.mark_time + a.compute_time + a.finish_time).as_secs_f64();
-    let emit = output.emit_time.as_secs_f64();
+    println!();
+    println!("| phase                      | 1 thread | 2 threads | speedup |");
+    println!("|----------------------------|----------|-----------|---------|");
+    let row = |name: &str, one: f64, two: f64| {
+        println!(
+            "| {name:<26} | {:>5.1} ms | {:>6.1} ms | {:>6.2}x |",
+            one * 1e3,
+            two * 1e3,
+            one / two
+        );
+    };
+    for (i, &(name, _)) in output.phases.iter().enumerate() {
+        row(name, phase_median(&ones, i), phase_median(&twos, i));
+    }
+    // What the phases leave out (reading the assembly, building the type system, freeing the
+    // compile's caches), per run.
+    let rest = |runs: &[(f64, Summary)]| {
+        median(
+            runs.iter()
+                .map(|(total, o)| total - o.phases.iter().map(|p| p.1.as_secs_f64()).sum::<f64>())
+                .collect(),
+        )
+    };
+    row("load, type system, free", rest(&ones), rest(&twos));
+    row("whole compile", total_one, total_two);
+    let analysis = |runs: &[(f64, Summary)], f: fn(&AnalysisStats) -> Duration| {
+        median(
+            runs.iter()
+                .map(|(_, o)| f(&o.analysis).as_secs_f64())
+                .collect(),
+        )
+    };
+    println!();
     println!(
-        "  load + type system + plans {:.3} s, analysis {analysis:.3} s (expand {:.3}, mark {:.3}, \
-         compile {:.3}, finish {:.3}), emit {emit:.3} s = {:.1}% of the total",
-        (total - analysis - emit).max(0.0),
-        a.expand_time.as_secs_f64(),
-        a.mark_time.as_secs_f64(),
-        a.compute_time.as_secs_f64(),
-        a.finish_time.as_secs_f64(),
-        100.0 * emit / total
+        "analysis, 2 threads: expand {:.3} s, mark {:.3} s, compile {:.3} s, finish {:.3} s",
+        analysis(&twos, |a| a.expand_time),
+        analysis(&twos, |a| a.mark_time),
+        analysis(&twos, |a| a.compute_time),
+        analysis(&twos, |a| a.finish_time),
     );
     println!(
-        "  emission's share, median over the 9 runs: {:.1}% (target < 25%; range {:.1}-{:.1}%)",
+        "emission's share of the 2-thread compile, median over the 9 runs: {:.1}% (target < 25%; range {:.1}-{:.1}%)",
         100.0 * median_share,
         100.0 * shares[0],
         100.0 * shares[shares.len() - 1]

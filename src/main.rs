@@ -502,6 +502,11 @@ fn stats_json(
             "finish_seconds": a.finish_time.as_secs_f64(),
             "emit_seconds": result.emit_time.as_secs_f64(),
         },
+        "timeline": result
+            .phases
+            .iter()
+            .map(|(phase, time)| serde_json::json!({"phase": phase, "seconds": time.as_secs_f64()}))
+            .collect::<Vec<_>>(),
         "not_compiled_by_reason": reasons,
         "diagnostics": result.diagnostics,
         "compiled_methods": result.compiled.iter().map(|(_, n)| n).collect::<Vec<_>>(),

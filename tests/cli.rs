@@ -162,6 +162,37 @@ fn map_graph_why_stats_and_wat() {
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     assert!(stats["phases"]["emit_seconds"].as_f64().is_some());
+    let timeline = stats["timeline"].as_array().unwrap();
+    let phases: Vec<&str> = timeline
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "read methods",
+            "lower signatures",
+            "intern symbols",
+            "analysis",
+            "log exports",
+            "drop analyzer",
+            "emit: layout",
+            "emit: call sites",
+            "emit: thunks",
+            "emit: encode module",
+            "emit: validate module",
+            "emit: map"
+        ]
+    );
+    // The phases add up to no more than the whole run.
+    let sum: f64 = timeline
+        .iter()
+        .map(|p| p["seconds"].as_f64().unwrap())
+        .sum();
+    assert!(
+        sum > 0.0 && sum <= stats["seconds"].as_f64().unwrap(),
+        "{sum}"
+    );
     assert!(stats["nodes_by_kind"]["MethodWithGCInfo"].as_u64().unwrap() > 0);
 
     let (ok, stdout, stderr) =

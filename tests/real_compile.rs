@@ -45,6 +45,14 @@ fn mono_class_libraries_compile_and_their_images_load() {
         );
         let ts = TypeSystem::new(order).unwrap();
         let output = compile_input(&ts, &CompileOptions::default()).unwrap();
+        // Emission's time is its phases' sum.
+        let emit: std::time::Duration = output
+            .phases
+            .iter()
+            .filter(|(name, _)| name.starts_with("emit: "))
+            .map(|&(_, time)| time)
+            .sum();
+        assert_eq!(emit, output.emit_time, "{name}: {:?}", output.phases);
         let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
         for m in &output.not_compiled {
             let kind = m.reason.rsplit(": ").next().unwrap_or("").to_string();

@@ -152,6 +152,10 @@ pub struct EmittedModule {
     table_slots: Vec<Option<u32>>,
     /// Number of distinct function types.
     pub type_count: u32,
+    /// Wall time [`ObjectModule::emit`] spent building the module's bytes.
+    pub encode_time: std::time::Duration,
+    /// Wall time it spent validating them (wasmparser).
+    pub validate_time: std::time::Duration,
     /// Number of table slots the module fills.
     pub slot_count: u32,
     body_layout: Vec<(SymbolId, u32, u32)>,
@@ -358,6 +362,7 @@ impl ObjectModule {
     /// # Errors
     /// [`WriteError`] naming the symbol or offset at fault.
     pub fn emit(&self) -> Result<EmittedModule, WriteError> {
+        let started = std::time::Instant::now();
         // Symbols -> function indices (imports first) and table slots.
         let mut function_indices: Vec<Option<u32>> = vec![None; self.names.len()];
         for (index, symbol) in self.function_symbols().enumerate() {
@@ -651,10 +656,13 @@ impl ObjectModule {
         for (at, slot) in image_patches {
             bytes[image_start + at..image_start + at + 4].copy_from_slice(&slot.to_le_bytes());
         }
+        let encoded = std::time::Instant::now();
         validate(&bytes).map_err(|e| WriteError::Invalid {
             message: e.to_string(),
         })?;
         Ok(EmittedModule {
+            encode_time: encoded - started,
+            validate_time: encoded.elapsed(),
             bytes,
             function_indices,
             table_slots,

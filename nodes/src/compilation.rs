@@ -195,8 +195,18 @@ pub struct CompileOutput {
     pub nodes_by_kind: BTreeMap<&'static str, usize>,
     /// Analysis statistics (per-phase times).
     pub analysis: AnalysisStats,
-    /// Wall time of emission (layout, image, object writer, validation).
+    /// Wall time of emission (layout, image, object writer, validation): the sum of the
+    /// `emit:` entries of [`CompileOutput::phases`].
     pub emit_time: std::time::Duration,
+    /// Wall time of each phase, in the order they ran: `read methods`, `lower signatures`,
+    /// `intern symbols`, `analysis` (broken down in [`CompileOutput::analysis`]), `log
+    /// exports`, `drop analyzer`, then emission's `emit: layout` (outcomes, import sections,
+    /// the image), `emit: call sites` (bodies rewritten for the image), `emit: thunks`,
+    /// `emit: encode module`, `emit: validate module`, `emit: map`. Together they are the
+    /// compile's wall time less reading the assembly and building the type system, which the
+    /// caller does. Per phase, a 1-thread and a 2-thread compile show what scales
+    /// (`cargo bench --bench compile` prints both).
+    pub phases: Vec<(&'static str, std::time::Duration)>,
     /// Emitted nodes with offsets and sizes, in output order.
     pub map: Vec<MapEntry>,
     /// The mark log as DGML, when a log was kept.
@@ -945,12 +955,36 @@ pub fn compile_input(
     }
 }
 
+/// Laps of a compile's phases ([`CompileOutput::phases`]).
+struct PhaseClock {
+    last: std::time::Instant,
+    phases: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl PhaseClock {
+    fn start() -> PhaseClock {
+        PhaseClock {
+            last: std::time::Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+
+    /// Ends phase `name`: the time since the previous lap (or the start).
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.phases.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
 fn run<M: MarkStrategy>(
     ts: &TypeSystem<'_, '_>,
     options: &CompileOptions,
 ) -> Result<CompileOutput, CompileError> {
+    let mut clock = PhaseClock::start();
     let view = ts.view(0);
     let methods = view.methods()?;
+    clock.lap("read methods");
     let mut object = ObjectModule::new();
     let mut factory = Factory {
         ts,
@@ -988,6 +1022,7 @@ fn run<M: MarkStrategy>(
             })
             .collect()
     };
+    clock.lap("lower signatures");
     // Method symbols are unique by construction (`@token`): not interned by name.
     for (m, (plan, symbol)) in methods.iter().zip(planned) {
         if let Some(name) = symbol {
@@ -999,6 +1034,7 @@ fn run<M: MarkStrategy>(
         }
         factory.plans.insert(m.token, plan);
     }
+    clock.lap("intern symbols");
     let roots: Vec<&MethodDef> = match &options.roots {
         Roots::AllMethods => methods.iter().filter(|m| m.has_body()).collect(),
         Roots::PublicSurface => methods
@@ -1046,6 +1082,7 @@ fn run<M: MarkStrategy>(
         .map(|&id| analyzer.key(id).cloned())
         .collect::<Result<_, _>>()?;
     let analysis = analyzer.stats();
+    clock.lap("analysis");
 
     // The log's answers, before the analyzer goes.
     let (mut dgml, mut dot, mut why) = (None, None, Vec::new());
@@ -1060,19 +1097,24 @@ fn run<M: MarkStrategy>(
     for name in &options.why {
         why.push((name.clone(), explain(&analyzer, &marked, name)));
     }
+    clock.lap("log exports");
     drop(analyzer);
+    clock.lap("drop analyzer");
 
-    let emit_start = std::time::Instant::now();
+    let emit_start = clock.phases.len();
     let results = std::mem::take(&mut factory.results);
-    let mut output = emit(&factory, results, &methods, &marked, object)?;
+    let mut output = emit(&factory, results, &methods, &marked, object, &mut clock)?;
     output.analysis = analysis;
-    output.emit_time = emit_start.elapsed();
+    output.emit_time = clock.phases[emit_start..].iter().map(|&(_, t)| t).sum();
+    output.phases = clock.phases;
     output.dgml = dgml;
     output.dot = dot;
     output.why = why;
     output.diagnostics = std::mem::take(factory.diagnostics.get_mut().expect("poisoned"))
         .into_iter()
         .collect();
+    // Freeing the factory's caches and the methods took a millisecond or two of serial time.
+    rayon::join(|| drop(factory), || drop(methods));
     Ok(output)
 }
 
@@ -1126,6 +1168,7 @@ fn emit(
     methods: &[MethodDef],
     marked: &[NodeKey],
     mut object: ObjectModule,
+    clock: &mut PhaseClock,
 ) -> Result<CompileOutput, CompileError> {
     // Counted by variant (a hash of the discriminant), named afterwards: 45,000 string-keyed
     // map updates were a visible part of emission.
@@ -1399,6 +1442,7 @@ fn emit(
             })
             .collect()
     };
+    clock.lap("emit: layout");
     let cell_rva = initial_rva(cell_section);
     let entry_point_rva = initial_rva(entry_point_section);
     let async_cell_rva = initial_rva(async_cell_section);
@@ -1520,6 +1564,7 @@ fn emit(
             method_symbols.push(symbol);
         }
     }
+    clock.lap("emit: call sites");
     let mut thunk_symbols = Vec::new();
     for key in &thunk_keys {
         let signature =
@@ -1591,7 +1636,13 @@ fn emit(
         .collect();
     object.image = bytes;
     object.image_relocs = image_relocs;
+    clock.lap("emit: thunks");
     let emitted = object.emit()?;
+    clock.phases.extend([
+        ("emit: encode module", emitted.encode_time),
+        ("emit: validate module", emitted.validate_time),
+    ]);
+    clock.last = std::time::Instant::now();
 
     // The map: functions in table order with their body offsets, then image items.
     let mut kinds: FxHashMap<SymbolId, &'static str> = FxHashMap::default();
@@ -1675,6 +1726,7 @@ fn emit(
             size: 2 * POINTER.size(),
         });
     }
+    clock.lap("emit: map");
     Ok(CompileOutput {
         module: emitted.bytes,
         compiled,
@@ -1683,6 +1735,7 @@ fn emit(
         nodes_by_kind,
         analysis: AnalysisStats::default(),
         emit_time: std::time::Duration::ZERO,
+        phases: Vec::new(),
         map,
         dgml: None,
         dot: None,
