@@ -83,8 +83,9 @@ fn import_thunk_function(ty: WasmFuncType, cell: Op, delay_load: SymbolId) -> De
     thunk_function(ty, vec![], ops)
 }
 
-/// Defines `symbol` as `function` unless it is already bound (thunks are interned by key).
-fn define_once(module: &mut ObjectModule, name: String, function: DefinedFunction) -> SymbolId {
+/// Defines the symbol `name` as `function` unless it is already bound (thunks are interned
+/// by name) and returns the symbol.
+pub fn define_once(module: &mut ObjectModule, name: String, function: DefinedFunction) -> SymbolId {
     let symbol = module.symbol_owned(name);
     if !module.is_bound(symbol) {
         module.define(symbol, function);
@@ -345,10 +346,18 @@ pub fn cell_import_thunk(
     module: &mut ObjectModule,
 ) -> SymbolId {
     let (_, delay_load) = import_runtime_helpers(module);
+    let (name, function) = cell_import_thunk_function(sig, cell_rva, delay_load);
+    define_once(module, name, function)
+}
+
+/// The symbol name and function of [`cell_import_thunk`], built without the module (so many
+/// can be built in parallel): `delay_load` is [`DELAY_LOAD_HELPER`]'s symbol from
+/// [`import_runtime_helpers`]. Define them in order with [`define_once`].
+pub fn cell_import_thunk_function(
+    sig: &WasmSignature,
+    cell_rva: u32,
+    delay_load: SymbolId,
+) -> (String, DefinedFunction) {
     let function = import_thunk_function(sig.func_type(), Op::ImageAddress(cell_rva), delay_load);
-    define_once(
-        module,
-        format!("ImportThunk_{}_{cell_rva}", sig.as_str()),
-        function,
-    )
+    (format!("ImportThunk_{}_{cell_rva}", sig.as_str()), function)
 }

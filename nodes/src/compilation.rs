@@ -40,7 +40,10 @@ use crossgraph_codegen::il::{
     portable_entry_point_address,
 };
 use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
-use crossgraph_codegen::thunk::{cell_import_thunk, interpreter_to_r2r, r2r_to_interpreter};
+use crossgraph_codegen::thunk::{
+    cell_import_thunk_function, define_once, import_runtime_helpers, interpreter_to_r2r,
+    r2r_to_interpreter,
+};
 use crossgraph_codegen::{
     DataReloc, DefinedFunction, MethodAbi, ObjectModule, PointerWidth, SymbolId, ThunkDirection,
     WasmSignature, WasmValueType, lower_signature,
@@ -1160,6 +1163,31 @@ fn analyzer_name<M: MarkStrategy>(
         .unwrap_or_default()
 }
 
+/// The import thunks of `count` cells, defined in cell order (`cell(c)`: the callee's
+/// signature and the cell's image offset); built in parallel, as each copies a signature.
+fn cell_import_thunks(
+    object: &mut ObjectModule,
+    count: usize,
+    cell: impl Fn(usize) -> (WasmSignature, u32) + Sync,
+) -> Vec<SymbolId> {
+    use rayon::prelude::*;
+    if count == 0 {
+        return Vec::new();
+    }
+    let (_, delay_load) = import_runtime_helpers(object);
+    let built: Vec<(String, DefinedFunction)> = (0..count)
+        .into_par_iter()
+        .map(|c| {
+            let (signature, rva) = cell(c);
+            cell_import_thunk_function(&signature, rva, delay_load)
+        })
+        .collect();
+    built
+        .into_iter()
+        .map(|(name, function)| define_once(object, name, function))
+        .collect()
+}
+
 /// Lays the marked nodes out: the image (import sections, entry points, string thunks) and
 /// the functions, then writes the module.
 fn emit(
@@ -1574,18 +1602,12 @@ fn emit(
             _ => r2r_to_interpreter(&signature, &mut object)?,
         });
     }
-    let cell_thunks: Vec<SymbolId> = cells
-        .iter()
-        .enumerate()
-        .map(|(c, &callee)| cell_import_thunk(&signature_of(callee), cell_rva[&c], &mut object))
-        .collect();
-    let async_cell_thunks: Vec<SymbolId> = async_cells
-        .iter()
-        .enumerate()
-        .map(|(c, &callee)| {
-            cell_import_thunk(&variant_signature(callee), async_cell_rva[&c], &mut object)
-        })
-        .collect();
+    let cell_thunks = cell_import_thunks(&mut object, cells.len(), |c| {
+        (signature_of(cells[c]), cell_rva[&c])
+    });
+    let async_cell_thunks = cell_import_thunks(&mut object, async_cells.len(), |c| {
+        (variant_signature(async_cells[c]), async_cell_rva[&c])
+    });
     if !stubs.is_empty() {
         factory.async_helpers.import(&mut object);
     }
@@ -1601,13 +1623,9 @@ fn emit(
         object.define(symbol, function);
         stub_symbols.push(symbol);
     }
-    let entry_point_thunks: Vec<SymbolId> = entry_points
-        .iter()
-        .enumerate()
-        .map(|(c, &target)| {
-            cell_import_thunk(&signature_of(target), entry_point_rva[&c], &mut object)
-        })
-        .collect();
+    let entry_point_thunks = cell_import_thunks(&mut object, entry_points.len(), |c| {
+        (signature_of(entry_points[c]), entry_point_rva[&c])
+    });
     let image_relocs = sites
         .into_iter()
         .filter_map(|(site, offset)| {
@@ -1699,32 +1717,40 @@ fn emit(
             .or_else(|| factory.ts.method_name(0, token))
             .unwrap_or_default()
     };
-    for (c, &token) in cells.iter().enumerate() {
-        map.push(MapEntry {
-            kind: "DelayLoadMethodImport",
-            name: format!("MethodEntry {}", method_name(token)),
+    // Image entries: cells, then async cells, then portable entry points (names formatted in
+    // parallel, in order).
+    let image_entries = [
+        (
+            &cells,
+            &cell_rva,
+            "DelayLoadMethodImport",
+            "MethodEntry ",
+            POINTER.size(),
+        ),
+        (
+            &async_cells,
+            &async_cell_rva,
+            "DelayLoadMethodImport",
+            "MethodEntry [ASYNC] ",
+            POINTER.size(),
+        ),
+        (
+            &entry_points,
+            &entry_point_rva,
+            "PortableEntryPoint",
+            "PortableEntryPoint ",
+            2 * POINTER.size(),
+        ),
+    ];
+    for (tokens, rvas, kind, prefix, size) in image_entries {
+        use rayon::prelude::*;
+        map.par_extend(tokens.par_iter().enumerate().map(|(c, &token)| MapEntry {
+            kind,
+            name: format!("{prefix}{}", method_name(token)),
             section: "image",
-            offset: cell_rva[&c],
-            size: POINTER.size(),
-        });
-    }
-    for (c, &token) in async_cells.iter().enumerate() {
-        map.push(MapEntry {
-            kind: "DelayLoadMethodImport",
-            name: format!("MethodEntry [ASYNC] {}", method_name(token)),
-            section: "image",
-            offset: async_cell_rva[&c],
-            size: POINTER.size(),
-        });
-    }
-    for (c, &token) in entry_points.iter().enumerate() {
-        map.push(MapEntry {
-            kind: "PortableEntryPoint",
-            name: format!("PortableEntryPoint {}", method_name(token)),
-            section: "image",
-            offset: entry_point_rva[&c],
-            size: 2 * POINTER.size(),
-        });
+            offset: rvas[&c],
+            size,
+        }));
     }
     clock.lap("emit: map");
     Ok(CompileOutput {
