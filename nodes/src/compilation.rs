@@ -30,6 +30,7 @@
 //! `ResumptionStubEntryPoint` fixup (0x38) in the variant's fixup list; protocol and layout:
 //! `crossgraph_runtime_core::abi::continuation`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, OnceLock};
 
@@ -1474,7 +1475,17 @@ fn emit(
     let cell_rva = initial_rva(cell_section);
     let entry_point_rva = initial_rva(entry_point_section);
     let async_cell_rva = initial_rva(async_cell_section);
-    let compiled_tokens: BTreeSet<u32> = compiled.iter().map(|&(t, _)| t).collect();
+    // Whether a MethodDef row has R2R code here, by row id (one lookup per call site).
+    let mut compiled_rows = vec![false; methods.len() + 1];
+    for &(token, _) in &compiled {
+        compiled_rows[(token & 0x00ff_ffff) as usize] = true;
+    }
+    let is_compiled = |token: u32| {
+        token >> 24 == 0x06
+            && compiled_rows
+                .get((token & 0x00ff_ffff) as usize)
+                .is_some_and(|&c| c)
+    };
     // What a call through each cell becomes, built once per cell (not once per call site).
     let cell_calls: Vec<Vec<crossgraph_codegen::Op>> = {
         use rayon::prelude::*;
@@ -1531,23 +1542,24 @@ fn emit(
                     )
                     .collect();
                 sites.sort_unstable_by_key(|s| s.0);
-                let mut replacements: Vec<(usize, Vec<crossgraph_codegen::Op>)> = Vec::new();
+                // Calls through a cell share the cell's ops (borrowed, copied in place).
+                let mut replacements: Vec<(usize, Cow<'_, [crossgraph_codegen::Op]>)> = Vec::new();
                 for (index, target, site) in sites {
-                    let local = target >> 24 == 0x06 && compiled_tokens.contains(&target);
+                    let local = is_compiled(target);
                     let replacement = match site {
                         Site::Call if local && factory.direct(target) => continue,
                         Site::Address | Site::AsyncCall if local => continue,
-                        Site::AsyncCall => call_through_cell(
+                        Site::AsyncCall => Cow::Owned(call_through_cell(
                             async_cell_rva[&async_cell_index[&target]],
                             &variant_signature(target),
-                        ),
-                        Site::Call => cell_calls[cell_index[&target]].clone(),
-                        Site::Address => {
-                            function_pointer_through_cell(cell_rva[&cell_index[&target]])
-                        }
-                        Site::EntryPoint => portable_entry_point_address(
+                        )),
+                        Site::Call => Cow::Borrowed(&cell_calls[cell_index[&target]][..]),
+                        Site::Address => Cow::Owned(function_pointer_through_cell(
+                            cell_rva[&cell_index[&target]],
+                        )),
+                        Site::EntryPoint => Cow::Owned(portable_entry_point_address(
                             entry_point_rva[&entry_point_index[&target]],
-                        ),
+                        )),
                     };
                     replacements.push((index, replacement));
                 }
@@ -1558,7 +1570,7 @@ fn emit(
                     let mut next = replacements.into_iter().peekable();
                     for (i, op) in old.into_iter().enumerate() {
                         match next.next_if(|(at, _)| *at == i) {
-                            Some((_, replacement)) => ops.extend(replacement),
+                            Some((_, replacement)) => ops.extend(replacement.iter().cloned()),
                             None => ops.push(op),
                         }
                     }
