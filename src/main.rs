@@ -312,6 +312,9 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                         FixupSignature::Helper(id) => {
                             writeln!(out, "  [{c}] Helper (0x1A) {id}")?;
                         }
+                        FixupSignature::StringHandle(token) => {
+                            writeln!(out, "  [{c}] StringHandle (0x1B) 0x{token:08x}")?;
+                        }
                         FixupSignature::ResumptionStubEntryPoint { method, stub } => writeln!(
                             out,
                             "  [{c}] ResumptionStubEntryPoint (0x38) 0x{:08x}{} stub slot {stub}",

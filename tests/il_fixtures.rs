@@ -313,7 +313,7 @@ fn awaiting_variants_suspend_and_resume_through_their_resumption_stubs() {
         .iter()
         .find(|m| m.name == "Fixture.Async::Leaf")
         .expect("Leaf stays interpreted");
-    assert!(leaf.reason.contains("ldstr"), "{}", leaf.reason);
+    assert!(leaf.reason.contains("newobj"), "{}", leaf.reason);
     // WithAwait, Middle and Outer await: one resumption stub each.
     assert_eq!(output.nodes_by_kind.get("ResumptionStub"), Some(&3));
     assert!(
@@ -729,4 +729,140 @@ fn addresses_of_locals_and_arguments_live_in_the_frame() {
         .expect("an int64")
         .unwrap_i64();
     assert_eq!(bumped, (1 << 40) + 5);
+}
+
+/// An embedder whose string objects are `[length u32][UTF-16 code units]` in an arena at the
+/// bottom of memory (below the image), interned by content as ECMA-335 requires of literals.
+struct StringInterpreter {
+    literals: std::collections::HashMap<u32, Vec<u16>>,
+    objects: std::sync::Mutex<(u32, std::collections::HashMap<Vec<u16>, u32>)>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Interpreter for StringInterpreter {
+    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
+        Err(format!("{entry:#x} was not expected in the interpreter"))
+    }
+
+    fn string_literal(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let units = self
+            .literals
+            .get(&token)
+            .ok_or_else(|| format!("no literal {token:#x}"))?;
+        let mut objects = self.objects.lock().unwrap();
+        if let Some(&object) = objects.1.get(units) {
+            return Ok(object);
+        }
+        let object = objects.0;
+        let at = object as usize;
+        memory[at..at + 4].copy_from_slice(&(units.len() as u32).to_le_bytes());
+        for (i, unit) in units.iter().enumerate() {
+            memory[at + 4 + 2 * i..at + 6 + 2 * i].copy_from_slice(&unit.to_le_bytes());
+        }
+        objects.0 = (object + 4 + 2 * units.len() as u32).next_multiple_of(8);
+        objects.1.insert(units.clone(), object);
+        Ok(object)
+    }
+}
+
+/// The string object at `object` of [`StringInterpreter`]'s layout.
+fn read_string(exec: &Executor, object: i32) -> String {
+    let at = object as u32 as usize;
+    let len = exec.read_u32(at).unwrap() as usize;
+    let bytes = exec.read_bytes(at + 4, 2 * len).unwrap();
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|u| u16::from_le_bytes([u[0], u[1]]))
+        .collect();
+    String::from_utf16(&units).unwrap()
+}
+
+#[test]
+fn ldstr_loads_a_lazy_string_handle_cell_the_embedder_resolves_once() {
+    let dll = assemble("strings.il");
+    let output = compile(&dll);
+    for name in ["Hello", "Same", "Different", "Maybe"] {
+        token_of(&output, &format!("Fixture.Strings::{name}"));
+    }
+    // One lazy StringHandle cell per literal (ilasm stores "hello" once), initially 0.
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let section = image
+        .import_sections
+        .iter()
+        .find(|s| s.kind == ImportSectionType::STRING_HANDLE)
+        .unwrap();
+    assert!(section.flags.0 & 1 == 0, "string cells are lazy");
+    let tokens: Vec<u32> = section
+        .cells
+        .iter()
+        .map(|c| match c.signature {
+            FixupSignature::StringHandle(token) => token,
+            ref other => panic!("{other:?} in the string section"),
+        })
+        .collect();
+    assert_eq!(tokens.len(), 3);
+    assert!(tokens.iter().all(|t| t >> 24 == 0x70));
+    let input = Assembly::load(&dll).unwrap();
+    let view = input.view().unwrap();
+    let literals: std::collections::HashMap<u32, Vec<u16>> = tokens
+        .iter()
+        .map(|&t| (t, view.user_string(t).unwrap()))
+        .collect();
+    let mut texts: Vec<String> = literals
+        .values()
+        .map(|u| String::from_utf16(u).unwrap())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["hello", "only when taken", "w\u{f6}rld"]);
+    let map_names: Vec<&str> = output
+        .map
+        .iter()
+        .filter(|e| e.kind == "StringImport")
+        .map(|e| e.name.as_str())
+        .collect();
+    assert!(
+        map_names.contains(&"StringImport \"hello\""),
+        "{map_names:?}"
+    );
+
+    let strings = Arc::new(StringInterpreter {
+        literals,
+        objects: std::sync::Mutex::new((4096, Default::default())),
+        calls: Default::default(),
+    });
+    let mut exec = instantiate(&output, strings.clone());
+    let calls = || strings.calls.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(calls(), 0, "nothing is resolved at load");
+    let hello = run_i32(&mut exec, "Fixture.Strings::Hello", "ip", &[]);
+    assert_eq!(read_string(&exec, hello), "hello");
+    assert_eq!(calls(), 1);
+    // Resolved once: the cell now holds the object.
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Strings::Hello", "ip", &[]),
+        hello
+    );
+    assert_eq!(run_i32(&mut exec, "Fixture.Strings::Same", "ip", &[]), 1);
+    assert_eq!(calls(), 1);
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Strings::Different", "ip", &[]),
+        0
+    );
+    assert_eq!(calls(), 2);
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Strings::Maybe", "iip", &[Val::I32(0)]),
+        0
+    );
+    assert_eq!(calls(), 2, "a literal on a path not taken is not resolved");
+    let taken = run_i32(&mut exec, "Fixture.Strings::Maybe", "iip", &[Val::I32(1)]);
+    assert_eq!(read_string(&exec, taken), "only when taken");
+    assert_eq!(calls(), 3);
+
+    // An embedder without string literals: the ldstr traps with its message.
+    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
+    let err = bare
+        .invoke_by_name("Fixture.Strings::Hello", &sig("ip"), &[])
+        .unwrap_err();
+    assert!(err.to_string().contains("no string literals"), "{err}");
 }

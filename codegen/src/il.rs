@@ -6,6 +6,8 @@
 //! (`ldarg*`, `starg*`), locals (`ldloc*`, `stloc*`), their addresses (`ldloca`, `ldarga`: such
 //! locals and arguments live in an 8-byte slot of the method's frame on the shadow stack, below the
 //! incoming SP, and callees get the frame's bottom as their SP), constants (`ldc.*`, `ldnull`),
+//! string literals (`ldstr`: the reference in the literal's lazy `StringHandle` import cell,
+//! resolved through the runtime's helper on first use, [`string_through_cell`]),
 //! integer and float arithmetic and bitwise operations, the overflow-checking `add.ovf`, `sub.ovf`,
 //! `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions
 //! (`conv.*`, and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores
@@ -292,6 +294,10 @@ pub struct CompiledBody {
     /// `Op::Call` (or [`CallTarget::Import`] placeholder) and the callee's token; a callee
     /// without R2R code here is called through its async variant's import cell.
     pub async_call_sites: Vec<(usize, u32)>,
+    /// `ldstr` sites: the index in `code.ops` of each placeholder `unreachable` and the
+    /// user-string token (0x70xxxxxx); the compilation replaces each with
+    /// [`string_through_cell`] once the literal's `StringHandle` cell has its offset.
+    pub string_sites: Vec<(usize, u32)>,
     /// The resumption stub the body stores into its continuations, when it can suspend.
     pub resumption_stub: Option<SymbolId>,
 }
@@ -320,6 +326,37 @@ pub fn function_pointer_through_cell(cell_rva: u32) -> Vec<Op> {
         Op::TableBase,
         Op::Ins(Instruction::I32Add),
     ]
+}
+
+/// The operations replacing an `ldstr` placeholder: the string object's reference from the
+/// literal's lazy `StringHandle` cell at image offset `cell_rva` (ReadyToRun fixup 0x1B),
+/// `[] -> [i32]`. The cell holds 0 until resolved: then the code calls `helper` (the runtime's
+/// `crossgraph_string_literal`, `[cell i32] -> [i32]`), which resolves it through the
+/// embedder and stores the reference, so later loads find it.
+pub fn string_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
+    let load = || {
+        [
+            Op::ImageAddress(cell_rva),
+            Op::Ins(Instruction::I32Load(wasm_encoder::MemArg {
+                offset: 0,
+                align: 2,
+                memory_index: 0,
+            })),
+        ]
+    };
+    let mut ops = vec![Op::Ins(Instruction::Block(
+        wasm_encoder::BlockType::Result(wasm_encoder::ValType::I32),
+    ))];
+    ops.extend(load()); // the reference
+    ops.extend(load()); // resolved?
+    ops.push(Op::Ins(Instruction::BrIf(0)));
+    ops.extend([
+        Op::Ins(Instruction::Drop),
+        Op::ImageAddress(cell_rva),
+        Op::Call(helper),
+        Op::Ins(Instruction::End),
+    ]);
+    ops
 }
 
 /// The operations replacing a managed `ldftn` placeholder: the absolute address of the
@@ -430,6 +467,7 @@ pub fn compile(
         entry_point_sites: Vec::new(),
         call_sites: Vec::new(),
         async_call_sites: Vec::new(),
+        string_sites: Vec::new(),
         suspend: None,
         frame: None,
     };
@@ -575,6 +613,7 @@ pub fn compile(
         entry_point_sites: body.entry_point_sites,
         call_sites: body.call_sites,
         async_call_sites: body.async_call_sites,
+        string_sites: body.string_sites,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
 }
@@ -650,6 +689,7 @@ struct Body {
     entry_point_sites: Vec<(usize, u32)>,
     call_sites: Vec<(usize, u32)>,
     async_call_sites: Vec<(usize, u32)>,
+    string_sites: Vec<(usize, u32)>,
     /// Suspension points, in an async variant that awaits.
     suspend: Option<Suspend>,
     /// The shadow-stack frame of address-taken locals and arguments.
@@ -1845,6 +1885,17 @@ impl Body {
                     _ => return Err(format!("{op} without a value")),
                 };
                 self.push(Instruction::I32Const(value as i32));
+                self.stack.push(I32);
+            }
+            "ldstr" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err("ldstr without a token".into());
+                };
+                if self.pointer != I32 {
+                    return Err("ldstr: string cells hold 32-bit references".into());
+                }
+                self.string_sites.push((self.ops.len(), token));
+                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced
                 self.stack.push(I32);
             }
             "ldnull" => {

@@ -38,7 +38,7 @@ use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
     CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NotCompiled, Suspension,
     ValueAccess, call_through_cell, compile, function_pointer_through_cell,
-    portable_entry_point_address,
+    portable_entry_point_address, string_through_cell,
 };
 use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
 use crossgraph_codegen::thunk::{
@@ -46,13 +46,14 @@ use crossgraph_codegen::thunk::{
     r2r_to_interpreter,
 };
 use crossgraph_codegen::{
-    DataReloc, DefinedFunction, MethodAbi, ObjectModule, PointerWidth, SymbolId, ThunkDirection,
-    WasmSignature, WasmValueType, lower_signature,
+    DataReloc, DefinedFunction, ImportedFunction, MethodAbi, ObjectModule, PointerWidth, SymbolId,
+    ThunkDirection, WasmFuncType, WasmSignature, WasmValueType, lower_signature,
 };
 use crossgraph_graph::{
     AnalysisError, AnalysisStats, Analyzer, AnalyzerOptions, Dependencies, FirstMark, FullGraph,
     MarkStrategy, NoLog, NodeId, NodeSource, write_dgml, write_dot,
 };
+use crossgraph_runtime_core::abi::STRING_LITERAL_HELPER;
 use crossgraph_runtime_core::format::{
     CodeRefSite, FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
     ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
@@ -93,6 +94,9 @@ pub enum NodeKey {
     InterpreterToR2RThunk(String),
     /// The `InjectStringThunks` eager import (fixup kind 0x39).
     InjectStringThunks,
+    /// The lazy `StringHandle` import cell (fixup kind 0x1B) of a string literal, by
+    /// user-string token (crossgen2 `StringImport`): what `ldstr` loads.
+    StringImport(u32),
 }
 
 impl NodeKey {
@@ -109,6 +113,7 @@ impl NodeKey {
             NodeKey::R2RToInterpreterThunk(_) => "R2RToInterpreterThunk",
             NodeKey::InterpreterToR2RThunk(_) => "InterpreterToR2RThunk",
             NodeKey::InjectStringThunks => "InjectStringThunksImport",
+            NodeKey::StringImport(_) => "StringImport",
         }
     }
 }
@@ -806,6 +811,9 @@ impl NodeSource for Factory<'_, '_, '_> {
                     if body.resumption_stub.is_some() {
                         deps.add(NodeKey::ResumptionStub(*token), "the variant can suspend");
                     }
+                    for &(_, literal) in &body.string_sites {
+                        deps.add(NodeKey::StringImport(literal), "ldstr");
+                    }
                     for &(_, target) in &body.entry_point_sites {
                         if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
                             deps.add(NodeKey::Method(target), "ldftn target");
@@ -872,7 +880,8 @@ impl NodeSource for Factory<'_, '_, '_> {
             NodeKey::NotCompiled(_)
             | NodeKey::ImportThunk(_)
             | NodeKey::ResumptionStub(_)
-            | NodeKey::InjectStringThunks => {}
+            | NodeKey::InjectStringThunks
+            | NodeKey::StringImport(_) => {}
         }
     }
 
@@ -916,7 +925,23 @@ impl NodeSource for Factory<'_, '_, '_> {
                 format!("thunk {k}")
             }
             NodeKey::InjectStringThunks => "InjectStringThunks".into(),
+            NodeKey::StringImport(token) => string_import_name(self.ts.view(0), *token),
         }
+    }
+}
+
+/// `StringImport "text"` (the literal's first 40 characters, lossily decoded) or, for a token
+/// the `#US` heap does not have, `StringImport 0x70xxxxxx`.
+fn string_import_name(view: &AssemblyView<'_>, token: u32) -> String {
+    match view.user_string(token) {
+        Some(units) => {
+            let text: String = char::decode_utf16(units)
+                .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+                .take(40)
+                .collect();
+            format!("StringImport {text:?}")
+        }
+        None => format!("StringImport 0x{token:08x}"),
     }
 }
 
@@ -1208,6 +1233,7 @@ fn emit(
     let mut stubs: Vec<u32> = Vec::new();
     let mut entry_points: Vec<u32> = Vec::new();
     let mut thunk_keys: Vec<String> = Vec::new();
+    let mut literals: Vec<u32> = Vec::new();
     let mut inject = false;
     for key in marked {
         counts
@@ -1223,6 +1249,7 @@ fn emit(
                 thunk_keys.push(k.clone());
             }
             NodeKey::InjectStringThunks => inject = true,
+            NodeKey::StringImport(token) => literals.push(*token),
             _ => {}
         }
     }
@@ -1235,6 +1262,7 @@ fn emit(
     async_cells.sort_unstable();
     stubs.sort_unstable();
     entry_points.sort_unstable();
+    literals.sort_unstable();
     thunk_keys.sort();
     let cell_index: FxHashMap<u32, usize> =
         cells.iter().enumerate().map(|(c, &t)| (t, c)).collect();
@@ -1250,6 +1278,8 @@ fn emit(
         .collect();
     let stub_index: FxHashMap<u32, usize> =
         stubs.iter().enumerate().map(|(c, &t)| (t, c)).collect();
+    let literal_index: FxHashMap<u32, usize> =
+        literals.iter().enumerate().map(|(c, &t)| (t, c)).collect();
     let variant_signature = |token: u32| -> WasmSignature {
         factory.plans[&token]
             .signature
@@ -1356,6 +1386,16 @@ fn emit(
             .map(|&token| method_entry(MethodSigFlags::NONE, token))
             .collect(),
     );
+    // String literals: lazy cells holding 0 until the code's first `ldstr` resolves them.
+    let literal_section = push_section(
+        ImportSectionFlags::NONE,
+        ImportSectionType::STRING_HANDLE,
+        POINTER.size() as u8,
+        literals
+            .iter()
+            .map(|&token| FixupSignature::StringHandle(token))
+            .collect(),
+    );
 
     // Each method's outcome, in parallel (24,000 names are copied here), then distributed in
     // method order. `methods` is in row order: method i has row id i + 1, its result's index.
@@ -1363,7 +1403,8 @@ fn emit(
         Compiled {
             method: &'m MethodDef,
             name: String,
-            body: CompiledBody,
+            // Boxed: 27,000 outcomes, most of them not compiled.
+            body: Box<CompiledBody>,
             entry: MethodEntryPoint,
             is_async: bool,
         },
@@ -1388,7 +1429,7 @@ fn emit(
                     Some(Ok(body)) => Outcome::Compiled {
                         method: m,
                         name: m.name.clone(),
-                        body,
+                        body: Box::new(body),
                         is_async: plan.is_async,
                         entry: MethodEntryPoint {
                             method: MethodRef {
@@ -1446,7 +1487,7 @@ fn emit(
                     entries.push(entry);
                 }
                 compiled.push((method.token, name));
-                bodies.push((method, body));
+                bodies.push((method, *body));
             }
             Outcome::NotCompiled(m) => not_compiled.push(m),
             Outcome::Skipped => {}
@@ -1475,6 +1516,23 @@ fn emit(
     let cell_rva = initial_rva(cell_section);
     let entry_point_rva = initial_rva(entry_point_section);
     let async_cell_rva = initial_rva(async_cell_section);
+    let literal_rva = initial_rva(literal_section);
+    // The runtime's string-literal helper, imported when a literal is loaded.
+    let string_helper = (!literals.is_empty()).then(|| {
+        let helper = object.symbol(STRING_LITERAL_HELPER);
+        object.import(
+            helper,
+            ImportedFunction {
+                module: "env".into(),
+                name: STRING_LITERAL_HELPER.into(),
+                ty: WasmFuncType {
+                    params: vec![WasmValueType::I32],
+                    results: vec![WasmValueType::I32],
+                },
+            },
+        );
+        helper
+    });
     // Whether a MethodDef row has R2R code here, by row id (one lookup per call site).
     let mut compiled_rows = vec![false; methods.len() + 1];
     for &(token, _) in &compiled {
@@ -1513,6 +1571,8 @@ fn emit(
         EntryPoint,
         /// A call of an async variant at a suspension point.
         AsyncCall,
+        /// `ldstr`: the literal's string cell.
+        Literal,
     }
     // Rewriting the bodies is independent per method: in parallel, in method order.
     let functions: Vec<(SymbolId, DefinedFunction, bool)> = {
@@ -1540,6 +1600,11 @@ fn emit(
                             .iter()
                             .map(|&(i, t)| (i, t, Site::AsyncCall)),
                     )
+                    .chain(
+                        body.string_sites
+                            .iter()
+                            .map(|&(i, t)| (i, t, Site::Literal)),
+                    )
                     .collect();
                 sites.sort_unstable_by_key(|s| s.0);
                 // Calls through a cell share the cell's ops (borrowed, copied in place).
@@ -1559,6 +1624,10 @@ fn emit(
                         )),
                         Site::EntryPoint => Cow::Owned(portable_entry_point_address(
                             entry_point_rva[&entry_point_index[&target]],
+                        )),
+                        Site::Literal => Cow::Owned(string_through_cell(
+                            literal_rva[&literal_index[&target]],
+                            string_helper.expect("imported when there are literals"),
                         )),
                     };
                     replacements.push((index, replacement));
@@ -1762,6 +1831,17 @@ fn emit(
             section: "image",
             offset: rvas[&c],
             size,
+        }));
+    }
+    {
+        use rayon::prelude::*;
+        let view = factory.ts.view(0);
+        map.par_extend(literals.par_iter().enumerate().map(|(c, &token)| MapEntry {
+            kind: "StringImport",
+            name: string_import_name(view, token),
+            section: "image",
+            offset: literal_rva[&c],
+            size: POINTER.size(),
         }));
     }
     clock.lap("emit: map");

@@ -258,6 +258,21 @@ impl<'a> AssemblyView<'a> {
         &self.metadata
     }
 
+    /// The UTF-16 code units of the string literal with user-string token `token`
+    /// (0x70xxxxxx, an `ldstr` operand; ECMA-335 II.24.2.4), or `None` when the token is not
+    /// a user-string token or the `#US` heap has no such entry.
+    pub fn user_string(&self, token: u32) -> Option<Vec<u16>> {
+        if token >> 24 != 0x70 {
+            return None;
+        }
+        let entry = self
+            .metadata
+            .user_strings()
+            .get(cildec::UserStringToken(token))
+            .ok()?;
+        Some(entry.code_units().collect())
+    }
+
     /// A `#Strings` entry, `""` when the index is bad.
     pub fn string(&self, index: cildec::StringIndex) -> &'a str {
         self.metadata.strings().str_opt(index).unwrap_or("")
@@ -525,6 +540,7 @@ impl<'a> AssemblyView<'a> {
                 Operand::BranchTarget(t) => IlOperand::Branch(*t),
                 Operand::Switch(targets) => IlOperand::Switch(targets.clone()),
                 Operand::Var(v) => IlOperand::Var(*v),
+                Operand::String(token) => IlOperand::Token(token.value()),
                 other => other
                     .token()
                     .map_or(IlOperand::None, |t| IlOperand::Token(token_value(t))),

@@ -17,8 +17,11 @@ use wasmtime::{
 };
 
 use crate::abi::continuation;
-use crate::abi::{ArgLayout, RetSlot, SlotKind, ThunkDirection, WasmSignature, WasmValueType};
-use crate::format::MethodRef;
+use crate::abi::{
+    ArgLayout, RetSlot, STRING_LITERAL_HELPER, SlotKind, ThunkDirection, WasmSignature,
+    WasmValueType,
+};
+use crate::format::{FixupSignature, MethodRef};
 use crate::loader::{CallKind, LoadError, Loader, image_from_module};
 
 /// The embedder's interpreter: runs methods without R2R code.
@@ -56,6 +59,22 @@ pub trait Interpreter: Send + Sync + 'static {
     ) -> Result<u32, String> {
         self.execute(entry_point, memory, args, size, ret)
             .map(|()| 0)
+    }
+
+    /// The string object of the string literal with user-string token `token` (0x70xxxxxx)
+    /// of the image's assembly (an `ldstr` operand; ReadyToRun fixup `StringHandle`, 0x1B):
+    /// its reference (an address in `memory`, never 0), created or found by the embedder, which
+    /// owns the object model (ECMA-335 III.4.16: equal literals are the same object). Called
+    /// once per string cell, the first time code loads it (lazily). The default has no
+    /// string literals.
+    ///
+    /// # Errors
+    /// A message, surfaced as a trap of the calling wasm code.
+    fn string_literal(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
+        let _ = memory;
+        Err(format!(
+            "this interpreter has no string literals (ldstr 0x{token:08x})"
+        ))
     }
 }
 
@@ -209,6 +228,7 @@ impl Executor {
     ) -> Result<Executor, ExecError> {
         let image = image_from_module(module)?.to_vec();
         let interpreter_for_invoke = Arc::clone(&interpreter);
+        let strings = Arc::clone(&interpreter);
         let engine = Engine::default();
         let compiled = wasmtime::Module::new(&engine, module).map_err(wasm)?;
         let slots = compiled
@@ -288,6 +308,47 @@ impl Executor {
                         caller.data_mut().async_continuation = suspended;
                     }
                     Ok(())
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                STRING_LITERAL_HELPER,
+                move |mut caller: Caller<'_, HostState>, cell: i32| -> wasmtime::Result<i32> {
+                    let state = caller.data();
+                    let module = state
+                        .module
+                        .ok_or_else(|| wasmtime::Error::msg("image not loaded"))?;
+                    let loader = Arc::clone(&state.loader);
+                    let rva = (cell as u32).wrapping_sub(state.image_base);
+                    let (section, index, signature) = loader
+                        .cell_at(module, rva)
+                        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+                    let FixupSignature::StringHandle(token) = signature else {
+                        return Err(wasmtime::Error::msg(format!(
+                            "cell at image offset {rva} is not a StringHandle cell"
+                        )));
+                    };
+                    let object = strings
+                        .string_literal(memory.data_mut(&mut caller), token)
+                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))?;
+                    if object == 0 {
+                        return Err(wasmtime::Error::msg(format!(
+                            "interpreter: string literal 0x{token:08x} resolved to a null reference"
+                        )));
+                    }
+                    // The first resolution wins (racing threads get one object).
+                    let object = loader
+                        .store_cell(module, section, index, object)
+                        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+                    let at = cell as u32 as usize;
+                    let bytes = memory
+                        .data_mut(&mut caller)
+                        .get_mut(at..at + 4)
+                        .ok_or_else(|| wasmtime::Error::msg("string cell outside memory"))?;
+                    bytes.copy_from_slice(&object.to_le_bytes());
+                    Ok(object as i32)
                 },
             )
             .map_err(wasm)?;
@@ -398,6 +459,13 @@ impl Executor {
     pub fn read_u32(&self, address: usize) -> Option<u32> {
         let bytes = self.memory.data(&self.store).get(address..address + 4)?;
         Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    /// Copies `len` bytes at `address` out of the instance's memory (`None` out of bounds):
+    /// for an embedder reading back an object the compiled code returned.
+    pub fn read_bytes(&self, address: usize, len: usize) -> Option<Vec<u8>> {
+        let end = address.checked_add(len)?;
+        Some(self.memory.data(&self.store).get(address..end)?.to_vec())
     }
 
     /// Reflection-style invoke: a method with R2R code runs through the interpreter -> R2R

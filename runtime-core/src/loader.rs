@@ -81,6 +81,15 @@ pub enum LoadError {
         /// Helper id.
         id: u32,
     },
+    /// A `StringHandle` cell (fixup kind 0x1B) asked of the loader: string objects come from
+    /// the embedder, so the executor resolves these cells ([`Loader::store_cell`]).
+    #[error(
+        "string literal 0x{token:08x} is resolved by the embedder (Interpreter::string_literal), not the loader"
+    )]
+    StringLiteral {
+        /// The user-string token.
+        token: u32,
+    },
 }
 
 /// Finds the image in a module written by the object writer: the active data segment whose
@@ -468,6 +477,9 @@ impl Loader {
             }
             // Merged at load; the cell itself carries no value.
             FixupSignature::InjectStringThunks(_) => 0,
+            FixupSignature::StringHandle(token) => {
+                return Err(LoadError::StringLiteral { token: *token });
+            }
         };
         // Resolution is idempotent, so a race stores the same value twice.
         slot.store(value, Ordering::Release);
@@ -511,6 +523,20 @@ impl Loader {
     /// # Errors
     /// [`LoadError::NoSuchCell`] when no cell starts at `rva`; as [`Loader::resolve_cell`].
     pub fn resolve_cell_at(&self, module: usize, rva: u32) -> Result<u32, LoadError> {
+        let (section, cell, _) = self.cell_at(module, rva)?;
+        self.resolve_cell(module, section, cell)
+    }
+
+    /// The import cell at image offset `rva` of a loaded module: its section, its index in
+    /// the section and its fixup signature.
+    ///
+    /// # Errors
+    /// [`LoadError::NoSuchCell`] when no cell starts at `rva`.
+    pub fn cell_at(
+        &self,
+        module: usize,
+        rva: u32,
+    ) -> Result<(u32, u32, FixupSignature), LoadError> {
         let loaded = self.modules.read().expect("poisoned").get(module).cloned();
         let no_cell = LoadError::NoSuchCell {
             module,
@@ -522,10 +548,56 @@ impl Loader {
             let count = loaded.cells[s].len() as u32;
             let size = u32::from(size);
             if rva >= start && rva < start + count * size && (rva - start).is_multiple_of(size) {
-                return self.resolve_cell(module, s as u32, (rva - start) / size);
+                let c = (rva - start) / size;
+                let signature = loaded.image.import_sections[s].cells[c as usize]
+                    .signature
+                    .clone();
+                return Ok((s as u32, c, signature));
             }
         }
         Err(no_cell)
+    }
+
+    /// Stores `value` as the resolution of a cell the loader cannot resolve itself (a
+    /// `StringHandle` cell, resolved by the executor through the embedder) unless the cell is
+    /// already resolved, and returns the cell's value: the first resolution wins, so racing
+    /// resolvers of one string literal all get the same object.
+    ///
+    /// # Errors
+    /// [`LoadError::NoSuchCell`].
+    pub fn store_cell(
+        &self,
+        module: usize,
+        section: u32,
+        cell: u32,
+        value: u32,
+    ) -> Result<u32, LoadError> {
+        let loaded = self
+            .modules
+            .read()
+            .expect("poisoned")
+            .get(module)
+            .cloned()
+            .ok_or(LoadError::NoSuchCell {
+                module,
+                section,
+                cell,
+            })?;
+        let slot = loaded
+            .cells
+            .get(section as usize)
+            .and_then(|s| s.get(cell as usize))
+            .ok_or(LoadError::NoSuchCell {
+                module,
+                section,
+                cell,
+            })?;
+        Ok(
+            match slot.compare_exchange(UNRESOLVED, value, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => value,
+                Err(current) => current,
+            },
+        )
     }
 
     /// Resolves every fixup a method lists (ReadyToRun's per-method fixups), before its first

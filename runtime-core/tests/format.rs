@@ -316,6 +316,7 @@ fn image_strategy() -> impl Strategy<Value = Image> {
     let signature = prop_oneof![
         method.clone().prop_map(FixupSignature::MethodEntry),
         any::<u32>().prop_map(FixupSignature::Helper),
+        any::<u32>().prop_map(FixupSignature::StringHandle),
         (method.clone(), any::<u32>())
             .prop_map(|(method, stub)| FixupSignature::ResumptionStubEntryPoint { method, stub }),
         thunks.prop_map(FixupSignature::InjectStringThunks),

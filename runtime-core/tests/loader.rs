@@ -2,8 +2,9 @@
 //! MethodEntry resolution for managed and unmanaged callers.
 
 use crossgraph_runtime_core::format::{
-    FixupRef, FixupSignature, FormatError, Image, ImportCell, ImportSection, ImportSectionFlags,
-    ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
+    CodeRefSite, FixupRef, FixupSignature, FormatError, Image, ImportCell, ImportSection,
+    ImportSectionFlags, ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags,
+    StringThunk,
 };
 use crossgraph_runtime_core::loader::UNMANAGED_CALLERS_ONLY;
 use crossgraph_runtime_core::{
@@ -68,6 +69,12 @@ fn image() -> Image {
                     }),
                     cell(FixupSignature::MethodEntry(method(0x0600_0002))),
                 ],
+            },
+            ImportSection {
+                flags: ImportSectionFlags::NONE,
+                kind: ImportSectionType::STRING_HANDLE,
+                entry_size: 4,
+                cells: vec![cell(FixupSignature::StringHandle(0x7000_0001))],
             },
         ],
         method_entry_points: vec![
@@ -229,4 +236,42 @@ fn code_references_beyond_the_table_index_space_are_refused() {
     // Nothing of the refused image was registered.
     assert_eq!(loader.thunks().table().lookup_thunk("Miiip"), None);
     assert!(loader.entry_point(method(0x0600_0001)).is_err());
+}
+
+#[test]
+fn string_handle_cells_are_resolved_by_the_embedder_and_the_first_value_wins() {
+    let (loader, handle) = loader();
+    // The loader makes no strings: the executor resolves these cells through the embedder.
+    assert!(matches!(
+        loader.resolve_cell(handle, 2, 0),
+        Err(LoadError::StringLiteral { token: 0x7000_0001 })
+    ));
+    let (_, sites) = image().encode_with_code_offsets().unwrap();
+    let rva = sites
+        .iter()
+        .find_map(|&(site, at)| {
+            (site
+                == CodeRefSite::CellInitial {
+                    section: 2,
+                    cell: 0,
+                })
+            .then_some(at)
+        })
+        .unwrap();
+    assert_eq!(
+        loader.cell_at(handle, rva).unwrap(),
+        (2, 0, FixupSignature::StringHandle(0x7000_0001))
+    );
+    assert!(matches!(
+        loader.cell_at(handle, rva + 1),
+        Err(LoadError::NoSuchCell { .. })
+    ));
+    // Racing resolvers: the first stored reference is the cell's for good.
+    assert_eq!(loader.store_cell(handle, 2, 0, 4096).unwrap(), 4096);
+    assert_eq!(loader.store_cell(handle, 2, 0, 8192).unwrap(), 4096);
+    assert_eq!(loader.resolve_cell(handle, 2, 0).unwrap(), 4096);
+    assert!(matches!(
+        loader.store_cell(handle, 2, 1, 1),
+        Err(LoadError::NoSuchCell { .. })
+    ));
 }

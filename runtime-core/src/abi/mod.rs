@@ -9,6 +9,12 @@ pub mod continuation;
 pub mod layout;
 pub mod signature;
 
+/// Import name (module `env`) of the runtime's string-literal helper, `[cell i32] -> [i32]`:
+/// compiled code calls it with the address of a lazy `StringHandle` cell (ReadyToRun fixup
+/// 0x1B) that still holds 0; it resolves the cell through the embedder, stores the string's
+/// reference in it and returns it.
+pub const STRING_LITERAL_HELPER: &str = "crossgraph_string_literal";
+
 pub use layout::{ArgLayout, ArgRole, ArgSlot, LayoutError, RetSlot, SlotKind};
 pub use signature::{
     ParamAbi, ParseErrorKind, ReturnAbi, SignatureError, SignatureParseError, SignatureParts,

@@ -261,6 +261,9 @@ fn decode_signature(r: &Reader<'_>, at: u64) -> Result<FixupSignature, FormatErr
     Ok(match kind {
         fixup_kind::METHOD_ENTRY => FixupSignature::MethodEntry(decode_method(r, payload)?),
         fixup_kind::HELPER => FixupSignature::Helper(r.u32("helper fixup", payload)?),
+        fixup_kind::STRING_HANDLE => {
+            FixupSignature::StringHandle(r.u32("string handle fixup", payload)?)
+        }
         fixup_kind::RESUMPTION_STUB_ENTRY_POINT => FixupSignature::ResumptionStubEntryPoint {
             method: decode_method(r, payload)?,
             stub: r.u32("resumption stub fixup", payload + 8)?,

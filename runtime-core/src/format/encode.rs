@@ -298,7 +298,9 @@ fn code_sites(
                 pos += 4;
             }
         }
-        FixupSignature::MethodEntry(_) | FixupSignature::Helper(_) => {}
+        FixupSignature::MethodEntry(_)
+        | FixupSignature::Helper(_)
+        | FixupSignature::StringHandle(_) => {}
     }
 }
 
@@ -311,7 +313,9 @@ fn signature_bytes(signature: &FixupSignature) -> Vec<u8> {
     };
     match signature {
         FixupSignature::MethodEntry(m) => method(&mut out, m),
-        FixupSignature::Helper(id) => out.extend_from_slice(&id.to_le_bytes()),
+        FixupSignature::Helper(id) | FixupSignature::StringHandle(id) => {
+            out.extend_from_slice(&id.to_le_bytes())
+        }
         FixupSignature::ResumptionStubEntryPoint { method: m, stub } => {
             method(&mut out, m);
             out.extend_from_slice(&stub.to_le_bytes());

@@ -127,6 +127,8 @@ pub mod fixup_kind {
     pub const METHOD_ENTRY: u8 = 0x13;
     /// `Helper` (0x1A): a runtime helper.
     pub const HELPER: u8 = 0x1A;
+    /// `StringHandle` (0x1B): the string object of a string literal (`ldstr`).
+    pub const STRING_HANDLE: u8 = 0x1B;
     /// `ResumptionStubEntryPoint` (0x38): the async resumption stub of a method variant.
     pub const RESUMPTION_STUB_ENTRY_POINT: u8 = 0x38;
     /// `InjectStringThunks` (0x39): string-discoverable thunks to merge at load.
@@ -140,6 +142,10 @@ pub enum FixupSignature {
     MethodEntry(MethodRef),
     /// 0x1A, payload `helper: u32`.
     Helper(u32),
+    /// 0x1B, payload `token: u32`: a user-string token (0x70xxxxxx, the operand of `ldstr`)
+    /// of the image's assembly. The cell holds the string object's reference once resolved
+    /// (0 before; lazy: resolved by the code on first use, through the embedder).
+    StringHandle(u32),
     /// 0x38, payload `flags: u32, token: u32, stub: u32` (the variant and the code
     /// reference of its resumption stub).
     ResumptionStubEntryPoint {
@@ -159,6 +165,7 @@ impl FixupSignature {
         match self {
             FixupSignature::MethodEntry(_) => fixup_kind::METHOD_ENTRY,
             FixupSignature::Helper(_) => fixup_kind::HELPER,
+            FixupSignature::StringHandle(_) => fixup_kind::STRING_HANDLE,
             FixupSignature::ResumptionStubEntryPoint { .. } => {
                 fixup_kind::RESUMPTION_STUB_ENTRY_POINT
             }
