@@ -413,6 +413,34 @@ impl Loader {
         Ok(handle)
     }
 
+    /// A loaded module (its `Arc`: no lock is held afterwards) that has cell `cell` of section
+    /// `section`.
+    fn module_with_cell(
+        &self,
+        module: usize,
+        section: u32,
+        cell: u32,
+    ) -> Result<Arc<LoadedModule>, LoadError> {
+        let no_cell = LoadError::NoSuchCell {
+            module,
+            section,
+            cell,
+        };
+        let loaded = self
+            .modules
+            .read()
+            .expect("poisoned")
+            .get(module)
+            .cloned()
+            .ok_or(no_cell.clone())?;
+        loaded
+            .cells
+            .get(section as usize)
+            .and_then(|s| s.get(cell as usize))
+            .ok_or(no_cell)?;
+        Ok(loaded)
+    }
+
     /// Resolves one import cell of a loaded module (lazy cells on first use; resolving twice
     /// returns the stored value) and returns its value: an absolute table index for code.
     ///
@@ -420,27 +448,8 @@ impl Loader {
     /// [`LoadError::NoSuchCell`], [`LoadError::UnknownMethod`], [`LoadError::UnmanagedOnly`],
     /// [`LoadError::MissingThunk`], [`LoadError::UnknownHelper`].
     pub fn resolve_cell(&self, module: usize, section: u32, cell: u32) -> Result<u32, LoadError> {
-        let loaded = self
-            .modules
-            .read()
-            .expect("poisoned")
-            .get(module)
-            .cloned()
-            .ok_or(LoadError::NoSuchCell {
-                module,
-                section,
-                cell,
-            })?;
-        let no_cell = LoadError::NoSuchCell {
-            module,
-            section,
-            cell,
-        };
-        let slot = loaded
-            .cells
-            .get(section as usize)
-            .and_then(|s| s.get(cell as usize))
-            .ok_or(no_cell)?;
+        let loaded = self.module_with_cell(module, section, cell)?;
+        let slot = &loaded.cells[section as usize][cell as usize];
         let value = slot.load(Ordering::Acquire);
         if value != UNRESOLVED {
             return Ok(value);
@@ -572,26 +581,8 @@ impl Loader {
         cell: u32,
         value: u32,
     ) -> Result<u32, LoadError> {
-        let loaded = self
-            .modules
-            .read()
-            .expect("poisoned")
-            .get(module)
-            .cloned()
-            .ok_or(LoadError::NoSuchCell {
-                module,
-                section,
-                cell,
-            })?;
-        let slot = loaded
-            .cells
-            .get(section as usize)
-            .and_then(|s| s.get(cell as usize))
-            .ok_or(LoadError::NoSuchCell {
-                module,
-                section,
-                cell,
-            })?;
+        let loaded = self.module_with_cell(module, section, cell)?;
+        let slot = &loaded.cells[section as usize][cell as usize];
         Ok(
             match slot.compare_exchange(UNRESOLVED, value, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => value,
