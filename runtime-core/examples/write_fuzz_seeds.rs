@@ -184,6 +184,26 @@ fn string_thunks() -> Image {
     }
 }
 
+/// A lazy `StringHandle` section (fixup 0x1B): the cells `ldstr` loads.
+fn string_literals() -> Image {
+    Image {
+        compiler: Some("crossgraph ldstr".into()),
+        import_sections: vec![ImportSection {
+            flags: ImportSectionFlags::NONE,
+            kind: ImportSectionType::STRING_HANDLE,
+            entry_size: 4,
+            cells: [0x7000_0001, 0x7000_000d, 0x7000_0023]
+                .into_iter()
+                .map(|token| ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::StringHandle(token),
+                })
+                .collect(),
+        }],
+        ..Image::default()
+    }
+}
+
 /// Both entry-point tables, records with several fixups and with none.
 fn entry_points() -> Image {
     Image {
@@ -288,6 +308,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("wide_cells", wide_cells()),
         ("string_thunks", string_thunks()),
         ("entry_points", entry_points()),
+        ("string_literals", string_literals()),
     ];
     for (name, image) in seeds {
         let bytes = image.encode()?;
