@@ -513,3 +513,34 @@ fn shared_signatures_cannot_expand_an_image_without_bound() {
         "{err}"
     );
 }
+
+#[test]
+fn the_committed_fuzz_seeds_decode_and_cover_every_fixup_kind() {
+    use crossgraph_runtime_core::format::fixup_kind;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/image_decode");
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let image = Image::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // Written by `write_fuzz_seeds`, which checks the round trip: still the same bytes.
+        assert_eq!(image.encode().unwrap(), bytes, "{}", path.display());
+        for cell in image.import_sections.iter().flat_map(|s| &s.cells) {
+            kinds.insert(cell.signature.kind());
+        }
+        seeds += 1;
+    }
+    assert!(seeds >= 6, "{seeds} seeds in {dir}");
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<u8>>(),
+        [
+            fixup_kind::METHOD_ENTRY,
+            fixup_kind::HELPER,
+            fixup_kind::STRING_HANDLE,
+            fixup_kind::RESUMPTION_STUB_ENTRY_POINT,
+            fixup_kind::INJECT_STRING_THUNKS,
+        ],
+        "regenerate the seeds: cargo run -p crossgraph-runtime-core --example write_fuzz_seeds -- fuzz/seeds/image_decode"
+    );
+}
