@@ -315,6 +315,9 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                         FixupSignature::StringHandle(token) => {
                             writeln!(out, "  [{c}] StringHandle (0x1B) 0x{token:08x}")?;
                         }
+                        FixupSignature::NewObject(token) => {
+                            writeln!(out, "  [{c}] NewObject (0x1C) 0x{token:08x}")?;
+                        }
                         FixupSignature::ResumptionStubEntryPoint { method, stub } => writeln!(
                             out,
                             "  [{c}] ResumptionStubEntryPoint (0x38) 0x{:08x}{} stub slot {stub}",

@@ -313,7 +313,7 @@ fn awaiting_variants_suspend_and_resume_through_their_resumption_stubs() {
         .iter()
         .find(|m| m.name == "Fixture.Async::Leaf")
         .expect("Leaf stays interpreted");
-    assert!(leaf.reason.contains("newobj"), "{}", leaf.reason);
+    assert!(leaf.reason.contains("ldsfld"), "{}", leaf.reason);
     // WithAwait, Middle and Outer await: one resumption stub each.
     assert_eq!(output.nodes_by_kind.get("ResumptionStub"), Some(&3));
     assert!(
@@ -865,4 +865,152 @@ fn ldstr_loads_a_lazy_string_handle_cell_the_embedder_resolves_once() {
         .invoke_by_name("Fixture.Strings::Hello", &sig("ip"), &[])
         .unwrap_err();
     assert!(err.to_string().contains("no string literals"), "{err}");
+}
+
+/// An embedder with objects laid out as the compiler lays them out (a 4-byte header holding
+/// the type token, then the fields at the type system's offsets), allocated from an arena at
+/// the bottom of memory; it runs `System.Object::.ctor` (a no-op) for the compiled
+/// constructors that chain to it.
+struct ObjectInterpreter {
+    /// Instance size by type token.
+    sizes: std::collections::HashMap<u32, u32>,
+    object_ctors: Vec<u32>,
+    next: std::sync::Mutex<u32>,
+    allocations: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Interpreter for ObjectInterpreter {
+    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
+        if self.object_ctors.contains(&entry) {
+            return Ok(());
+        }
+        Err(format!("{entry:#x} was not expected in the interpreter"))
+    }
+
+    fn new_object(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
+        let size = *self
+            .sizes
+            .get(&token)
+            .ok_or_else(|| format!("no type {token:#x}"))?;
+        let mut next = self.next.lock().unwrap();
+        let object = *next;
+        *next = (object + size).next_multiple_of(8);
+        let at = object as usize;
+        memory[at..at + size as usize].fill(0);
+        memory[at..at + 4].copy_from_slice(&token.to_le_bytes());
+        self.allocations.lock().unwrap().push(token);
+        Ok(object)
+    }
+}
+
+#[test]
+fn newobj_allocates_through_the_embedder_then_runs_the_constructor() {
+    let dll = assemble("objects.il");
+    let output = compile(&dll);
+    for name in ["Make", "Distinct", "Both", "NotNull"] {
+        token_of(&output, &format!("Fixture.Objects::{name}"));
+    }
+    let repeat = output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Objects::Repeat")
+        .expect("new string(...) stays interpreted");
+    assert!(repeat.reason.contains("System.String"), "{}", repeat.reason);
+
+    // One lazy NewObject cell per allocated class: System.Object (a TypeRef) and Box.
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let classes: Vec<u32> = image
+        .import_sections
+        .iter()
+        .flat_map(|s| &s.cells)
+        .filter_map(|c| match c.signature {
+            FixupSignature::NewObject(token) => Some(token),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(classes.len(), 2);
+    let (object_class, box_class) = (classes[0], classes[1]);
+    assert_eq!((object_class >> 24, box_class >> 24), (0x01, 0x02));
+    // Instance sizes from the same type system the compiler laid fields out with.
+    let input = Assembly::load(&dll).unwrap();
+    let corlib = Assembly::load(MSCORLIB).unwrap();
+    let (a, b) = (input.view().unwrap(), corlib.view().unwrap());
+    let ts = TypeSystem::new(vec![&a, &b]).unwrap();
+    let size = |token: u32| {
+        let table = if token >> 24 == 0x01 {
+            cildec::TableId::TypeRef
+        } else {
+            cildec::TableId::TypeDef
+        };
+        let id = ts
+            .resolve_type(0, cildec::Token::new(table, token & 0x00ff_ffff))
+            .unwrap();
+        (token, ts.layout(id).unwrap().size)
+    };
+    let sizes: std::collections::HashMap<u32, u32> =
+        [size(object_class), size(box_class)].into_iter().collect();
+    assert_eq!(sizes[&object_class], 4, "System.Object: the header");
+    assert_eq!(sizes[&box_class], 16, "header, int32 at 4, int64 at 8");
+    // The constructors chain to System.Object::.ctor, which only the interpreter has.
+    let object_ctors: Vec<u32> = image
+        .import_sections
+        .iter()
+        .flat_map(|s| &s.cells)
+        .filter_map(|c| match c.signature {
+            FixupSignature::MethodEntry(m) if m.token >> 24 == 0x0a => Some(m.token),
+            _ => None,
+        })
+        .collect();
+    assert!(!object_ctors.is_empty());
+
+    let objects = Arc::new(ObjectInterpreter {
+        sizes,
+        object_ctors: object_ctors.clone(),
+        next: std::sync::Mutex::new(4096),
+        allocations: Default::default(),
+    });
+    let mut exec = instantiate(&output, objects.clone());
+    for &ctor in &object_ctors {
+        exec.loader().register_interpreted(
+            MethodRef {
+                flags: MethodSigFlags::NONE,
+                token: ctor,
+            },
+            InterpretedMethod {
+                thunk_key: "IvTp".into(),
+            },
+        );
+    }
+    let allocations = || objects.allocations.lock().unwrap().clone();
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Objects::Make", "iip", &[Val::I32(41)]),
+        42
+    );
+    assert_eq!(allocations(), [box_class]);
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Objects::Distinct", "ip", &[]),
+        0
+    );
+    let both = exec
+        .invoke_by_name(
+            "Fixture.Objects::Both",
+            &sig("lilp"),
+            &[Val::I32(3), Val::I64(5_000_000_000)],
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap_i64();
+    assert_eq!(both, 5_000_000_003);
+    assert_eq!(run_i32(&mut exec, "Fixture.Objects::NotNull", "ip", &[]), 1);
+    assert_eq!(
+        allocations(),
+        [box_class, box_class, box_class, box_class, object_class]
+    );
+
+    // An embedder without objects: newobj traps with its message.
+    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
+    let err = bare
+        .invoke_by_name("Fixture.Objects::Make", &sig("iip"), &[Val::I32(1)])
+        .unwrap_err();
+    assert!(err.to_string().contains("allocates no objects"), "{err}");
 }

@@ -13,9 +13,12 @@
 //! (`conv.*`, and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores
 //! (`ldind.*`, `stind.*`; with `ldfld`/`stfld` also under `volatile.` and `unaligned.`) on
 //! native-int or managed pointers, `ldobj`/`stobj` of primitive and reference types, `initobj` and
-//! `sizeof`, `dup`, `pop`, calls to methods the JIT interface can call directly or through an
-//! import cell (`tail.` calls run as plain calls; `callvirt` too when no virtual dispatch is
-//! needed: a non-virtual or `final` callee, after a null check of `this` that traps), `ldftn` of an
+//! `sizeof`, `newobj` of a class (a zeroed instance from the runtime's allocation helper through
+//! the class's `NewObject` cell, [`new_object_through_cell`], then the constructor called on it;
+//! not of value types, strings or delegates), `dup`, `pop`, calls to methods the JIT interface
+//! can call directly or through an import cell (`tail.` calls run as plain calls; `callvirt` too
+//! when no virtual dispatch is needed: a non-virtual or `final` callee, after a null check of
+//! `this` that traps), `ldftn` of an
 //! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
 //! signature, `ldftn` of a managed method (the address of its portable entry point) with `calli` of
 //! a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
@@ -136,6 +139,22 @@ pub enum CallTarget {
     Unsupported(String),
 }
 
+/// What `newobj` of a constructor does ([`JitInterface::new_object`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NewObject {
+    /// Allocate an instance of a class, then call its constructor on it: the class's token
+    /// (`TypeDef` or `TypeRef`, what the allocation's `NewObject` cell names) and how to call
+    /// the constructor (an instance method returning nothing).
+    Class {
+        /// The class token.
+        type_token: u32,
+        /// The constructor.
+        ctor: CallTarget,
+    },
+    /// Not compiled yet; the reason.
+    Unsupported(String),
+}
+
 /// What `ldftn` of a method yields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FunctionPointer {
@@ -237,6 +256,12 @@ pub trait JitInterface {
         false
     }
 
+    /// What `newobj ctor` does. The default refuses.
+    fn new_object(&mut self, ctor: u32) -> NewObject {
+        let _ = ctor;
+        NewObject::Unsupported("newobj is outside the baseline subset".into())
+    }
+
     /// How `callvirt token` reaches its callee when no virtual dispatch is needed (the method
     /// is not virtual, or is `final`): then like [`call_target`](JitInterface::call_target),
     /// with a null check of `this`. The default refuses.
@@ -298,6 +323,10 @@ pub struct CompiledBody {
     /// user-string token (0x70xxxxxx); the compilation replaces each with
     /// [`string_through_cell`] once the literal's `StringHandle` cell has its offset.
     pub string_sites: Vec<(usize, u32)>,
+    /// `newobj` allocation sites: the index in `code.ops` of each placeholder `unreachable`
+    /// and the allocated class's token; the compilation replaces each with
+    /// [`new_object_through_cell`] once the class's `NewObject` cell has its offset.
+    pub new_object_sites: Vec<(usize, u32)>,
     /// The resumption stub the body stores into its continuations, when it can suspend.
     pub resumption_stub: Option<SymbolId>,
 }
@@ -357,6 +386,14 @@ pub fn string_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
         Op::Ins(Instruction::End),
     ]);
     ops
+}
+
+/// The operations replacing a `newobj` allocation placeholder: a new zeroed instance of the
+/// class whose lazy `NewObject` cell (ReadyToRun fixup 0x1C) is at image offset `cell_rva`,
+/// from the runtime's `helper` (`crossgraph_new_object`, `[cell i32] -> [i32]`), which asks
+/// the embedder. `[] -> [i32]`.
+pub fn new_object_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
+    vec![Op::ImageAddress(cell_rva), Op::Call(helper)]
 }
 
 /// The operations replacing a managed `ldftn` placeholder: the absolute address of the
@@ -468,6 +505,7 @@ pub fn compile(
         call_sites: Vec::new(),
         async_call_sites: Vec::new(),
         string_sites: Vec::new(),
+        new_object_sites: Vec::new(),
         suspend: None,
         frame: None,
     };
@@ -614,6 +652,7 @@ pub fn compile(
         call_sites: body.call_sites,
         async_call_sites: body.async_call_sites,
         string_sites: body.string_sites,
+        new_object_sites: body.new_object_sites,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
 }
@@ -690,6 +729,7 @@ struct Body {
     call_sites: Vec<(usize, u32)>,
     async_call_sites: Vec<(usize, u32)>,
     string_sites: Vec<(usize, u32)>,
+    new_object_sites: Vec<(usize, u32)>,
     /// Suspension points, in an async variant that awaits.
     suspend: Option<Suspend>,
     /// The shadow-stack frame of address-taken locals and arguments.
@@ -2225,6 +2265,66 @@ impl Body {
                     s.awaited_value = value;
                 }
                 self.callees.push(token);
+            }
+            "newobj" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err("newobj without a token".into());
+                };
+                let (type_token, target) = match jit.new_object(token) {
+                    NewObject::Class { type_token, ctor } => (type_token, ctor),
+                    NewObject::Unsupported(reason) => {
+                        return Err(format!("newobj 0x{token:08x}: {reason}"));
+                    }
+                };
+                let (symbol, callee) = match target {
+                    CallTarget::Direct { symbol, signature } => (Some(symbol), signature),
+                    CallTarget::Import { signature } => (None, signature),
+                    CallTarget::Unsupported(reason) => {
+                        return Err(format!("newobj 0x{token:08x}: {reason}"));
+                    }
+                };
+                let cp = callee.parts();
+                if !cp.managed || !cp.has_this || cp.ret != ReturnAbi::Void {
+                    return Err("newobj of an unsupported constructor shape".into());
+                }
+                if self.pointer != I32 {
+                    return Err("newobj: references are 32-bit here".into());
+                }
+                // The constructor's explicit arguments go to locals; the new object goes
+                // below them, as `this`.
+                let mut taken = Vec::new();
+                let mut args = Vec::new();
+                for p in cp.params.iter().rev() {
+                    let ParamAbi::Value(ty) = *p else {
+                        return Err("newobj with a struct argument".into());
+                    };
+                    if self.pop()? != ty {
+                        return Err("newobj argument of the wrong type".into());
+                    }
+                    let local = self.scratch(ty, &mut taken);
+                    self.push(Instruction::LocalSet(local));
+                    args.push((local, ty));
+                }
+                let object = self.scratch(I32, &mut taken);
+                self.new_object_sites.push((self.ops.len(), type_token));
+                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+                self.push(Instruction::LocalTee(object));
+                self.stack.push(I32);
+                for &(local, ty) in args.iter().rev() {
+                    self.push(Instruction::LocalGet(local));
+                    self.stack.push(ty);
+                }
+                self.managed_call_arguments(&callee, &mut taken, false, false)?;
+                // PE: the constructor's token, as for any call.
+                self.push(Instruction::I32Const(token as i32));
+                self.call_sites.push((self.ops.len(), token));
+                self.ops.push(match symbol {
+                    Some(symbol) => Op::Call(symbol),
+                    None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
+                });
+                self.callees.push(token);
+                self.push(Instruction::LocalGet(object));
+                self.stack.push(I32);
             }
             "ret" => {
                 if let Some(ty) = ret

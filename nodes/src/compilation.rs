@@ -36,9 +36,9 @@ use std::sync::{Mutex, OnceLock};
 
 use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
-    CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NotCompiled, Suspension,
-    ValueAccess, call_through_cell, compile, function_pointer_through_cell,
-    portable_entry_point_address, string_through_cell,
+    CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NewObject, NotCompiled,
+    Suspension, ValueAccess, call_through_cell, compile, function_pointer_through_cell,
+    new_object_through_cell, portable_entry_point_address, string_through_cell,
 };
 use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
 use crossgraph_codegen::thunk::{
@@ -53,7 +53,7 @@ use crossgraph_graph::{
     AnalysisError, AnalysisStats, Analyzer, AnalyzerOptions, Dependencies, FirstMark, FullGraph,
     MarkStrategy, NoLog, NodeId, NodeSource, write_dgml, write_dot,
 };
-use crossgraph_runtime_core::abi::STRING_LITERAL_HELPER;
+use crossgraph_runtime_core::abi::{NEW_OBJECT_HELPER, STRING_LITERAL_HELPER};
 use crossgraph_runtime_core::format::{
     CodeRefSite, FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
     ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
@@ -97,6 +97,10 @@ pub enum NodeKey {
     /// The lazy `StringHandle` import cell (fixup kind 0x1B) of a string literal, by
     /// user-string token (crossgen2 `StringImport`): what `ldstr` loads.
     StringImport(u32),
+    /// The lazy `NewObject` import cell (fixup kind 0x1C) of a class `newobj` allocates, by
+    /// `TypeDef` or `TypeRef` token (crossgen2's `DelayLoadHelperImport` of a
+    /// `NewObjectFixupSignature`).
+    NewObjectImport(u32),
 }
 
 impl NodeKey {
@@ -114,6 +118,7 @@ impl NodeKey {
             NodeKey::InterpreterToR2RThunk(_) => "InterpreterToR2RThunk",
             NodeKey::InjectStringThunks => "InjectStringThunksImport",
             NodeKey::StringImport(_) => "StringImport",
+            NodeKey::NewObjectImport(_) => "DelayLoadHelperImport",
         }
     }
 }
@@ -500,6 +505,36 @@ impl Factory<'_, '_, '_> {
         }
     }
 
+    /// The class `newobj ctor` allocates, as a token of the input assembly (`TypeDef`, or
+    /// `TypeRef` for another assembly's class), once the type system agrees it is a plain
+    /// class ([`TypeSystem::plain_class`]); otherwise the reason.
+    fn new_object_type(&self, ctor: u32) -> Result<u32, String> {
+        use cildec::{Rid, TableId, Token};
+        let tables = self.ts.view(0).metadata().tables();
+        let owner = match ctor >> 24 {
+            0x06 => {
+                let class = tables
+                    .type_of_method(Rid::new(ctor & 0x00ff_ffff))
+                    .map_err(|e| e.to_string())?
+                    .ok_or("a constructor outside any type")?;
+                Token::new(TableId::TypeDef, class.get())
+            }
+            0x0a => {
+                let row = tables
+                    .member_ref(ctor & 0x00ff_ffff)
+                    .map_err(|e| e.to_string())?;
+                match row.class.table() {
+                    Some(TableId::TypeDef | TableId::TypeRef) => row.class,
+                    _ => return Err("newobj of a generic instantiation".into()),
+                }
+            }
+            _ => return Err("newobj through a method instantiation".into()),
+        };
+        let class = self.ts.resolve_type(0, owner).map_err(|e| short(&e))?;
+        self.ts.plain_class(class)?;
+        Ok(owner.value())
+    }
+
     /// Whether a same-assembly callee is called directly (it may still fail to compile;
     /// then the call goes through its cell).
     fn direct(&self, token: u32) -> bool {
@@ -564,6 +599,16 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
                 Err(reason) => CallTarget::Unsupported(reason),
             },
             _ => CallTarget::Unsupported("generic method instantiation".into()),
+        }
+    }
+
+    fn new_object(&mut self, ctor: u32) -> NewObject {
+        match self.factory.new_object_type(ctor) {
+            Ok(type_token) => NewObject::Class {
+                type_token,
+                ctor: self.call_target(ctor),
+            },
+            Err(reason) => NewObject::Unsupported(reason),
         }
     }
 
@@ -814,6 +859,9 @@ impl NodeSource for Factory<'_, '_, '_> {
                     for &(_, literal) in &body.string_sites {
                         deps.add(NodeKey::StringImport(literal), "ldstr");
                     }
+                    for &(_, class) in &body.new_object_sites {
+                        deps.add(NodeKey::NewObjectImport(class), "newobj");
+                    }
                     for &(_, target) in &body.entry_point_sites {
                         if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
                             deps.add(NodeKey::Method(target), "ldftn target");
@@ -881,7 +929,8 @@ impl NodeSource for Factory<'_, '_, '_> {
             | NodeKey::ImportThunk(_)
             | NodeKey::ResumptionStub(_)
             | NodeKey::InjectStringThunks
-            | NodeKey::StringImport(_) => {}
+            | NodeKey::StringImport(_)
+            | NodeKey::NewObjectImport(_) => {}
         }
     }
 
@@ -926,6 +975,7 @@ impl NodeSource for Factory<'_, '_, '_> {
             }
             NodeKey::InjectStringThunks => "InjectStringThunks".into(),
             NodeKey::StringImport(token) => string_import_name(self.ts.view(0), *token),
+            NodeKey::NewObjectImport(token) => new_object_name(self.ts.view(0), *token),
         }
     }
 }
@@ -942,6 +992,23 @@ fn string_import_name(view: &AssemblyView<'_>, token: u32) -> String {
             format!("StringImport {text:?}")
         }
         None => format!("StringImport 0x{token:08x}"),
+    }
+}
+
+/// `NewObject Namespace.Type` of a `TypeDef` or `TypeRef` token of `view` (the token when it
+/// has no name).
+fn new_object_name(view: &AssemblyView<'_>, token: u32) -> String {
+    use cildec::Rid;
+    let names = cildec::Names::new(view.metadata());
+    let rid = token & 0x00ff_ffff;
+    let name = match token >> 24 {
+        0x02 => names.type_def(Rid::new(rid)).ok(),
+        0x01 => names.type_ref(Rid::new(rid)).ok(),
+        _ => None,
+    };
+    match name {
+        Some(name) => format!("NewObject {name}"),
+        None => format!("NewObject 0x{token:08x}"),
     }
 }
 
@@ -1234,6 +1301,7 @@ fn emit(
     let mut entry_points: Vec<u32> = Vec::new();
     let mut thunk_keys: Vec<String> = Vec::new();
     let mut literals: Vec<u32> = Vec::new();
+    let mut classes: Vec<u32> = Vec::new();
     let mut inject = false;
     for key in marked {
         counts
@@ -1250,6 +1318,7 @@ fn emit(
             }
             NodeKey::InjectStringThunks => inject = true,
             NodeKey::StringImport(token) => literals.push(*token),
+            NodeKey::NewObjectImport(token) => classes.push(*token),
             _ => {}
         }
     }
@@ -1263,6 +1332,7 @@ fn emit(
     stubs.sort_unstable();
     entry_points.sort_unstable();
     literals.sort_unstable();
+    classes.sort_unstable();
     thunk_keys.sort();
     let cell_index: FxHashMap<u32, usize> =
         cells.iter().enumerate().map(|(c, &t)| (t, c)).collect();
@@ -1280,6 +1350,8 @@ fn emit(
         stubs.iter().enumerate().map(|(c, &t)| (t, c)).collect();
     let literal_index: FxHashMap<u32, usize> =
         literals.iter().enumerate().map(|(c, &t)| (t, c)).collect();
+    let class_index: FxHashMap<u32, usize> =
+        classes.iter().enumerate().map(|(c, &t)| (t, c)).collect();
     let variant_signature = |token: u32| -> WasmSignature {
         factory.plans[&token]
             .signature
@@ -1394,6 +1466,16 @@ fn emit(
         literals
             .iter()
             .map(|&token| FixupSignature::StringHandle(token))
+            .collect(),
+    );
+    // Allocations: one lazy cell per class, naming it for the runtime's allocation helper.
+    let class_section = push_section(
+        ImportSectionFlags::NONE,
+        ImportSectionType::UNKNOWN,
+        POINTER.size() as u8,
+        classes
+            .iter()
+            .map(|&token| FixupSignature::NewObject(token))
             .collect(),
     );
 
@@ -1517,22 +1599,28 @@ fn emit(
     let entry_point_rva = initial_rva(entry_point_section);
     let async_cell_rva = initial_rva(async_cell_section);
     let literal_rva = initial_rva(literal_section);
-    // The runtime's string-literal helper, imported when a literal is loaded.
-    let string_helper = (!literals.is_empty()).then(|| {
-        let helper = object.symbol(STRING_LITERAL_HELPER);
-        object.import(
-            helper,
-            ImportedFunction {
-                module: "env".into(),
-                name: STRING_LITERAL_HELPER.into(),
-                ty: WasmFuncType {
-                    params: vec![WasmValueType::I32],
-                    results: vec![WasmValueType::I32],
+    let class_rva = initial_rva(class_section);
+    // The runtime's string-literal and allocation helpers (`[cell i32] -> [i32]`), imported
+    // when used.
+    let mut cell_helper = |used: bool, name: &str| {
+        used.then(|| {
+            let helper = object.symbol(name);
+            object.import(
+                helper,
+                ImportedFunction {
+                    module: "env".into(),
+                    name: name.into(),
+                    ty: WasmFuncType {
+                        params: vec![WasmValueType::I32],
+                        results: vec![WasmValueType::I32],
+                    },
                 },
-            },
-        );
-        helper
-    });
+            );
+            helper
+        })
+    };
+    let string_helper = cell_helper(!literals.is_empty(), STRING_LITERAL_HELPER);
+    let new_object_helper = cell_helper(!classes.is_empty(), NEW_OBJECT_HELPER);
     // Whether a MethodDef row has R2R code here, by row id (one lookup per call site).
     let mut compiled_rows = vec![false; methods.len() + 1];
     for &(token, _) in &compiled {
@@ -1573,6 +1661,8 @@ fn emit(
         AsyncCall,
         /// `ldstr`: the literal's string cell.
         Literal,
+        /// `newobj`'s allocation: the class's cell.
+        Allocation,
     }
     // Rewriting the bodies is independent per method: in parallel, in method order.
     let functions: Vec<(SymbolId, DefinedFunction, bool)> = {
@@ -1605,6 +1695,11 @@ fn emit(
                             .iter()
                             .map(|&(i, t)| (i, t, Site::Literal)),
                     )
+                    .chain(
+                        body.new_object_sites
+                            .iter()
+                            .map(|&(i, t)| (i, t, Site::Allocation)),
+                    )
                     .collect();
                 sites.sort_unstable_by_key(|s| s.0);
                 // Calls through a cell share the cell's ops (borrowed, copied in place).
@@ -1628,6 +1723,10 @@ fn emit(
                         Site::Literal => Cow::Owned(string_through_cell(
                             literal_rva[&literal_index[&target]],
                             string_helper.expect("imported when there are literals"),
+                        )),
+                        Site::Allocation => Cow::Owned(new_object_through_cell(
+                            class_rva[&class_index[&target]],
+                            new_object_helper.expect("imported when there are allocations"),
                         )),
                     };
                     replacements.push((index, replacement));
@@ -1841,6 +1940,13 @@ fn emit(
             name: string_import_name(view, token),
             section: "image",
             offset: literal_rva[&c],
+            size: POINTER.size(),
+        }));
+        map.par_extend(classes.par_iter().enumerate().map(|(c, &token)| MapEntry {
+            kind: "DelayLoadHelperImport",
+            name: new_object_name(view, token),
+            section: "image",
+            offset: class_rva[&c],
             size: POINTER.size(),
         }));
     }

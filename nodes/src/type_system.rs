@@ -408,6 +408,40 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         }))
     }
 
+    /// Whether `newobj` can allocate `id` as a plain object and run a constructor on it: a
+    /// class (`TypeAttributes`: not an interface 0x20, not abstract 0x80; not a value type)
+    /// that is not `System.String` (its constructors make the string from their arguments) and
+    /// not a delegate (made from a target and a function pointer). Otherwise the reason.
+    ///
+    /// # Errors
+    /// The reason, as text (for a method's not-compiled record).
+    pub fn plain_class(&self, id: TypeDefId) -> Result<(), String> {
+        let row = self.type_def_row(id).map_err(|e| e.to_string())?;
+        if row.flags & 0x20 != 0 {
+            return Err("newobj of an interface".into());
+        }
+        if row.flags & 0x80 != 0 {
+            return Err("newobj of an abstract class".into());
+        }
+        if self.layout(id).map_err(|e| e.to_string())?.is_value_type {
+            return Err("newobj of a value type (constructed in place)".into());
+        }
+        let mut class = Some(id);
+        while let Some(c) = class {
+            match self.row_name(c).map_err(|e| e.to_string())? {
+                (ns, n) if ns == "System" && n == "String" => {
+                    return Err("newobj of System.String (made from its arguments)".into());
+                }
+                (ns, n) if ns == "System" && (n == "Delegate" || n == "MulticastDelegate") => {
+                    return Err("delegate construction".into());
+                }
+                _ => {}
+            }
+            class = self.base_of(c).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     fn is_enum(&self, id: TypeDefId) -> Result<bool, TypeSystemError> {
         Ok(match self.base_of(id)? {
             Some(base) => self.row_name(base)? == ("System".into(), "Enum".into()),

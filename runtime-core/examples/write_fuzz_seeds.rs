@@ -204,6 +204,26 @@ fn string_literals() -> Image {
     }
 }
 
+/// A lazy section of `NewObject` cells (fixup 0x1C): the classes `newobj` allocates.
+fn new_objects() -> Image {
+    Image {
+        compiler: Some("crossgraph newobj".into()),
+        import_sections: vec![ImportSection {
+            flags: ImportSectionFlags::NONE,
+            kind: ImportSectionType::UNKNOWN,
+            entry_size: 4,
+            cells: [0x0100_0001, 0x0200_0002]
+                .into_iter()
+                .map(|token| ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::NewObject(token),
+                })
+                .collect(),
+        }],
+        ..Image::default()
+    }
+}
+
 /// Both entry-point tables, records with several fixups and with none.
 fn entry_points() -> Image {
     Image {
@@ -309,6 +329,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("string_thunks", string_thunks()),
         ("entry_points", entry_points()),
         ("string_literals", string_literals()),
+        ("new_objects", new_objects()),
     ];
     for (name, image) in seeds {
         let bytes = image.encode()?;

@@ -18,8 +18,8 @@ use wasmtime::{
 
 use crate::abi::continuation;
 use crate::abi::{
-    ArgLayout, RetSlot, STRING_LITERAL_HELPER, SlotKind, ThunkDirection, WasmSignature,
-    WasmValueType,
+    ArgLayout, NEW_OBJECT_HELPER, RetSlot, STRING_LITERAL_HELPER, SlotKind, ThunkDirection,
+    WasmSignature, WasmValueType,
 };
 use crate::format::{FixupSignature, MethodRef};
 use crate::loader::{CallKind, LoadError, Loader, image_from_module};
@@ -74,6 +74,21 @@ pub trait Interpreter: Send + Sync + 'static {
         let _ = memory;
         Err(format!(
             "this interpreter has no string literals (ldstr 0x{token:08x})"
+        ))
+    }
+
+    /// A new instance of the class `token` (a `TypeDef` or `TypeRef` token of the image's
+    /// assembly; ReadyToRun fixup `NewObject`, 0x1C), for `newobj`: its reference (an address
+    /// in `memory`, never 0), with every field zeroed (ECMA-335 III.4.21); the code then runs
+    /// the constructor on it. The embedder owns the object model: the header, the instance
+    /// size, where the object lives. The default has no objects.
+    ///
+    /// # Errors
+    /// A message, surfaced as a trap of the calling wasm code.
+    fn new_object(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
+        let _ = memory;
+        Err(format!(
+            "this interpreter allocates no objects (newobj of type 0x{token:08x})"
         ))
     }
 }
@@ -229,6 +244,7 @@ impl Executor {
         let image = image_from_module(module)?.to_vec();
         let interpreter_for_invoke = Arc::clone(&interpreter);
         let strings = Arc::clone(&interpreter);
+        let objects = Arc::clone(&interpreter);
         let engine = Engine::default();
         let compiled = wasmtime::Module::new(&engine, module).map_err(wasm)?;
         let slots = compiled
@@ -348,6 +364,37 @@ impl Executor {
                         .get_mut(at..at + 4)
                         .ok_or_else(|| wasmtime::Error::msg("string cell outside memory"))?;
                     bytes.copy_from_slice(&object.to_le_bytes());
+                    Ok(object as i32)
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                NEW_OBJECT_HELPER,
+                move |mut caller: Caller<'_, HostState>, cell: i32| -> wasmtime::Result<i32> {
+                    let state = caller.data();
+                    let module = state
+                        .module
+                        .ok_or_else(|| wasmtime::Error::msg("image not loaded"))?;
+                    let rva = (cell as u32).wrapping_sub(state.image_base);
+                    let (_, _, signature) = state
+                        .loader
+                        .cell_at(module, rva)
+                        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+                    let FixupSignature::NewObject(token) = signature else {
+                        return Err(wasmtime::Error::msg(format!(
+                            "cell at image offset {rva} is not a NewObject cell"
+                        )));
+                    };
+                    let object = objects
+                        .new_object(memory.data_mut(&mut caller), token)
+                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))?;
+                    if object == 0 {
+                        return Err(wasmtime::Error::msg(format!(
+                            "interpreter: newobj of type 0x{token:08x} gave a null reference"
+                        )));
+                    }
                     Ok(object as i32)
                 },
             )

@@ -90,6 +90,15 @@ pub enum LoadError {
         /// The user-string token.
         token: u32,
     },
+    /// A `NewObject` cell (fixup kind 0x1C) asked of the loader: objects come from the
+    /// embedder; the cell carries the type for the executor's allocation helper.
+    #[error(
+        "type 0x{token:08x} is allocated by the embedder (Interpreter::new_object), not the loader"
+    )]
+    NewObject {
+        /// The allocated type's token.
+        token: u32,
+    },
 }
 
 /// Finds the image in a module written by the object writer: the active data segment whose
@@ -488,6 +497,9 @@ impl Loader {
             FixupSignature::InjectStringThunks(_) => 0,
             FixupSignature::StringHandle(token) => {
                 return Err(LoadError::StringLiteral { token: *token });
+            }
+            FixupSignature::NewObject(token) => {
+                return Err(LoadError::NewObject { token: *token });
             }
         };
         // Resolution is idempotent, so a race stores the same value twice.

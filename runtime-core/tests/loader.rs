@@ -74,7 +74,10 @@ fn image() -> Image {
                 flags: ImportSectionFlags::NONE,
                 kind: ImportSectionType::STRING_HANDLE,
                 entry_size: 4,
-                cells: vec![cell(FixupSignature::StringHandle(0x7000_0001))],
+                cells: vec![
+                    cell(FixupSignature::StringHandle(0x7000_0001)),
+                    cell(FixupSignature::NewObject(0x0200_0002)),
+                ],
             },
         ],
         method_entry_points: vec![
@@ -239,7 +242,7 @@ fn code_references_beyond_the_table_index_space_are_refused() {
 }
 
 #[test]
-fn string_handle_cells_are_resolved_by_the_embedder_and_the_first_value_wins() {
+fn string_handle_and_new_object_cells_are_the_embedders() {
     let (loader, handle) = loader();
     // The loader makes no strings: the executor resolves these cells through the embedder.
     assert!(matches!(
@@ -271,7 +274,12 @@ fn string_handle_cells_are_resolved_by_the_embedder_and_the_first_value_wins() {
     assert_eq!(loader.store_cell(handle, 2, 0, 8192).unwrap(), 4096);
     assert_eq!(loader.resolve_cell(handle, 2, 0).unwrap(), 4096);
     assert!(matches!(
-        loader.store_cell(handle, 2, 1, 1),
+        loader.store_cell(handle, 2, 2, 1),
         Err(LoadError::NoSuchCell { .. })
+    ));
+    // Allocations too are the embedder's: a NewObject cell only names the class.
+    assert!(matches!(
+        loader.resolve_cell(handle, 2, 1),
+        Err(LoadError::NewObject { token: 0x0200_0002 })
     ));
 }

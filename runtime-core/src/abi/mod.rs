@@ -15,6 +15,12 @@ pub mod signature;
 /// reference in it and returns it.
 pub const STRING_LITERAL_HELPER: &str = "crossgraph_string_literal";
 
+/// Import name (module `env`) of the runtime's allocation helper, `[cell i32] -> [i32]`:
+/// compiled code's `newobj` calls it with the address of the type's `NewObject` cell
+/// (ReadyToRun fixup 0x1C); it asks the embedder for a new, zeroed instance of that type and
+/// returns its reference (the constructor runs next, in the code).
+pub const NEW_OBJECT_HELPER: &str = "crossgraph_new_object";
+
 pub use layout::{ArgLayout, ArgRole, ArgSlot, LayoutError, RetSlot, SlotKind};
 pub use signature::{
     ParamAbi, ParseErrorKind, ReturnAbi, SignatureError, SignatureParseError, SignatureParts,

@@ -264,6 +264,7 @@ fn decode_signature(r: &Reader<'_>, at: u64) -> Result<FixupSignature, FormatErr
         fixup_kind::STRING_HANDLE => {
             FixupSignature::StringHandle(r.u32("string handle fixup", payload)?)
         }
+        fixup_kind::NEW_OBJECT => FixupSignature::NewObject(r.u32("new object fixup", payload)?),
         fixup_kind::RESUMPTION_STUB_ENTRY_POINT => FixupSignature::ResumptionStubEntryPoint {
             method: decode_method(r, payload)?,
             stub: r.u32("resumption stub fixup", payload + 8)?,

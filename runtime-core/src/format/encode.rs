@@ -300,7 +300,8 @@ fn code_sites(
         }
         FixupSignature::MethodEntry(_)
         | FixupSignature::Helper(_)
-        | FixupSignature::StringHandle(_) => {}
+        | FixupSignature::StringHandle(_)
+        | FixupSignature::NewObject(_) => {}
     }
 }
 
@@ -313,9 +314,9 @@ fn signature_bytes(signature: &FixupSignature) -> Vec<u8> {
     };
     match signature {
         FixupSignature::MethodEntry(m) => method(&mut out, m),
-        FixupSignature::Helper(id) | FixupSignature::StringHandle(id) => {
-            out.extend_from_slice(&id.to_le_bytes())
-        }
+        FixupSignature::Helper(id)
+        | FixupSignature::StringHandle(id)
+        | FixupSignature::NewObject(id) => out.extend_from_slice(&id.to_le_bytes()),
         FixupSignature::ResumptionStubEntryPoint { method: m, stub } => {
             method(&mut out, m);
             out.extend_from_slice(&stub.to_le_bytes());

@@ -129,6 +129,8 @@ pub mod fixup_kind {
     pub const HELPER: u8 = 0x1A;
     /// `StringHandle` (0x1B): the string object of a string literal (`ldstr`).
     pub const STRING_HANDLE: u8 = 0x1B;
+    /// `NewObject` (0x1C): the allocator of a type (`newobj`).
+    pub const NEW_OBJECT: u8 = 0x1C;
     /// `ResumptionStubEntryPoint` (0x38): the async resumption stub of a method variant.
     pub const RESUMPTION_STUB_ENTRY_POINT: u8 = 0x38;
     /// `InjectStringThunks` (0x39): string-discoverable thunks to merge at load.
@@ -146,6 +148,10 @@ pub enum FixupSignature {
     /// of the image's assembly. The cell holds the string object's reference once resolved
     /// (0 before; lazy: resolved by the code on first use, through the embedder).
     StringHandle(u32),
+    /// 0x1C, payload `token: u32`: a `TypeDef` or `TypeRef` token (0x02xxxxxx, 0x01xxxxxx) of
+    /// the image's assembly, a reference type that `newobj` allocates. The code calls the
+    /// runtime's allocation helper with the cell's address; the cell holds no value.
+    NewObject(u32),
     /// 0x38, payload `flags: u32, token: u32, stub: u32` (the variant and the code
     /// reference of its resumption stub).
     ResumptionStubEntryPoint {
@@ -166,6 +172,7 @@ impl FixupSignature {
             FixupSignature::MethodEntry(_) => fixup_kind::METHOD_ENTRY,
             FixupSignature::Helper(_) => fixup_kind::HELPER,
             FixupSignature::StringHandle(_) => fixup_kind::STRING_HANDLE,
+            FixupSignature::NewObject(_) => fixup_kind::NEW_OBJECT,
             FixupSignature::ResumptionStubEntryPoint { .. } => {
                 fixup_kind::RESUMPTION_STUB_ENTRY_POINT
             }
