@@ -193,6 +193,24 @@ impl Default for ExecConfig {
     }
 }
 
+/// The import cell at absolute address `cell` of the loaded image, for the runtime helpers
+/// code calls with a cell's address: `(module, section, cell index, signature)`.
+fn cell_at(
+    caller: &Caller<'_, HostState>,
+    cell: i32,
+) -> wasmtime::Result<(usize, u32, u32, FixupSignature)> {
+    let state = caller.data();
+    let module = state
+        .module
+        .ok_or_else(|| wasmtime::Error::msg("image not loaded"))?;
+    let rva = (cell as u32).wrapping_sub(state.image_base);
+    let (section, index, signature) = state
+        .loader
+        .cell_at(module, rva)
+        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+    Ok((module, section, index, signature))
+}
+
 struct HostState {
     loader: Arc<Loader>,
     module: Option<usize>,
@@ -332,20 +350,13 @@ impl Executor {
                 "env",
                 STRING_LITERAL_HELPER,
                 move |mut caller: Caller<'_, HostState>, cell: i32| -> wasmtime::Result<i32> {
-                    let state = caller.data();
-                    let module = state
-                        .module
-                        .ok_or_else(|| wasmtime::Error::msg("image not loaded"))?;
-                    let loader = Arc::clone(&state.loader);
-                    let rva = (cell as u32).wrapping_sub(state.image_base);
-                    let (section, index, signature) = loader
-                        .cell_at(module, rva)
-                        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+                    let (module, section, index, signature) = cell_at(&caller, cell)?;
                     let FixupSignature::StringHandle(token) = signature else {
                         return Err(wasmtime::Error::msg(format!(
-                            "cell at image offset {rva} is not a StringHandle cell"
+                            "cell at {cell:#x} is not a StringHandle cell"
                         )));
                     };
+                    let loader = Arc::clone(&caller.data().loader);
                     let object = strings
                         .string_literal(memory.data_mut(&mut caller), token)
                         .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))?;
@@ -373,18 +384,10 @@ impl Executor {
                 "env",
                 NEW_OBJECT_HELPER,
                 move |mut caller: Caller<'_, HostState>, cell: i32| -> wasmtime::Result<i32> {
-                    let state = caller.data();
-                    let module = state
-                        .module
-                        .ok_or_else(|| wasmtime::Error::msg("image not loaded"))?;
-                    let rva = (cell as u32).wrapping_sub(state.image_base);
-                    let (_, _, signature) = state
-                        .loader
-                        .cell_at(module, rva)
-                        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+                    let (_, _, _, signature) = cell_at(&caller, cell)?;
                     let FixupSignature::NewObject(token) = signature else {
                         return Err(wasmtime::Error::msg(format!(
-                            "cell at image offset {rva} is not a NewObject cell"
+                            "cell at {cell:#x} is not a NewObject cell"
                         )));
                     };
                     let object = objects
