@@ -179,7 +179,7 @@ fn compiled_mscorlib_methods_agree_with_mono() {
                     skipped_methods += 1;
                     continue 'methods;
                 }
-                Err(ExecError::Wasm(_)) => "exception".into(),
+                Err(ExecError::Wasm(_) | ExecError::Exception { .. }) => "exception".into(),
                 Err(e) => panic!("{}: {e}", m.name),
             };
             let line = format!(

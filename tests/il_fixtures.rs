@@ -13,7 +13,7 @@ use crossgraph::nodes::type_system::TypeSystem;
 use crossgraph::nodes::typesystem::Assembly;
 use crossgraph::nodes::{CompileOptions, CompileOutput, compile_input};
 use crossgraph::runtime_core::abi::{ArgLayout, ArgRole, WasmValueType};
-use crossgraph::runtime_core::exec::{AsyncResult, ExecConfig, Executor, Interpreter};
+use crossgraph::runtime_core::exec::{AsyncResult, ExecConfig, ExecError, Executor, Interpreter};
 use crossgraph::runtime_core::format::{
     FixupSignature, Image, ImportSectionType, MethodRef, MethodSigFlags,
 };
@@ -904,10 +904,17 @@ impl Interpreter for ObjectInterpreter {
 }
 
 #[test]
-fn newobj_allocates_through_the_embedder_then_runs_the_constructor() {
+fn newobj_allocates_through_the_embedder_and_throw_leaves_the_compiled_frames() {
     let dll = assemble("objects.il");
     let output = compile(&dll);
-    for name in ["Make", "Distinct", "Both", "NotNull"] {
+    for name in [
+        "Make",
+        "Distinct",
+        "Both",
+        "NotNull",
+        "Checked",
+        "CallsChecked",
+    ] {
         token_of(&output, &format!("Fixture.Objects::{name}"));
     }
     let repeat = output
@@ -1005,6 +1012,37 @@ fn newobj_allocates_through_the_embedder_then_runs_the_constructor() {
     assert_eq!(
         allocations(),
         [box_class, box_class, box_class, box_class, object_class]
+    );
+
+    // throw: the exception object leaves both compiled frames to the embedder; the
+    // executor goes on afterwards.
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Objects::CallsChecked",
+            "iip",
+            &[Val::I32(4)]
+        ),
+        5
+    );
+    let thrown = exec.invoke_by_name(
+        "Fixture.Objects::CallsChecked",
+        &sig("iip"),
+        &[Val::I32(-7)],
+    );
+    let Err(ExecError::Exception { object }) = thrown else {
+        panic!("expected a managed exception, got {thrown:?}");
+    };
+    assert_eq!(exec.read_u32(object as usize), Some(box_class));
+    assert_eq!(exec.read_u32(object as usize + 4), Some(-7i32 as u32));
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Objects::CallsChecked",
+            "iip",
+            &[Val::I32(1)]
+        ),
+        2
     );
 
     // An embedder without objects: newobj traps with its message.

@@ -15,7 +15,9 @@
 //! native-int or managed pointers, `ldobj`/`stobj` of primitive and reference types, `initobj` and
 //! `sizeof`, `newobj` of a class (a zeroed instance from the runtime's allocation helper through
 //! the class's `NewObject` cell, [`new_object_through_cell`], then the constructor called on it;
-//! not of value types, strings or delegates), `dup`, `pop`, calls to methods the JIT interface
+//! not of value types, strings or delegates), `throw` (the runtime's throw helper takes the
+//! exception object, and the exception leaves this and every compiled frame, none of which has a
+//! handler), `dup`, `pop`, calls to methods the JIT interface
 //! can call directly or through an import cell (`tail.` calls run as plain calls; `callvirt` too
 //! when no virtual dispatch is needed: a non-virtual or `final` callee, after a null check of
 //! `this` that traps), `ldftn` of an
@@ -256,6 +258,16 @@ pub trait JitInterface {
         false
     }
 
+    /// The symbol of the runtime's throw helper (`crossgraph_throw`, `[object i32] -> []`,
+    /// never returns), which `throw` calls; the compilation imports it when a compiled body
+    /// uses it ([`CompiledBody::throws`]).
+    ///
+    /// # Errors
+    /// The reason `throw` cannot be compiled. The default refuses.
+    fn throw_helper(&mut self) -> Result<SymbolId, String> {
+        Err("throw is outside the baseline subset".into())
+    }
+
     /// What `newobj ctor` does. The default refuses.
     fn new_object(&mut self, ctor: u32) -> NewObject {
         let _ = ctor;
@@ -327,6 +339,8 @@ pub struct CompiledBody {
     /// and the allocated class's token; the compilation replaces each with
     /// [`new_object_through_cell`] once the class's `NewObject` cell has its offset.
     pub new_object_sites: Vec<(usize, u32)>,
+    /// Whether it calls the throw helper ([`JitInterface::throw_helper`]).
+    pub throws: bool,
     /// The resumption stub the body stores into its continuations, when it can suspend.
     pub resumption_stub: Option<SymbolId>,
 }
@@ -506,6 +520,7 @@ pub fn compile(
         async_call_sites: Vec::new(),
         string_sites: Vec::new(),
         new_object_sites: Vec::new(),
+        throws: false,
         suspend: None,
         frame: None,
     };
@@ -653,6 +668,7 @@ pub fn compile(
         async_call_sites: body.async_call_sites,
         string_sites: body.string_sites,
         new_object_sites: body.new_object_sites,
+        throws: body.throws,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
 }
@@ -730,6 +746,7 @@ struct Body {
     async_call_sites: Vec<(usize, u32)>,
     string_sites: Vec<(usize, u32)>,
     new_object_sites: Vec<(usize, u32)>,
+    throws: bool,
     /// Suspension points, in an async variant that awaits.
     suspend: Option<Suspend>,
     /// The shadow-stack frame of address-taken locals and arguments.
@@ -2325,6 +2342,21 @@ impl Body {
                 self.callees.push(token);
                 self.push(Instruction::LocalGet(object));
                 self.stack.push(I32);
+            }
+            "throw" => {
+                // The exception leaves this frame (compiled methods have no handlers): the
+                // helper never returns, and what the evaluation stack held is gone (III.4.33).
+                let helper = jit.throw_helper()?;
+                if self.pop()? != self.pointer || self.pointer != I32 {
+                    return Err("throw of a non-reference".into());
+                }
+                self.ops.push(Op::Call(helper));
+                self.push(Instruction::Unreachable);
+                self.stack.clear();
+                self.throws = true;
+                if let Some(cf) = self.cf.as_mut() {
+                    cf.terminated = true;
+                }
             }
             "ret" => {
                 if let Some(ty) = ret

@@ -53,7 +53,7 @@ use crossgraph_graph::{
     AnalysisError, AnalysisStats, Analyzer, AnalyzerOptions, Dependencies, FirstMark, FullGraph,
     MarkStrategy, NoLog, NodeId, NodeSource, write_dgml, write_dot,
 };
-use crossgraph_runtime_core::abi::{NEW_OBJECT_HELPER, STRING_LITERAL_HELPER};
+use crossgraph_runtime_core::abi::{NEW_OBJECT_HELPER, STRING_LITERAL_HELPER, THROW_HELPER};
 use crossgraph_runtime_core::format::{
     CodeRefSite, FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
     ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
@@ -334,6 +334,8 @@ struct Factory<'t, 'v, 'a> {
     stubs: ByMethodDef<SymbolId>,
     /// The runtime's async helpers (imported when a resumption stub is emitted).
     async_helpers: AsyncHelpers,
+    /// The runtime's throw helper (imported if a compiled body throws).
+    throw_helper: SymbolId,
     /// `MemberRef` callees, by row: resolved and lowered once, lock-free reads.
     externals: Vec<OnceLock<External>>,
     /// Compile results by `MethodDef` row (set once by the compute routine).
@@ -600,6 +602,10 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
             },
             _ => CallTarget::Unsupported("generic method instantiation".into()),
         }
+    }
+
+    fn throw_helper(&mut self) -> Result<SymbolId, String> {
+        Ok(self.factory.throw_helper)
     }
 
     fn new_object(&mut self, ctor: u32) -> NewObject {
@@ -1088,6 +1094,7 @@ fn run<M: MarkStrategy>(
         symbols: ByMethodDef::new(),
         stubs: ByMethodDef::new(),
         async_helpers: AsyncHelpers::intern(&mut object),
+        throw_helper: object.symbol(THROW_HELPER),
         externals: {
             let rows = view
                 .metadata()
@@ -1621,6 +1628,19 @@ fn emit(
     };
     let string_helper = cell_helper(!literals.is_empty(), STRING_LITERAL_HELPER);
     let new_object_helper = cell_helper(!classes.is_empty(), NEW_OBJECT_HELPER);
+    if bodies.iter().any(|(_, body)| body.throws) {
+        object.import(
+            factory.throw_helper,
+            ImportedFunction {
+                module: "env".into(),
+                name: THROW_HELPER.into(),
+                ty: WasmFuncType {
+                    params: vec![WasmValueType::I32],
+                    results: vec![],
+                },
+            },
+        );
+    }
     // Whether a MethodDef row has R2R code here, by row id (one lookup per call site).
     let mut compiled_rows = vec![false; methods.len() + 1];
     for &(token, _) in &compiled {

@@ -18,8 +18,8 @@ use wasmtime::{
 
 use crate::abi::continuation;
 use crate::abi::{
-    ArgLayout, NEW_OBJECT_HELPER, RetSlot, STRING_LITERAL_HELPER, SlotKind, ThunkDirection,
-    WasmSignature, WasmValueType,
+    ArgLayout, NEW_OBJECT_HELPER, RetSlot, STRING_LITERAL_HELPER, SlotKind, THROW_HELPER,
+    ThunkDirection, WasmSignature, WasmValueType,
 };
 use crate::format::{FixupSignature, MethodRef};
 use crate::loader::{CallKind, LoadError, Loader, image_from_module};
@@ -136,6 +136,13 @@ pub enum ExecError {
         /// The module's slot count.
         slots: u64,
     },
+    /// Compiled code threw a managed exception (`throw`) that no compiled frame handles (they
+    /// have no handlers): the exception object, for the embedder to dispatch.
+    #[error("managed exception: object at {object:#x}")]
+    Exception {
+        /// The exception object's reference.
+        object: u32,
+    },
     /// Arguments that do not match the signature, or a shape `invoke` does not marshal yet.
     #[error("cannot invoke with signature {signature:?}: {reason}")]
     Arguments {
@@ -163,6 +170,30 @@ const PAGE: u32 = 64 * 1024;
 
 fn wasm(e: impl std::fmt::Display) -> ExecError {
     ExecError::Wasm(format!("{e:#}"))
+}
+
+/// What the throw helper raises through wasmtime: the exception object.
+#[derive(Debug)]
+struct ManagedException {
+    object: u32,
+}
+
+impl std::fmt::Display for ManagedException {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "managed exception: object at {:#x}", self.object)
+    }
+}
+
+impl std::error::Error for ManagedException {}
+
+/// The error of a call into compiled code: a managed exception it threw, or a trap.
+fn trapped(e: wasmtime::Error) -> ExecError {
+    match e.downcast_ref::<ManagedException>() {
+        Some(exception) => ExecError::Exception {
+            object: exception.object,
+        },
+        None => wasm(e),
+    }
 }
 
 /// Where things go in the instance's memory and table.
@@ -378,6 +409,13 @@ impl Executor {
                     Ok(object as i32)
                 },
             )
+            .map_err(wasm)?;
+        linker
+            .func_wrap("env", THROW_HELPER, |object: i32| -> wasmtime::Result<()> {
+                Err(wasmtime::Error::new(ManagedException {
+                    object: object as u32,
+                }))
+            })
             .map_err(wasm)?;
         linker
             .func_wrap(
@@ -599,7 +637,7 @@ impl Executor {
                 self.stack_pointer
                     .set(&mut self.store, Val::I32(sp as i32))
                     .map_err(wasm)?;
-                result.map_err(wasm)?;
+                result.map_err(trapped)?;
             }
             None => {
                 let data = self.memory.data_mut(&mut self.store);
@@ -716,7 +754,7 @@ impl Executor {
             self.stack_pointer
                 .set(&mut self.store, Val::I32(sp as i32))
                 .map_err(wasm)?;
-            let suspended = outcome.map_err(wasm)? as u32;
+            let suspended = outcome.map_err(trapped)? as u32;
             if suspended != 0 {
                 self.write_bytes(suspended + continuation::NEXT, &next.to_le_bytes())?;
                 return Ok(AsyncResult::Suspended {
@@ -784,7 +822,7 @@ impl Executor {
         let ty = func.ty(&self.store);
         let mut results = vec![Val::I32(0); ty.results().len()];
         func.call(&mut self.store, args, &mut results)
-            .map_err(wasm)?;
+            .map_err(trapped)?;
         Ok(results)
     }
 

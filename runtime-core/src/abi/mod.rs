@@ -21,6 +21,13 @@ pub const STRING_LITERAL_HELPER: &str = "crossgraph_string_literal";
 /// returns its reference (the constructor runs next, in the code).
 pub const NEW_OBJECT_HELPER: &str = "crossgraph_new_object";
 
+/// Import name (module `env`) of the runtime's throw helper, `[object i32] -> []`, which
+/// never returns: compiled code's `throw` calls it with the exception object, and the
+/// exception leaves every compiled frame up to the nearest host frame (the interpreter, or
+/// the embedder's call), as compiled methods have no handlers (a method with exception
+/// clauses stays interpreted).
+pub const THROW_HELPER: &str = "crossgraph_throw";
+
 pub use layout::{ArgLayout, ArgRole, ArgSlot, LayoutError, RetSlot, SlotKind};
 pub use signature::{
     ParamAbi, ParseErrorKind, ReturnAbi, SignatureError, SignatureParseError, SignatureParts,
