@@ -37,8 +37,8 @@ pub use abi::{
     WasmValueType,
 };
 pub use object_writer::{
-    Code, DataReloc, DefinedFunction, EmittedModule, ImportedFunction, ObjectModule, Op, SymbolId,
-    WriteError,
+    Code, DataReloc, DefinedFunction, EmittedModule, ImportedFunction, ObjectModule, Op,
+    SequenceId, SymbolId, WriteError,
 };
 pub use signature::{
     LowerError, MethodAbi, ParamAbi, ParseErrorKind, ReturnAbi, SignatureError,

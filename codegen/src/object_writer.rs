@@ -51,6 +51,10 @@ impl std::fmt::Display for SymbolId {
     }
 }
 
+/// A shared run of operations of one [`ObjectModule`] ([`ObjectModule::sequence`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SequenceId(u32);
+
 /// One operation of a function body: a plain instruction, or one that names something whose
 /// index only exists at emit time (a relocation).
 #[derive(Clone, Debug)]
@@ -73,6 +77,10 @@ pub enum Op {
     StackPointerGet,
     /// `global.set __stack_pointer`.
     StackPointerSet,
+    /// The operations of a shared sequence, written here as if inline (the same bytes): the
+    /// call through one import cell is the same at every call site, so a compilation that
+    /// learns where cells go patches one op per site instead of rebuilding every body.
+    Sequence(SequenceId),
 }
 
 /// A function body: extra locals (after the parameters) and operations, without the final
@@ -127,6 +135,8 @@ pub struct ObjectModule {
     by_name: hashbrown::HashTable<SymbolId>,
     imports: Vec<(SymbolId, ImportedFunction)>,
     functions: Vec<(SymbolId, DefinedFunction)>,
+    /// Shared op sequences, by [`SequenceId`].
+    sequences: Vec<Vec<Op>>,
     /// Per symbol: where it is bound (index into `imports` or `functions`), so binding
     /// checks stay O(1) with 10^5 thunks.
     binding: Vec<Option<Binding>>,
@@ -212,6 +222,14 @@ pub enum WriteError {
         offset: u32,
         /// The image size.
         size: usize,
+    },
+    /// An [`Op::Sequence`] this module did not hand out.
+    #[error("{referenced_by}: unknown op sequence {id}")]
+    UnknownSequence {
+        /// The sequence's index.
+        id: u32,
+        /// The function that uses it.
+        referenced_by: String,
     },
     /// The module failed validation: a bug in the writer or in the code it was given.
     #[error("written module is invalid: {message}")]
@@ -323,6 +341,20 @@ impl ObjectModule {
         self.functions.iter().map(|(s, f)| (*s, f))
     }
 
+    /// Adds a shared sequence of operations, which bodies use through [`Op::Sequence`] (as if
+    /// its ops stood there).
+    ///
+    /// # Panics
+    /// If `ops` holds an [`Op::Sequence`]: sequences are flat (a programmer error).
+    pub fn sequence(&mut self, ops: Vec<Op>) -> SequenceId {
+        assert!(
+            !ops.iter().any(|op| matches!(op, Op::Sequence(_))),
+            "an op sequence cannot hold another"
+        );
+        self.sequences.push(ops);
+        SequenceId(self.sequences.len() as u32 - 1)
+    }
+
     /// Moves the defined functions out, in definition order, and unbinds their symbols;
     /// names, imports and the image stay. For a caller done with [`ObjectModule::emit`] that
     /// still reads names but wants the bodies freed (in parallel: 9,000 bodies of mscorlib
@@ -426,19 +458,27 @@ impl ObjectModule {
             .iter()
             .map(|(_, f)| intern_type(&f.ty))
             .collect();
-        // The scan for `call_indirect` types reads every op: in parallel, interned in order.
+        // The scan for `call_indirect` types reads every op (a sequence's where it is used):
+        // in parallel, interned in order.
         let indirect: Vec<Vec<&WasmFuncType>> = self
             .functions
             .par_iter()
             .map(|(_, f)| {
-                f.code
-                    .ops
-                    .iter()
-                    .filter_map(|op| match op {
-                        Op::CallIndirect(ty) => Some(ty),
-                        _ => None,
-                    })
-                    .collect()
+                let mut found = Vec::new();
+                for op in &f.code.ops {
+                    match op {
+                        Op::CallIndirect(ty) => found.push(ty),
+                        Op::Sequence(id) => {
+                            for op in self.sequences.get(id.0 as usize).into_iter().flatten() {
+                                if let Op::CallIndirect(ty) = op {
+                                    found.push(ty);
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                found
             })
             .collect();
         for ty in indirect.iter().flatten() {
@@ -453,10 +493,24 @@ impl ObjectModule {
                 .map(|(symbol, f)| {
                     let locals = f.code.locals.iter().map(|&v| (1, val_type(v)));
                     let mut body = Function::new(locals);
-                    for op in &f.code.ops {
+                    let ops = f.code.ops.iter().flat_map(|op| match op {
+                        Op::Sequence(id) => match self.sequences.get(id.0 as usize) {
+                            Some(ops) => ops.iter(),
+                            // Reported below, where the op is encoded.
+                            None => std::slice::from_ref(op).iter(),
+                        },
+                        op => std::slice::from_ref(op).iter(),
+                    });
+                    for op in ops {
                         match op {
                             Op::Ins(ins) => {
                                 body.instruction(ins);
+                            }
+                            Op::Sequence(id) => {
+                                return Err(WriteError::UnknownSequence {
+                                    id: id.0,
+                                    referenced_by: self.name(*symbol).to_string(),
+                                });
                             }
                             Op::Call(target) => {
                                 let index = function_indices[target.index()]

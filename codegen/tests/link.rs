@@ -10,7 +10,7 @@ use crossgraph_codegen::thunk::{
 };
 use crossgraph_codegen::{
     Code, DataReloc, DefinedFunction, EmittedModule, ObjectModule, Op, PointerWidth, SymbolId,
-    WasmSignature,
+    WasmSignature, WriteError,
 };
 use crossgraph_runtime_core::format::{
     FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags, ImportSectionType,
@@ -394,4 +394,71 @@ fn take_functions_moves_the_bodies_out_and_keeps_the_names() {
         object.define(symbol, function);
     }
     assert_eq!(object.emit().unwrap().bytes, emitted.bytes);
+}
+
+#[test]
+fn a_shared_op_sequence_is_written_as_if_inline() {
+    let ops = || {
+        // table[x + image base + 64](x), through a `call_indirect`: `[] -> [i32]`.
+        vec![
+            Op::Ins(Instruction::LocalGet(0)),
+            Op::Ins(Instruction::LocalGet(0)),
+            Op::ImageAddress(64),
+            Op::Ins(Instruction::I32Add),
+            Op::CallIndirect(sig("ii").func_type()),
+        ]
+    };
+    let module = |shared: bool| {
+        let mut object = ObjectModule::new();
+        let sequence = object.sequence(ops());
+        let f = object.symbol("f");
+        let code = if shared {
+            vec![Op::Sequence(sequence), Op::Sequence(sequence)]
+        } else {
+            ops().into_iter().chain(ops()).collect()
+        };
+        object.define(
+            f,
+            DefinedFunction {
+                ty: sig("ii").func_type(),
+                code: Code {
+                    locals: vec![],
+                    ops: code
+                        .into_iter()
+                        .chain([Op::Ins(Instruction::I32Add)])
+                        .collect(),
+                },
+                table_slot: true,
+                export: Some("f".into()),
+            },
+        );
+        object
+    };
+    assert_eq!(
+        module(true).emit().unwrap().bytes,
+        module(false).emit().unwrap().bytes
+    );
+    // A sequence another module handed out is an error naming the function.
+    let mut other = module(true);
+    let f = other.symbol("f");
+    let mut foreign = ObjectModule::new();
+    for _ in 0..5 {
+        foreign.sequence(vec![]);
+    }
+    other.lookup_function_mut(f).unwrap().code.ops[0] = Op::Sequence(foreign.sequence(vec![]));
+    match other.emit() {
+        Err(WriteError::UnknownSequence {
+            id: 5,
+            referenced_by,
+        }) => assert_eq!(referenced_by, "f"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+#[should_panic(expected = "an op sequence cannot hold another")]
+fn op_sequences_are_flat() {
+    let mut object = ObjectModule::new();
+    let inner = object.sequence(vec![Op::TableBase]);
+    object.sequence(vec![Op::Sequence(inner)]);
 }

@@ -30,7 +30,6 @@
 //! `ResumptionStubEntryPoint` fixup (0x38) in the variant's fixup list; protocol and layout:
 //! `crossgraph_runtime_core::abi::continuation`.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, OnceLock};
 
@@ -46,8 +45,9 @@ use crossgraph_codegen::thunk::{
     r2r_to_interpreter,
 };
 use crossgraph_codegen::{
-    DataReloc, DefinedFunction, ImportedFunction, MethodAbi, ObjectModule, PointerWidth, SymbolId,
-    ThunkDirection, WasmFuncType, WasmSignature, WasmValueType, lower_signature,
+    DataReloc, DefinedFunction, ImportedFunction, MethodAbi, ObjectModule, PointerWidth,
+    SequenceId, SymbolId, ThunkDirection, WasmFuncType, WasmSignature, WasmValueType,
+    lower_signature,
 };
 use crossgraph_graph::{
     AnalysisError, AnalysisStats, Analyzer, AnalyzerOptions, Dependencies, FirstMark, FullGraph,
@@ -1661,6 +1661,44 @@ fn emit(
             .map(|(c, &token)| call_through_cell(cell_rva[&c], &signature_of(token)))
             .collect()
     };
+    // What each site becomes, as one shared op sequence per cell: a body then swaps its
+    // placeholder op for the sequence, in place (no body is rebuilt).
+    let cell_call_seqs: Vec<SequenceId> = cell_calls
+        .into_iter()
+        .map(|ops| object.sequence(ops))
+        .collect();
+    let address_seqs: Vec<SequenceId> = (0..cells.len())
+        .map(|c| object.sequence(function_pointer_through_cell(cell_rva[&c])))
+        .collect();
+    let async_seqs: Vec<SequenceId> = async_cells
+        .iter()
+        .enumerate()
+        .map(|(c, &token)| {
+            object.sequence(call_through_cell(
+                async_cell_rva[&c],
+                &variant_signature(token),
+            ))
+        })
+        .collect();
+    let entry_seqs: Vec<SequenceId> = (0..entry_points.len())
+        .map(|c| object.sequence(portable_entry_point_address(entry_point_rva[&c])))
+        .collect();
+    let literal_seqs: Vec<SequenceId> = (0..literals.len())
+        .map(|c| {
+            object.sequence(string_through_cell(
+                literal_rva[&c],
+                string_helper.expect("imported when there are literals"),
+            ))
+        })
+        .collect();
+    let class_seqs: Vec<SequenceId> = (0..classes.len())
+        .map(|c| {
+            object.sequence(new_object_through_cell(
+                class_rva[&c],
+                new_object_helper.expect("imported when there are allocations"),
+            ))
+        })
+        .collect();
 
     // Functions: compiled methods (calls to callees without R2R code here rerouted through
     // their cells), then the thunks, then the cells' import thunks.
@@ -1691,7 +1729,7 @@ fn emit(
             .into_par_iter()
             .map(|(m, mut body)| {
                 let plan = &factory.plans[&m.token];
-                let mut sites: Vec<(usize, u32, Site)> = body
+                let sites: Vec<(usize, u32, Site)> = body
                     .call_sites
                     .iter()
                     .map(|&(i, t)| (i, t, Site::Call))
@@ -1721,48 +1759,19 @@ fn emit(
                             .map(|&(i, t)| (i, t, Site::Allocation)),
                     )
                     .collect();
-                sites.sort_unstable_by_key(|s| s.0);
-                // Calls through a cell share the cell's ops (borrowed, copied in place).
-                let mut replacements: Vec<(usize, Cow<'_, [crossgraph_codegen::Op]>)> = Vec::new();
                 for (index, target, site) in sites {
                     let local = is_compiled(target);
-                    let replacement = match site {
+                    let sequence = match site {
                         Site::Call if local && factory.direct(target) => continue,
                         Site::Address | Site::AsyncCall if local => continue,
-                        Site::AsyncCall => Cow::Owned(call_through_cell(
-                            async_cell_rva[&async_cell_index[&target]],
-                            &variant_signature(target),
-                        )),
-                        Site::Call => Cow::Borrowed(&cell_calls[cell_index[&target]][..]),
-                        Site::Address => Cow::Owned(function_pointer_through_cell(
-                            cell_rva[&cell_index[&target]],
-                        )),
-                        Site::EntryPoint => Cow::Owned(portable_entry_point_address(
-                            entry_point_rva[&entry_point_index[&target]],
-                        )),
-                        Site::Literal => Cow::Owned(string_through_cell(
-                            literal_rva[&literal_index[&target]],
-                            string_helper.expect("imported when there are literals"),
-                        )),
-                        Site::Allocation => Cow::Owned(new_object_through_cell(
-                            class_rva[&class_index[&target]],
-                            new_object_helper.expect("imported when there are allocations"),
-                        )),
+                        Site::AsyncCall => async_seqs[async_cell_index[&target]],
+                        Site::Call => cell_call_seqs[cell_index[&target]],
+                        Site::Address => address_seqs[cell_index[&target]],
+                        Site::EntryPoint => entry_seqs[entry_point_index[&target]],
+                        Site::Literal => literal_seqs[literal_index[&target]],
+                        Site::Allocation => class_seqs[class_index[&target]],
                     };
-                    replacements.push((index, replacement));
-                }
-                // One pass over the ops (splicing site by site moved the tail each time).
-                if !replacements.is_empty() {
-                    let old = std::mem::take(&mut body.code.ops);
-                    let mut ops = Vec::with_capacity(old.len() + 4 * replacements.len());
-                    let mut next = replacements.into_iter().peekable();
-                    for (i, op) in old.into_iter().enumerate() {
-                        match next.next_if(|(at, _)| *at == i) {
-                            Some((_, replacement)) => ops.extend(replacement.iter().cloned()),
-                            None => ops.push(op),
-                        }
-                    }
-                    body.code.ops = ops;
+                    body.code.ops[index] = crossgraph_codegen::Op::Sequence(sequence);
                 }
                 let export = match &m.unmanaged_callers_only {
                     Some(uco) if uco.entry_point.is_some() => uco.entry_point.clone(),
