@@ -464,14 +464,20 @@ impl ObjectModule {
             .functions
             .par_iter()
             .map(|(_, f)| {
+                // Each type once per function, at its first use (the order interning sees).
+                fn note<'t>(found: &mut Vec<&'t WasmFuncType>, ty: &'t WasmFuncType) {
+                    if !found.contains(&ty) {
+                        found.push(ty);
+                    }
+                }
                 let mut found = Vec::new();
                 for op in &f.code.ops {
                     match op {
-                        Op::CallIndirect(ty) => found.push(ty),
+                        Op::CallIndirect(ty) => note(&mut found, ty),
                         Op::Sequence(id) => {
                             for op in self.sequences.get(id.0 as usize).into_iter().flatten() {
                                 if let Op::CallIndirect(ty) = op {
-                                    found.push(ty);
+                                    note(&mut found, ty);
                                 }
                             }
                         }
