@@ -1341,24 +1341,16 @@ fn emit(
     literals.sort_unstable();
     classes.sort_unstable();
     thunk_keys.sort();
-    let cell_index: FxHashMap<u32, usize> =
-        cells.iter().enumerate().map(|(c, &t)| (t, c)).collect();
-    let entry_point_index: FxHashMap<u32, usize> = entry_points
-        .iter()
-        .enumerate()
-        .map(|(c, &t)| (t, c))
-        .collect();
-    let async_cell_index: FxHashMap<u32, usize> = async_cells
-        .iter()
-        .enumerate()
-        .map(|(c, &t)| (t, c))
-        .collect();
-    let stub_index: FxHashMap<u32, usize> =
-        stubs.iter().enumerate().map(|(c, &t)| (t, c)).collect();
-    let literal_index: FxHashMap<u32, usize> =
-        literals.iter().enumerate().map(|(c, &t)| (t, c)).collect();
-    let class_index: FxHashMap<u32, usize> =
-        classes.iter().enumerate().map(|(c, &t)| (t, c)).collect();
+    // Each sorted list's position by token: a cell's index in its section.
+    let index_of = |tokens: &[u32]| -> FxHashMap<u32, usize> {
+        tokens.iter().enumerate().map(|(c, &t)| (t, c)).collect()
+    };
+    let cell_index = index_of(&cells);
+    let entry_point_index = index_of(&entry_points);
+    let async_cell_index = index_of(&async_cells);
+    let stub_index = index_of(&stubs);
+    let literal_index = index_of(&literals);
+    let class_index = index_of(&classes);
     let variant_signature = |token: u32| -> WasmSignature {
         factory.plans[&token]
             .signature

@@ -242,6 +242,22 @@ fn cell_at(
     Ok((module, section, index, signature))
 }
 
+/// A reference the embedder made (a string literal, a new object), as a helper's result: its
+/// error, or a null reference, becomes a trap naming `what`.
+fn embedder_reference(
+    made: Result<u32, String>,
+    what: impl FnOnce() -> String,
+) -> wasmtime::Result<u32> {
+    match made {
+        Ok(0) => Err(wasmtime::Error::msg(format!(
+            "interpreter: {} gave a null reference",
+            what()
+        ))),
+        Ok(object) => Ok(object),
+        Err(e) => Err(wasmtime::Error::msg(format!("interpreter: {e}"))),
+    }
+}
+
 struct HostState {
     loader: Arc<Loader>,
     module: Option<usize>,
@@ -388,14 +404,10 @@ impl Executor {
                         )));
                     };
                     let loader = Arc::clone(&caller.data().loader);
-                    let object = strings
-                        .string_literal(memory.data_mut(&mut caller), token)
-                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))?;
-                    if object == 0 {
-                        return Err(wasmtime::Error::msg(format!(
-                            "interpreter: string literal 0x{token:08x} resolved to a null reference"
-                        )));
-                    }
+                    let object = embedder_reference(
+                        strings.string_literal(memory.data_mut(&mut caller), token),
+                        || format!("string literal 0x{token:08x}"),
+                    )?;
                     // The first resolution wins (racing threads get one object).
                     let object = loader
                         .store_cell(module, section, index, object)
@@ -428,14 +440,10 @@ impl Executor {
                             "cell at {cell:#x} is not a NewObject cell"
                         )));
                     };
-                    let object = objects
-                        .new_object(memory.data_mut(&mut caller), token)
-                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))?;
-                    if object == 0 {
-                        return Err(wasmtime::Error::msg(format!(
-                            "interpreter: newobj of type 0x{token:08x} gave a null reference"
-                        )));
-                    }
+                    let object = embedder_reference(
+                        objects.new_object(memory.data_mut(&mut caller), token),
+                        || format!("newobj of type 0x{token:08x}"),
+                    )?;
                     Ok(object as i32)
                 },
             )
