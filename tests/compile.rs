@@ -53,24 +53,30 @@ namespace Demo {
 }
 "#;
 
+/// Builds the demo assembly once per test process: the tests run in parallel, and two `mcs`
+/// runs writing the same output file race (one of them finds the file missing).
 fn build_dll() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("crossgraph-compile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let source = dir.join("Calc.cs");
-    std::fs::write(&source, SOURCE).unwrap();
-    let dll = dir.join("Calc.dll");
-    let out = Command::new("mcs")
-        .args(["-target:library", "-optimize+"])
-        .arg(format!("-out:{}", dll.display()))
-        .arg(&source)
-        .output()
-        .unwrap_or_else(|e| panic!("mcs cannot run ({e}): install it with `{INSTALL}`"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dll
+    static DLL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DLL.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("crossgraph-compile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = dir.join("Calc.cs");
+        std::fs::write(&source, SOURCE).unwrap();
+        let dll = dir.join("Calc.dll");
+        let out = Command::new("mcs")
+            .args(["-target:library", "-optimize+"])
+            .arg(format!("-out:{}", dll.display()))
+            .arg(&source)
+            .output()
+            .unwrap_or_else(|e| panic!("mcs cannot run ({e}): install it with `{INSTALL}`"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dll
+    })
+    .clone()
 }
 
 /// Stands in for the interpreter: runs `Seven` (whose call into mscorlib, not given to this
