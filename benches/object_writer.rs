@@ -190,7 +190,9 @@ fn resolve(object: &ObjectModule) -> Resolved {
                     Op::TableBase => out.push(Instruction::GlobalGet(TABLE_BASE_GLOBAL)),
                     Op::StackPointerGet => out.push(Instruction::GlobalGet(STACK_POINTER_GLOBAL)),
                     Op::StackPointerSet => out.push(Instruction::GlobalSet(STACK_POINTER_GLOBAL)),
-                    Op::Sequence(_) => unreachable!("the bench's bodies use no sequences"),
+                    Op::Sequence(_) | Op::Encoded(_) => {
+                        unreachable!("the bench's bodies use no sequences and no encoded runs")
+                    }
                 }
             }
             out.push(Instruction::End);

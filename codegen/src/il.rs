@@ -345,6 +345,36 @@ pub struct CompiledBody {
     pub resumption_stub: Option<SymbolId>,
 }
 
+impl CompiledBody {
+    /// Encodes the body's plain instructions ([`Code::encode_runs`]), keeping every site op
+    /// a compilation may still replace, and renumbers the site lists to match. Call it in the
+    /// compiler's parallel batches: the object writer then copies bytes instead of encoding
+    /// instructions one by one. The module written is byte-identical.
+    pub fn encode_runs(&mut self) {
+        let mut lists = [
+            &mut self.call_sites,
+            &mut self.address_sites,
+            &mut self.entry_point_sites,
+            &mut self.async_call_sites,
+            &mut self.string_sites,
+            &mut self.new_object_sites,
+        ];
+        let mut keep: Vec<usize> = lists
+            .iter()
+            .flat_map(|sites| sites.iter().map(|&(index, _)| index))
+            .collect();
+        keep.sort_unstable();
+        keep.dedup();
+        let moved = self.code.encode_runs(&keep);
+        for sites in &mut lists {
+            for (index, _) in sites.iter_mut() {
+                let k = keep.binary_search(index).expect("every site index is kept");
+                *index = moved[k];
+            }
+        }
+    }
+}
+
 /// The operations replacing a direct call when the callee has no R2R code: load the callee's
 /// import cell at image offset `cell_rva` (a table slot relative to `__table_base`, first the
 /// cell's import thunk, after resolution the callee's code or its R2R -> interpreter thunk)

@@ -81,6 +81,11 @@ pub enum Op {
     /// call through one import cell is the same at every call site, so a compilation that
     /// learns where cells go patches one op per site instead of rebuilding every body.
     Sequence(SequenceId),
+    /// Instructions already encoded (wasm-encoder's bytes for a run of [`Op::Ins`], no
+    /// indices to resolve), written verbatim: what a compiler hands the writer once it knows
+    /// which ops it may still patch ([`Code::encode_runs`]), the way crossgen2's JIT returns
+    /// code bytes plus relocations and its object writer only copies and patches.
+    Encoded(Box<[u8]>),
 }
 
 /// A function body: extra locals (after the parameters) and operations, without the final
@@ -91,6 +96,53 @@ pub struct Code {
     pub locals: Vec<WasmValueType>,
     /// The body.
     pub ops: Vec<Op>,
+}
+
+impl Code {
+    /// Encodes each run of [`Op::Ins`] into one [`Op::Encoded`] holding the same bytes,
+    /// except the ops at the indices in `keep` (ascending; e.g. placeholders a compilation
+    /// replaces later), which stay as they are. Returns the new index of each op of `keep`,
+    /// in its order. The module written is byte-identical; the body takes fewer, smaller ops
+    /// (one per relocation, one per run between them), and the encoding happens wherever
+    /// this is called (a compiler's parallel batches) instead of in [`ObjectModule::emit`].
+    ///
+    /// # Panics
+    /// If `keep` is not ascending or names an index past the last op.
+    pub fn encode_runs(&mut self, keep: &[usize]) -> Vec<usize> {
+        assert!(
+            keep.windows(2).all(|w| w[0] < w[1]),
+            "`keep` must be ascending"
+        );
+        assert!(
+            keep.last().is_none_or(|&k| k < self.ops.len()),
+            "`keep` names an op past the last"
+        );
+        let mut ops = Vec::with_capacity(2 * keep.len() + 1);
+        let mut kept = Vec::with_capacity(keep.len());
+        let mut run: Vec<u8> = Vec::new();
+        let mut keep = keep.iter().peekable();
+        for (i, op) in std::mem::take(&mut self.ops).into_iter().enumerate() {
+            let stays = keep.next_if_eq(&&i).is_some();
+            match op {
+                Op::Ins(ins) if !stays => ins.encode(&mut run),
+                op => {
+                    if !run.is_empty() {
+                        ops.push(Op::Encoded(run.as_slice().into()));
+                        run.clear();
+                    }
+                    if stays {
+                        kept.push(ops.len());
+                    }
+                    ops.push(op);
+                }
+            }
+        }
+        if !run.is_empty() {
+            ops.push(Op::Encoded(run.into_boxed_slice()));
+        }
+        self.ops = ops;
+        kept
+    }
 }
 
 /// A function defined in the module.
@@ -511,6 +563,9 @@ impl ObjectModule {
                         match op {
                             Op::Ins(ins) => {
                                 body.instruction(ins);
+                            }
+                            Op::Encoded(bytes) => {
+                                body.raw(bytes.iter().copied());
                             }
                             Op::Sequence(id) => {
                                 return Err(WriteError::UnknownSequence {

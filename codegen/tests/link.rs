@@ -462,3 +462,90 @@ fn op_sequences_are_flat() {
     let inner = object.sequence(vec![Op::TableBase]);
     object.sequence(vec![Op::Sequence(inner)]);
 }
+
+#[test]
+fn encoded_runs_write_the_same_module_and_keep_what_is_patched_later() {
+    // `[i32] -> [i32]`: x + 1, a placeholder (kept), then + g(x).
+    let ops = |g: SymbolId| {
+        vec![
+            Op::Ins(Instruction::LocalGet(0)),
+            Op::Ins(Instruction::I32Const(1)),
+            Op::Ins(Instruction::I32Add),
+            Op::Ins(Instruction::Nop),
+            Op::Ins(Instruction::LocalGet(0)),
+            Op::Call(g),
+            Op::Ins(Instruction::I32Add),
+        ]
+    };
+    let module = |encode: bool| {
+        let mut object = ObjectModule::new();
+        let g = object.symbol("g");
+        object.define(g, function("ii", vec![Instruction::LocalGet(0)], "g"));
+        let mut code = Code {
+            locals: vec![],
+            ops: ops(g),
+        };
+        let mut placeholder = 3;
+        if encode {
+            assert_eq!(code.encode_runs(&[3]), [1]);
+            placeholder = 1;
+            let shapes: Vec<String> = code
+                .ops
+                .iter()
+                .map(|op| match op {
+                    Op::Encoded(bytes) => format!("{} bytes", bytes.len()),
+                    op => format!("{op:?}"),
+                })
+                .collect();
+            // local.get 0, i32.const 1, i32.add | nop | local.get 0 | call g | i32.add
+            assert_eq!(
+                shapes,
+                [
+                    "5 bytes",
+                    "Ins(Nop)",
+                    "2 bytes",
+                    &format!("Call({g:?})"),
+                    "1 bytes"
+                ]
+            );
+        }
+        // The placeholder, patched after encoding: + 5.
+        let plus_five = object.sequence(vec![
+            Op::Ins(Instruction::I32Const(5)),
+            Op::Ins(Instruction::I32Add),
+        ]);
+        code.ops[placeholder] = Op::Sequence(plus_five);
+        let f = object.symbol("f");
+        object.define(
+            f,
+            DefinedFunction {
+                ty: sig("ii").func_type(),
+                code,
+                table_slot: true,
+                export: Some("f".into()),
+            },
+        );
+        object.emit().unwrap().bytes
+    };
+    assert_eq!(module(true), module(false));
+    // Nothing kept: one run per stretch between relocations.
+    let mut object = ObjectModule::new();
+    let g = object.symbol("g");
+    let mut code = Code {
+        locals: vec![],
+        ops: ops(g),
+    };
+    assert!(code.encode_runs(&[]).is_empty());
+    assert_eq!(code.ops.len(), 3);
+    assert!(matches!(code.ops[1], Op::Call(s) if s == g));
+}
+
+#[test]
+#[should_panic(expected = "`keep` must be ascending")]
+fn encoded_runs_want_ascending_indices() {
+    let mut code = Code {
+        locals: vec![],
+        ops: vec![Op::TableBase, Op::TableBase],
+    };
+    code.encode_runs(&[1, 0]);
+}

@@ -468,7 +468,7 @@ impl Factory<'_, '_, '_> {
                 _ => Err(refuse(format!("local {i} is a struct"))),
             })
             .collect::<Result<Vec<WasmValueType>, _>>()?;
-        compile(
+        let mut compiled = compile(
             &signature,
             &locals,
             &body.instructions,
@@ -477,7 +477,10 @@ impl Factory<'_, '_, '_> {
                 token,
                 locals: &local_types,
             },
-        )
+        )?;
+        // Encoded here, in the parallel batch: emission then copies bytes.
+        compiled.encode_runs();
+        Ok(compiled)
     }
 
     /// Whether `callvirt token` calls exactly that method: it is not virtual, or it is
