@@ -98,13 +98,40 @@ pub struct Code {
     pub ops: Vec<Op>,
 }
 
+impl Op {
+    /// Appends this op's bytes to `sink` when they do not depend on the module being written
+    /// (no function or type index; the globals have fixed indices) and says whether it did.
+    fn encode_fixed(&self, sink: &mut Vec<u8>) -> bool {
+        let mut put = |ins: &Instruction| ins.encode(sink);
+        match self {
+            Op::Ins(ins) => put(ins),
+            Op::Encoded(bytes) => sink.extend_from_slice(bytes),
+            Op::ImageAddress(rva) => {
+                put(&Instruction::GlobalGet(IMAGE_BASE_GLOBAL));
+                put(&Instruction::I32Const(*rva as i32));
+                put(&Instruction::I32Add);
+            }
+            Op::TableBase => put(&Instruction::GlobalGet(TABLE_BASE_GLOBAL)),
+            Op::StackPointerGet => put(&Instruction::GlobalGet(STACK_POINTER_GLOBAL)),
+            Op::StackPointerSet => put(&Instruction::GlobalSet(STACK_POINTER_GLOBAL)),
+            Op::Call(_) | Op::CallIndirect(_) | Op::TableIndex(_) | Op::Sequence(_) => {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 impl Code {
-    /// Encodes each run of [`Op::Ins`] into one [`Op::Encoded`] holding the same bytes,
-    /// except the ops at the indices in `keep` (ascending; e.g. placeholders a compilation
-    /// replaces later), which stay as they are. Returns the new index of each op of `keep`,
-    /// in its order. The module written is byte-identical; the body takes fewer, smaller ops
-    /// (one per relocation, one per run between them), and the encoding happens wherever
-    /// this is called (a compiler's parallel batches) instead of in [`ObjectModule::emit`].
+    /// Encodes each run of ops whose bytes do not depend on the module ([`Op::Ins`], and
+    /// [`Op::ImageAddress`], [`Op::TableBase`], [`Op::StackPointerGet`],
+    /// [`Op::StackPointerSet`], whose globals have fixed indices) into one [`Op::Encoded`]
+    /// holding the same bytes, except the ops at the indices in `keep` (ascending; e.g.
+    /// placeholders a compilation replaces later), which stay as they are. Returns the new
+    /// index of each op of `keep`, in its order. The module written is byte-identical; the
+    /// body takes fewer, smaller ops (one per function or type index, one per run between
+    /// them), and the encoding happens wherever this is called (a compiler's parallel
+    /// batches) instead of in [`ObjectModule::emit`].
     ///
     /// # Panics
     /// If `keep` is not ascending or names an index past the last op.
@@ -124,7 +151,7 @@ impl Code {
         for (i, op) in std::mem::take(&mut self.ops).into_iter().enumerate() {
             let stays = keep.next_if_eq(&&i).is_some();
             match op {
-                Op::Ins(ins) if !stays => ins.encode(&mut run),
+                op if !stays && op.encode_fixed(&mut run) => {}
                 op => {
                     if !run.is_empty() {
                         ops.push(Op::Encoded(run.as_slice().into()));
@@ -214,9 +241,11 @@ pub struct EmittedModule {
     table_slots: Vec<Option<u32>>,
     /// Number of distinct function types.
     pub type_count: u32,
-    /// Wall time [`ObjectModule::emit`] spent building the module's bytes.
+    /// Wall time [`ObjectModule::emit`] spent building the module's bytes (with validating
+    /// the sections before the code section, which happens while bodies encode).
     pub encode_time: std::time::Duration,
-    /// Wall time it spent validating them (wasmparser).
+    /// Wall time it spent validating the rest once the bytes were written (wasmparser): the
+    /// code section's bodies, the sections after it.
     pub validate_time: std::time::Duration,
     /// Number of table slots the module fills.
     pub slot_count: u32,
@@ -394,7 +423,7 @@ impl ObjectModule {
     }
 
     /// Adds a shared sequence of operations, which bodies use through [`Op::Sequence`] (as if
-    /// its ops stood there).
+    /// its ops stood there). Stored with its plain runs encoded ([`Code::encode_runs`]).
     ///
     /// # Panics
     /// If `ops` holds an [`Op::Sequence`]: sequences are flat (a programmer error).
@@ -403,7 +432,13 @@ impl ObjectModule {
             !ops.iter().any(|op| matches!(op, Op::Sequence(_))),
             "an op sequence cannot hold another"
         );
-        self.sequences.push(ops);
+        // Stored encoded: a sequence is written once per use.
+        let mut code = Code {
+            locals: vec![],
+            ops,
+        };
+        code.encode_runs(&[]);
+        self.sequences.push(code.ops);
         SequenceId(self.sequences.len() as u32 - 1)
     }
 
@@ -611,7 +646,8 @@ impl ObjectModule {
                 })
                 .collect::<Result<_, WriteError>>()
         };
-        // The other sections do not depend on the bodies: built while they encode.
+        // The other sections do not depend on the bodies: built (and the ones before the code
+        // section validated) while they encode.
         let build_sections = || {
             let mut type_section = TypeSection::new();
             for ty in &type_list {
@@ -683,7 +719,22 @@ impl ObjectModule {
                 ConstExpr::global_get(IMAGE_BASE_GLOBAL).encode(&mut data_head);
                 (self.image.len() as u32).encode(&mut data_head);
             }
-            // Function names (the symbols), for WAT dumps and wasmtime backtraces.
+            // The sections before the code section, written and validated here: they do
+            // not wait for the bodies either.
+            let mut head = Module::new();
+            head.section(&type_section);
+            head.section(&imports);
+            head.section(&functions);
+            head.section(&exports);
+            if !elements.is_empty() {
+                head.section(&elements);
+            }
+            let head = head.finish();
+            let validated = validate_head(&head);
+            (head, validated, data_head)
+        };
+        // Function names (the symbols), for WAT dumps and wasmtime backtraces.
+        let build_names = || {
             let mut function_names = NameMap::new();
             for (index, symbol) in self.function_symbols().enumerate() {
                 function_names.append(index as u32, self.name(symbol));
@@ -692,22 +743,16 @@ impl ObjectModule {
             names.functions(&function_names);
             let mut names_section = vec![names.id()];
             names.encode(&mut names_section);
-            (
-                type_section,
-                imports,
-                functions,
-                exports,
-                elements,
-                data_head,
-                names_section,
-            )
+            names_section
         };
         let slot_count = slot_functions.len() as u32;
-        let (
-            bodies,
-            (type_section, imports, functions, exports, elements, data_head, names_section),
-        ) = rayon::join(encode_bodies, build_sections);
+        let (bodies, ((head, validated_head, data_head), names_section)) =
+            rayon::join(encode_bodies, || rayon::join(build_sections, build_names));
         let bodies = bodies?;
+        let invalid = |e: wasmparser::BinaryReaderError| WriteError::Invalid {
+            message: e.to_string(),
+        };
+        let validated_head = validated_head.map_err(invalid)?;
         // Where each body lands in the code section's contents (after the count), for maps.
         let leb_len = |v: u32| (32 - v.max(1).leading_zeros()).div_ceil(7);
         let mut body_layout = Vec::with_capacity(bodies.len());
@@ -738,15 +783,6 @@ impl ObjectModule {
         // through wasm-encoder, then the code and data sections straight from the encoded
         // bodies and the image (wasm-encoder's `CodeSection`/`DataSection` would copy each
         // of them once more, and a growing `Module` again). Same bytes as `Module` writes.
-        let mut head = Module::new();
-        head.section(&type_section);
-        head.section(&imports);
-        head.section(&functions);
-        head.section(&exports);
-        if !elements.is_empty() {
-            head.section(&elements);
-        }
-        let head = head.finish();
         let data_len = data_head.len() + self.image.len();
         let mut bytes = Vec::with_capacity(
             head.len() + 12 + code_len as usize + 12 + data_len + names_section.len(),
@@ -772,9 +808,7 @@ impl ObjectModule {
             bytes[image_start + at..image_start + at + 4].copy_from_slice(&slot.to_le_bytes());
         }
         let encoded = std::time::Instant::now();
-        validate(&bytes).map_err(|e| WriteError::Invalid {
-            message: e.to_string(),
-        })?;
+        validated_head.finish(&bytes).map_err(invalid)?;
         Ok(EmittedModule {
             encode_time: encoded - started,
             validate_time: encoded.elapsed(),
@@ -788,116 +822,157 @@ impl ObjectModule {
     }
 }
 
-/// Validates a module with wasmparser: sections in order on this thread; the code section's
-/// entries are framed here (sizes read, count checked) and their bodies validated on the pool
-/// in batches while the parser goes on with the sections after it (wasmparser's
-/// `FuncToValidate` split, the way wasmtime validates, minus a per-body walk through the
-/// validator: each body's function index and type come from the function section). The
-/// error reported is the first in module order, whatever the thread count.
-fn validate(bytes: &[u8]) -> Result<(), wasmparser::BinaryReaderError> {
-    use std::sync::Mutex;
-    use wasmparser::{
-        BinaryReader, Chunk, CodeSectionReader, FuncToValidate, FuncValidatorAllocations,
-        FunctionBody, Parser, Payload, Validator,
+/// A module's sections before its code section, validated by [`validate_head`]: the
+/// validator and parser stopped where the code section begins.
+struct ValidatedHead {
+    validator: wasmparser::Validator,
+    parser: wasmparser::Parser,
+    /// Where the parser stopped (bytes): the head's length.
+    offset: usize,
+    /// Type indices of the defined functions, from the function section.
+    types: Vec<u32>,
+}
+
+/// Validates the start of a module (its header and the sections before the code section)
+/// with wasmparser; [`ValidatedHead::finish`] validates the rest once the module is written.
+/// Split so that the head validates while the bodies are still being encoded.
+fn validate_head(head: &[u8]) -> Result<ValidatedHead, wasmparser::BinaryReaderError> {
+    use wasmparser::{Chunk, Parser, Payload, Validator};
+    let mut validated = ValidatedHead {
+        validator: Validator::new(),
+        parser: Parser::new(0),
+        offset: 0,
+        types: Vec::new(),
     };
-    // The first body error by function order.
-    let first_error: Mutex<Option<(usize, wasmparser::BinaryReaderError)>> = Mutex::new(None);
-    let record = |index: usize, error: wasmparser::BinaryReaderError| {
-        let mut first = first_error.lock().expect("poisoned");
-        if first.as_ref().is_none_or(|(at, _)| index < *at) {
-            *first = Some((index, error));
+    loop {
+        let (payload, consumed) = match validated.parser.parse(&head[validated.offset..], false)? {
+            Chunk::Parsed { consumed, payload } => (payload, consumed),
+            // The end of the head: the code section comes next.
+            Chunk::NeedMoreData(_) => return Ok(validated),
+        };
+        validated.offset += consumed;
+        validated.validator.payload(&payload)?;
+        if let Payload::FunctionSection(reader) = &payload {
+            validated.types = reader.clone().into_iter().collect::<Result<_, _>>()?;
         }
-    };
-    let mut validator = Validator::new();
-    let mut parser = Parser::new(0);
-    let mut offset = 0;
-    // Type indices of the defined functions, from the function section.
-    let mut types: Vec<u32> = Vec::new();
-    // The code section, once reached (the validator rejects a second one): its bodies, their
-    // types, and the validation context of the first.
-    type Code<'b> = (
-        Vec<FunctionBody<'b>>,
-        Vec<u32>,
-        Option<FuncToValidate<wasmparser::ValidatorResources>>,
-    );
-    let code: std::sync::OnceLock<Code<'_>> = std::sync::OnceLock::new();
-    let sections = rayon::scope(|scope| -> Result<(), wasmparser::BinaryReaderError> {
-        loop {
-            let (payload, consumed) = match parser.parse(&bytes[offset..], true)? {
-                Chunk::Parsed { consumed, payload } => (payload, consumed),
-                Chunk::NeedMoreData(_) => unreachable!("the whole module is given (eof)"),
-            };
-            offset += consumed;
-            match &payload {
-                Payload::FunctionSection(reader) => {
-                    validator.payload(&payload)?;
-                    types = reader.clone().into_iter().collect::<Result<_, _>>()?;
-                }
-                Payload::CodeSectionStart { range, size, .. } => {
-                    validator.payload(&payload)?; // the count against the function section
-                    parser.skip_section();
-                    offset += *size as usize;
-                    let reader = CodeSectionReader::new(BinaryReader::new(
-                        &bytes[range.clone()],
-                        range.start,
-                    ))?;
-                    // Bodies framed before any framing error are still validated (their errors
-                    // come first in module order).
-                    let mut bodies = Vec::new();
-                    let mut framed = Ok(());
-                    for entry in reader {
-                        match entry {
-                            Ok(body) => bodies.push(body),
-                            Err(e) => {
-                                framed = Err(e);
-                                break;
+    }
+}
+
+impl ValidatedHead {
+    /// Validates the rest of `bytes`, the module whose head this validated (the same bytes
+    /// up to [`ValidatedHead::offset`]): sections in order on this thread; the code section's
+    /// entries are framed here (sizes read, count checked) and their bodies validated on the
+    /// pool in batches while the parser goes on with the sections after it (wasmparser's
+    /// `FuncToValidate` split, the way wasmtime validates, minus a per-body walk through the
+    /// validator: each body's function index and type come from the function section). The
+    /// error reported is the first in module order, whatever the thread count.
+    fn finish(self, bytes: &[u8]) -> Result<(), wasmparser::BinaryReaderError> {
+        use std::sync::Mutex;
+        use wasmparser::{
+            BinaryReader, Chunk, CodeSectionReader, FuncToValidate, FuncValidatorAllocations,
+            FunctionBody, Payload,
+        };
+        let ValidatedHead {
+            mut validator,
+            mut parser,
+            mut offset,
+            mut types,
+        } = self;
+        // The first body error by function order.
+        let first_error: Mutex<Option<(usize, wasmparser::BinaryReaderError)>> = Mutex::new(None);
+        let record = |index: usize, error: wasmparser::BinaryReaderError| {
+            let mut first = first_error.lock().expect("poisoned");
+            if first.as_ref().is_none_or(|(at, _)| index < *at) {
+                *first = Some((index, error));
+            }
+        };
+        // The code section, once reached (the validator rejects a second one): its bodies,
+        // their types, and the validation context of the first.
+        type Code<'b> = (
+            Vec<FunctionBody<'b>>,
+            Vec<u32>,
+            Option<FuncToValidate<wasmparser::ValidatorResources>>,
+        );
+        let code: std::sync::OnceLock<Code<'_>> = std::sync::OnceLock::new();
+        let sections = rayon::scope(|scope| -> Result<(), wasmparser::BinaryReaderError> {
+            loop {
+                let (payload, consumed) = match parser.parse(&bytes[offset..], true)? {
+                    Chunk::Parsed { consumed, payload } => (payload, consumed),
+                    Chunk::NeedMoreData(_) => unreachable!("the whole module is given (eof)"),
+                };
+                offset += consumed;
+                match &payload {
+                    Payload::FunctionSection(reader) => {
+                        validator.payload(&payload)?;
+                        types = reader.clone().into_iter().collect::<Result<_, _>>()?;
+                    }
+                    Payload::CodeSectionStart { range, size, .. } => {
+                        validator.payload(&payload)?; // the count against the function section
+                        parser.skip_section();
+                        offset += *size as usize;
+                        let reader = CodeSectionReader::new(BinaryReader::new(
+                            &bytes[range.clone()],
+                            range.start,
+                        ))?;
+                        // Bodies framed before any framing error are still validated (their
+                        // errors come first in module order).
+                        let mut bodies = Vec::new();
+                        let mut framed = Ok(());
+                        for entry in reader {
+                            match entry {
+                                Ok(body) => bodies.push(body),
+                                Err(e) => {
+                                    framed = Err(e);
+                                    break;
+                                }
                             }
                         }
-                    }
-                    let first = match bodies.first() {
-                        Some(body) => Some(validator.code_section_entry(body)?),
-                        None => None,
-                    };
-                    let (bodies, types, first) =
-                        code.get_or_init(|| (bodies, std::mem::take(&mut types), first));
-                    let record = &record;
-                    for start in (0..bodies.len()).step_by(256) {
-                        scope.spawn(move |_| {
-                            let first = first.as_ref().expect("set with the first body");
-                            let mut allocations = FuncValidatorAllocations::default();
-                            for (i, body) in bodies.iter().enumerate().skip(start).take(256) {
-                                let function = FuncToValidate {
-                                    resources: &first.resources,
-                                    index: first.index + i as u32,
-                                    ty: types[i],
-                                    features: first.features,
-                                };
-                                let mut validator = function.into_validator(allocations);
-                                if let Err(e) = validator.validate(body) {
-                                    record(i, e);
+                        let first = match bodies.first() {
+                            Some(body) => Some(validator.code_section_entry(body)?),
+                            None => None,
+                        };
+                        let (bodies, types, first) =
+                            code.get_or_init(|| (bodies, std::mem::take(&mut types), first));
+                        let record = &record;
+                        for start in (0..bodies.len()).step_by(256) {
+                            scope.spawn(move |_| {
+                                let first = first.as_ref().expect("set with the first body");
+                                let mut allocations = FuncValidatorAllocations::default();
+                                for (i, body) in bodies.iter().enumerate().skip(start).take(256) {
+                                    let function = FuncToValidate {
+                                        resources: &first.resources,
+                                        index: first.index + i as u32,
+                                        ty: types[i],
+                                        features: first.features,
+                                    };
+                                    let mut validator = function.into_validator(allocations);
+                                    if let Err(e) = validator.validate(body) {
+                                        record(i, e);
+                                    }
+                                    allocations = validator.into_allocations();
                                 }
-                                allocations = validator.into_allocations();
-                            }
-                        });
+                            });
+                        }
+                        // The reader yields exactly `count` entries, then fails on any bytes
+                        // left in the section.
+                        framed?;
                     }
-                    // The reader yields exactly `count` entries, then fails on any bytes
-                    // left in the section.
-                    framed?;
-                }
-                Payload::End(_) => {
-                    validator.payload(&payload)?;
-                    return Ok(());
-                }
-                _ => {
-                    validator.payload(&payload)?;
+                    Payload::End(_) => {
+                        validator.payload(&payload)?;
+                        return Ok(());
+                    }
+                    _ => {
+                        validator.payload(&payload)?;
+                    }
                 }
             }
+        });
+        // A section error stops the parse, so any body error recorded precedes it in module
+        // order.
+        match first_error.into_inner().expect("poisoned") {
+            Some((_, error)) => Err(error),
+            None => sections,
         }
-    });
-    // A section error stops the parse, so any body error recorded precedes it in module order.
-    match first_error.into_inner().expect("poisoned") {
-        Some((_, error)) => Err(error),
-        None => sections,
     }
 }
 

@@ -538,6 +538,41 @@ fn encoded_runs_write_the_same_module_and_keep_what_is_patched_later() {
     assert!(code.encode_runs(&[]).is_empty());
     assert_eq!(code.ops.len(), 3);
     assert!(matches!(code.ops[1], Op::Call(s) if s == g));
+    // Globals and image addresses have fixed encodings: they join the runs; function and
+    // type indices do not.
+    let mut code = Code {
+        locals: vec![],
+        ops: vec![
+            Op::StackPointerGet,
+            Op::ImageAddress(8),
+            Op::TableBase,
+            Op::TableIndex(g),
+            Op::CallIndirect(sig("ii").func_type()),
+            Op::StackPointerSet,
+        ],
+    };
+    code.encode_runs(&[]);
+    let shapes: Vec<&str> = code
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::Encoded(_) => "encoded",
+            Op::TableIndex(_) => "table index",
+            Op::CallIndirect(_) => "call_indirect",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        shapes,
+        ["encoded", "table index", "call_indirect", "encoded"]
+    );
+    // global.get 0 (stack pointer), global.get 1 (image base), i32.const 8, i32.add,
+    // global.get 2 (table base)
+    assert!(
+        matches!(&code.ops[0], Op::Encoded(b) if **b == [0x23, 0, 0x23, 1, 0x41, 8, 0x6a, 0x23, 2]),
+        "{:?}",
+        code.ops[0]
+    );
 }
 
 #[test]

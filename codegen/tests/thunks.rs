@@ -257,3 +257,33 @@ fn the_first_invalid_body_is_reported_whatever_the_thread_count() {
         );
     }
 }
+
+/// The sections before the code section validate while the bodies encode: an error there
+/// (two exports of one name) is reported, and before any body error behind it.
+#[test]
+fn an_invalid_head_is_reported_before_the_bodies() {
+    use wasm_encoder::Instruction;
+    let mut module = ObjectModule::new();
+    for (name, op) in [("A", Instruction::Nop), ("B", Instruction::I32Add)] {
+        let f = module.symbol(name);
+        module.define(
+            f,
+            DefinedFunction {
+                ty: sig("vp").func_type(),
+                code: Code {
+                    locals: vec![],
+                    ops: vec![Op::Ins(op)],
+                },
+                table_slot: false,
+                export: Some("same".into()),
+            },
+        );
+    }
+    let WriteError::Invalid { message } = module.emit().unwrap_err() else {
+        panic!("an invalid module");
+    };
+    assert!(
+        message.contains("duplicate export name `same`"),
+        "{message}"
+    );
+}
