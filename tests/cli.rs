@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+
 fn crossgraph(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_crossgraph"))
         .args(args)
@@ -28,17 +30,7 @@ fn dll(dir: &PathBuf) -> PathBuf {
     )
     .unwrap();
     let dll = dir.join("Cli.dll");
-    let out = Command::new("mcs")
-        .args(["-target:library", "-optimize+"])
-        .arg(format!("-out:{}", dll.display()))
-        .arg(&source)
-        .output()
-        .expect("mcs runs: install it with `bash scripts/install-mono.sh`");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::mcs(&source, &dll, true);
     dll
 }
 

@@ -2,7 +2,6 @@
 //! with an image -> runtime-core runs them in wasmtime.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use crossgraph::codegen::{PointerWidth, WasmSignature};
@@ -13,7 +12,7 @@ use crossgraph::runtime_core::format::{MethodRef, MethodSigFlags};
 use crossgraph::runtime_core::{InterpretedMethod, Loader, ThunkRuntime};
 use wasmtime::Val;
 
-const INSTALL: &str = "bash scripts/install-mono.sh";
+mod common;
 
 const SOURCE: &str = r#"
 namespace Demo {
@@ -63,17 +62,7 @@ fn build_dll() -> PathBuf {
         let source = dir.join("Calc.cs");
         std::fs::write(&source, SOURCE).unwrap();
         let dll = dir.join("Calc.dll");
-        let out = Command::new("mcs")
-            .args(["-target:library", "-optimize+"])
-            .arg(format!("-out:{}", dll.display()))
-            .arg(&source)
-            .output()
-            .unwrap_or_else(|e| panic!("mcs cannot run ({e}): install it with `{INSTALL}`"));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::mcs(&source, &dll, true);
         dll
     })
     .clone()

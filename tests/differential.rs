@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use crossgraph::runtime_core::exec::{ExecConfig, ExecError, Executor, Interprete
 use crossgraph::runtime_core::{Loader, ThunkRuntime};
 use wasmtime::Val;
 
+mod common;
+
 const MSCORLIB: &str = "/usr/lib/mono/4.5/mscorlib.dll";
 
 /// Methods whose answer is the target's pointer width: Mono runs 64-bit here, crossgraph
@@ -25,7 +28,7 @@ const WASM32_ANSWERS: &[(&str, &str)] = &[
     ("System.UIntPtr::get_Size", "4"),
     ("System.Environment::get_Is64BitProcess", "0"),
 ];
-const INSTALL: &str = "bash scripts/install-mono.sh";
+use common::INSTALL;
 
 struct NoInterpreter;
 
@@ -98,24 +101,19 @@ fn show(v: &Val) -> String {
 #[test]
 fn compiled_mscorlib_methods_agree_with_mono() {
     assert!(
-        std::path::Path::new(MSCORLIB).exists(),
+        Path::new(MSCORLIB).exists(),
         "{MSCORLIB} is missing: install it with `{INSTALL}`"
     );
     let dir = std::env::temp_dir().join(format!("crossgraph-diff-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let harness = dir.join("Harness.exe");
-    let out = Command::new("mcs")
-        .arg(format!("-out:{}", harness.display()))
-        .arg(concat!(
+    common::mcs(
+        Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/differential/Harness.cs"
-        ))
-        .output()
-        .unwrap_or_else(|e| panic!("mcs cannot run ({e}): install it with `{INSTALL}`"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        )),
+        &harness,
+        false,
     );
 
     let assembly = Assembly::load(MSCORLIB).unwrap();
