@@ -556,9 +556,15 @@ fn a_branch_onto_a_prefix_lands_on_the_prefixed_instruction() {
         .not_compiled
         .iter()
         .find(|m| m.name == "Fixture.Prefixes::BranchToPrefixed")
-        .expect("ldsfld is outside the subset");
+        .expect("a thread-static field stays interpreted");
     // The reason is the prefixed instruction, at the offset where the branch lands.
-    assert_eq!(method.reason, "IL_0005: prefixed ldsfld");
+    assert!(
+        method
+            .reason
+            .starts_with("IL_0005: ldsfld 0x04000001: thread-static field"),
+        "{}",
+        method.reason
+    );
 
     let assembly = Assembly::load(&dll).unwrap();
     let view = assembly.view().unwrap();
@@ -1051,4 +1057,244 @@ fn newobj_allocates_through_the_embedder_and_throw_leaves_the_compiled_frames() 
         .invoke_by_name("Fixture.Objects::Make", &sig("iip"), &[Val::I32(1)])
         .unwrap_err();
     assert!(err.to_string().contains("allocates no objects"), "{err}");
+}
+
+/// An embedder owning the statics of statics.il: an 8-byte slot per field, from an arena at
+/// the bottom of memory, handed out on each field's first resolution; the first resolution of
+/// a `Fixture.Statics` field runs its "class constructor" (Big = 5, Ratio = 3.0, Pair = {1, 7},
+/// written where those fields live), and String.Empty holds a made-up reference.
+struct StaticsInterpreter {
+    /// Field tokens of the fixture by name, and String.Empty's `MemberRef`.
+    fields: std::collections::HashMap<String, u32>,
+    slots: std::sync::Mutex<std::collections::HashMap<u32, u32>>,
+    resolved: std::sync::Mutex<Vec<u32>>,
+}
+
+const EMPTY_STRING: u32 = 0x0bad_cafe;
+
+impl StaticsInterpreter {
+    /// The slot of field `token`, allocated (zeroed) on first use.
+    fn slot(&self, memory: &mut [u8], token: u32) -> u32 {
+        let mut slots = self.slots.lock().unwrap();
+        let next = 4096 + 8 * slots.len() as u32;
+        *slots.entry(token).or_insert_with(|| {
+            memory[next as usize..next as usize + 8].fill(0);
+            next
+        })
+    }
+}
+
+impl Interpreter for StaticsInterpreter {
+    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
+        Err(format!("{entry:#x} was not expected in the interpreter"))
+    }
+
+    fn static_field_address(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
+        let known = self.fields.values().any(|&t| t == token);
+        if !known {
+            return Err(format!("no static field {token:#x}"));
+        }
+        let first = {
+            let mut resolved = self.resolved.lock().unwrap();
+            resolved.push(token);
+            resolved.iter().filter(|&&t| t >> 24 == 0x04).count() == 1 && token >> 24 == 0x04
+        };
+        if first {
+            // The class constructor, before the first access to any of its fields.
+            let big = self.slot(memory, self.fields["Big"]) as usize;
+            memory[big..big + 8].copy_from_slice(&5i64.to_le_bytes());
+            let ratio = self.slot(memory, self.fields["Ratio"]) as usize;
+            memory[ratio..ratio + 8].copy_from_slice(&3.0f64.to_le_bytes());
+            let pair = self.slot(memory, self.fields["Pair"]) as usize;
+            memory[pair..pair + 4].copy_from_slice(&1i32.to_le_bytes());
+            memory[pair + 4..pair + 8].copy_from_slice(&7i32.to_le_bytes());
+        }
+        let at = self.slot(memory, token);
+        if token == self.fields["String.Empty"] {
+            memory[at as usize..at as usize + 4].copy_from_slice(&EMPTY_STRING.to_le_bytes());
+        }
+        Ok(at)
+    }
+}
+
+#[test]
+fn static_fields_go_through_lazy_field_address_cells_the_embedder_resolves_once() {
+    let dll = assemble("statics.il");
+    let output = compile(&dll);
+    for name in [
+        "Bump",
+        "Scale",
+        "Half",
+        "Narrow",
+        "StoreRef",
+        "PairAddress",
+        "PairB",
+        "Maybe",
+        "Empty",
+    ] {
+        token_of(&output, &format!("Fixture.Statics::{name}"));
+    }
+    let reason = |name: &str| {
+        output
+            .not_compiled
+            .iter()
+            .find(|m| m.name == format!("Fixture.Statics::{name}"))
+            .unwrap_or_else(|| panic!("{name} is compiled"))
+            .reason
+            .clone()
+    };
+    assert!(
+        reason("CopyPair").ends_with("ldsfld of a struct-typed field"),
+        "{}",
+        reason("CopyPair")
+    );
+    assert!(
+        reason("ReadPerThread").ends_with("thread-static field"),
+        "{}",
+        reason("ReadPerThread")
+    );
+    // One lazy FieldAddress cell per field reached (not PerThread), initially 0.
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let cells: Vec<u32> = image
+        .import_sections
+        .iter()
+        .flat_map(|s| s.cells.iter().map(move |c| (s, c)))
+        .filter_map(|(s, c)| match c.signature {
+            FixupSignature::FieldAddress(token) => {
+                assert!(s.flags.0 & 1 == 0, "field cells are lazy");
+                Some(token)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cells.len(), 8, "{cells:x?}");
+    let input = Assembly::load(&dll).unwrap();
+    let view = input.view().unwrap();
+    let tables = view.metadata().tables();
+    let mut fields = std::collections::HashMap::new();
+    for &token in &cells {
+        let name = match token >> 24 {
+            0x04 => view
+                .string(tables.field(token & 0x00ff_ffff).unwrap().name)
+                .to_string(),
+            0x0a => {
+                let member = tables.member_ref(token & 0x00ff_ffff).unwrap();
+                format!("String.{}", view.string(member.name))
+            }
+            other => panic!("a field cell of table {other:#x}"),
+        };
+        fields.insert(name, token);
+    }
+    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "Big",
+            "Counter",
+            "Pair",
+            "Ratio",
+            "Ref",
+            "Small",
+            "String.Empty",
+            "Untouched"
+        ]
+    );
+    assert!(
+        output
+            .map
+            .iter()
+            .any(|e| e.name == "FieldAddress [mscorlib]System.String::Empty"),
+        "the map names the cells"
+    );
+
+    let statics = Arc::new(StaticsInterpreter {
+        fields: fields.clone(),
+        slots: Default::default(),
+        resolved: Default::default(),
+    });
+    let mut exec = instantiate(&output, statics.clone());
+    let resolved = || statics.resolved.lock().unwrap().clone();
+    assert!(resolved().is_empty(), "nothing is resolved at load");
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Statics::Bump", "iip", &[Val::I32(5)]),
+        5
+    );
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Statics::Bump", "iip", &[Val::I32(-2)]),
+        3
+    );
+    assert_eq!(resolved(), [fields["Counter"]], "resolved once");
+    // The class constructor ran before the first access: Big = 5, Ratio = 3.0.
+    let scaled = exec
+        .invoke_by_name("Fixture.Statics::Scale", &sig("llp"), &[Val::I64(1 << 33)])
+        .unwrap()
+        .unwrap()
+        .unwrap_i64();
+    assert_eq!(scaled, 5 << 33);
+    let half = exec
+        .invoke_by_name("Fixture.Statics::Half", &sig("dp"), &[])
+        .unwrap()
+        .unwrap()
+        .unwrap_f64();
+    assert_eq!(half, 1.5);
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Statics::Narrow",
+            "iip",
+            &[Val::I32(300)]
+        ),
+        44
+    );
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Statics::StoreRef",
+            "iip",
+            &[Val::I32(0)]
+        ),
+        1
+    );
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Statics::StoreRef",
+            "iip",
+            &[Val::I32(64)]
+        ),
+        0
+    );
+    let pair = run_i32(&mut exec, "Fixture.Statics::PairAddress", "ip", &[]);
+    assert_eq!(pair as u32, statics.slots.lock().unwrap()[&fields["Pair"]]);
+    assert_eq!(run_i32(&mut exec, "Fixture.Statics::PairB", "ip", &[]), 7);
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Statics::Empty", "ip", &[]) as u32,
+        EMPTY_STRING
+    );
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Statics::Maybe", "iip", &[Val::I32(0)]),
+        0
+    );
+    assert!(
+        !resolved().contains(&fields["Untouched"]),
+        "a field on a path not taken is not resolved"
+    );
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Statics::Maybe", "iip", &[Val::I32(1)]),
+        0
+    );
+    let mut once = resolved();
+    once.sort_unstable();
+    let before = once.len();
+    once.dedup();
+    assert_eq!(once.len(), before, "each cell resolved once");
+    assert_eq!(once.len(), 8);
+
+    // An embedder without statics: the access traps with its message.
+    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
+    let err = bare
+        .invoke_by_name("Fixture.Statics::Bump", &sig("iip"), &[Val::I32(1)])
+        .unwrap_err();
+    assert!(err.to_string().contains("no statics"), "{err}");
 }

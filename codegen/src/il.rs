@@ -7,7 +7,10 @@
 //! locals and arguments live in an 8-byte slot of the method's frame on the shadow stack, below the
 //! incoming SP, and callees get the frame's bottom as their SP), constants (`ldc.*`, `ldnull`),
 //! string literals (`ldstr`: the reference in the literal's lazy `StringHandle` import cell,
-//! resolved through the runtime's helper on first use, [`string_through_cell`]),
+//! resolved through the runtime's helper on first use, [`string_through_cell`]), static fields
+//! of primitive and reference types (`ldsfld`, `stsfld`, `ldsflda` of any type: the address in
+//! the field's lazy `FieldAddress` import cell, resolved the same way,
+//! [`field_address_through_cell`]; the embedder owns the statics and runs class constructors),
 //! integer and float arithmetic and bitwise operations, the overflow-checking `add.ovf`, `sub.ovf`,
 //! `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions
 //! (`conv.*`, and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores
@@ -95,7 +98,7 @@ impl IlPrefixes {
     /// Whether the baseline compiler honours these prefixes on `opcode`: `volatile.` and
     /// `unaligned.` on field and indirect loads and stores, `tail.` on calls.
     fn supported_on(&self, opcode: &str) -> bool {
-        let access = matches!(opcode, "ldfld" | "stfld")
+        let access = matches!(opcode, "ldfld" | "stfld" | "ldsfld" | "stsfld")
             || opcode.starts_with("ldind.")
             || opcode.starts_with("stind.");
         let call = matches!(opcode, "call" | "callvirt" | "calli");
@@ -215,6 +218,18 @@ pub trait JitInterface {
     /// `ldfld`/`stfld`). The default refuses.
     fn instance_field(&mut self, token: u32) -> Result<FieldAccess, String> {
         Err(format!("field 0x{token:08x} is not supported here"))
+    }
+
+    /// The static field `token` (`Field` or `MemberRef`) of an `ldsfld`, `stsfld` or
+    /// `ldsflda`: the `ldind`/`stind` suffix of its type (as in [`FieldAccess`]), or `None` for
+    /// a struct-typed field (only `ldsflda` reaches those). Its address comes from the
+    /// field's `FieldAddress` cell ([`CompiledBody::static_field_sites`]).
+    ///
+    /// # Errors
+    /// The reason it cannot be accessed (an instance field, a thread-static field). The
+    /// default refuses.
+    fn static_field(&mut self, token: u32) -> Result<Option<&'static str>, String> {
+        Err(format!("static field 0x{token:08x} is not supported here"))
     }
 
     /// The type `token` (`TypeDef`, `TypeRef` or `TypeSpec`) of an `ldobj`, `stobj`, `initobj`
@@ -339,6 +354,11 @@ pub struct CompiledBody {
     /// and the allocated class's token; the compilation replaces each with
     /// [`new_object_through_cell`] once the class's `NewObject` cell has its offset.
     pub new_object_sites: Vec<(usize, u32)>,
+    /// Static field sites (`ldsfld`, `stsfld`, `ldsflda`): the index in `code.ops` of each
+    /// placeholder `unreachable` standing for the field's address and the field's token; the
+    /// compilation replaces each with [`field_address_through_cell`] once the field's
+    /// `FieldAddress` cell has its offset.
+    pub static_field_sites: Vec<(usize, u32)>,
     /// Whether it calls the throw helper ([`JitInterface::throw_helper`]).
     pub throws: bool,
     /// The resumption stub the body stores into its continuations, when it can suspend.
@@ -358,6 +378,7 @@ impl CompiledBody {
             &mut self.async_call_sites,
             &mut self.string_sites,
             &mut self.new_object_sites,
+            &mut self.static_field_sites,
         ];
         let mut keep: Vec<usize> = lists
             .iter()
@@ -407,6 +428,22 @@ pub fn function_pointer_through_cell(cell_rva: u32) -> Vec<Op> {
 /// `crossgraph_string_literal`, `[cell i32] -> [i32]`), which resolves it through the
 /// embedder and stores the reference, so later loads find it.
 pub fn string_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
+    lazy_cell_value(cell_rva, helper)
+}
+
+/// The operations replacing a static field's address placeholder (`ldsfld`, `stsfld`,
+/// `ldsflda`): the field's address from its lazy `FieldAddress` cell at image offset
+/// `cell_rva` (ReadyToRun fixup 0x20), `[] -> [i32]`. The cell holds 0 until resolved: then
+/// the code calls `helper` (the runtime's `crossgraph_field_address`, `[cell i32] -> [i32]`),
+/// which asks the embedder (running the class constructor it needs) and stores the address.
+pub fn field_address_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
+    lazy_cell_value(cell_rva, helper)
+}
+
+/// The value of the lazy cell at image offset `cell_rva`, `[] -> [i32]`: its contents, or,
+/// while they are 0, what `helper` (`[cell i32] -> [i32]`, which resolves and stores it)
+/// returns.
+fn lazy_cell_value(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
     let load = || {
         [
             Op::ImageAddress(cell_rva),
@@ -550,6 +587,7 @@ pub fn compile(
         async_call_sites: Vec::new(),
         string_sites: Vec::new(),
         new_object_sites: Vec::new(),
+        static_field_sites: Vec::new(),
         throws: false,
         suspend: None,
         frame: None,
@@ -698,6 +736,7 @@ pub fn compile(
         async_call_sites: body.async_call_sites,
         string_sites: body.string_sites,
         new_object_sites: body.new_object_sites,
+        static_field_sites: body.static_field_sites,
         throws: body.throws,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
@@ -776,6 +815,7 @@ struct Body {
     async_call_sites: Vec<(usize, u32)>,
     string_sites: Vec<(usize, u32)>,
     new_object_sites: Vec<(usize, u32)>,
+    static_field_sites: Vec<(usize, u32)>,
     throws: bool,
     /// Suspension points, in an async variant that awaits.
     suspend: Option<Suspend>,
@@ -2077,6 +2117,43 @@ impl Body {
             }
             _ if op.starts_with("ldind.") => self.load_indirect(op, pointer)?,
             _ if op.starts_with("stind.") => self.store_indirect(op, pointer)?,
+            "ldsfld" | "stsfld" | "ldsflda" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err(format!("{op} without a token"));
+                };
+                let access = jit
+                    .static_field(token)
+                    .map_err(|reason| format!("{op} 0x{token:08x}: {reason}"))?;
+                if pointer != I32 {
+                    return Err(format!("{op}: field cells hold 32-bit addresses"));
+                }
+                let mut taken = Vec::new();
+                let value = if op == "stsfld" {
+                    let ty = self.pop()?;
+                    let t = self.scratch(ty, &mut taken);
+                    self.push(Instruction::LocalSet(t));
+                    Some((ty, t))
+                } else {
+                    None
+                };
+                // The field's address, from its cell (replaced).
+                self.static_field_sites.push((self.ops.len(), token));
+                self.ops.push(Op::Ins(Instruction::Unreachable));
+                self.stack.push(pointer);
+                match (op, access) {
+                    ("ldsflda", _) => {}
+                    ("ldsfld", Some(access)) => {
+                        self.load_at(&format!("ldind.{access}"), pointer, 0)?;
+                    }
+                    ("stsfld", Some(access)) => {
+                        let (ty, t) = value.expect("stsfld value");
+                        self.push(Instruction::LocalGet(t));
+                        self.stack.push(ty);
+                        self.store_at(&format!("stind.{}", store_suffix(access)), pointer, 0)?;
+                    }
+                    _ => return Err(format!("{op} of a struct-typed field")),
+                }
+            }
             "ldfld" | "stfld" | "ldflda" => {
                 let IlOperand::Token(token) = ins.operand else {
                     return Err(format!("{op} without a token"));

@@ -36,8 +36,9 @@ use std::sync::{Mutex, OnceLock};
 use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
     CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NewObject, NotCompiled,
-    Suspension, ValueAccess, call_through_cell, compile, function_pointer_through_cell,
-    new_object_through_cell, portable_entry_point_address, string_through_cell,
+    Suspension, ValueAccess, call_through_cell, compile, field_address_through_cell,
+    function_pointer_through_cell, new_object_through_cell, portable_entry_point_address,
+    string_through_cell,
 };
 use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
 use crossgraph_codegen::thunk::{
@@ -53,7 +54,9 @@ use crossgraph_graph::{
     AnalysisError, AnalysisStats, Analyzer, AnalyzerOptions, Dependencies, FirstMark, FullGraph,
     MarkStrategy, NoLog, NodeId, NodeSource, write_dgml, write_dot,
 };
-use crossgraph_runtime_core::abi::{NEW_OBJECT_HELPER, STRING_LITERAL_HELPER, THROW_HELPER};
+use crossgraph_runtime_core::abi::{
+    FIELD_ADDRESS_HELPER, NEW_OBJECT_HELPER, STRING_LITERAL_HELPER, THROW_HELPER,
+};
 use crossgraph_runtime_core::format::{
     CodeRefSite, FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
     ImportSectionType, MethodEntryPoint, MethodRef, MethodSigFlags, StringThunk,
@@ -101,6 +104,10 @@ pub enum NodeKey {
     /// `TypeDef` or `TypeRef` token (crossgen2's `DelayLoadHelperImport` of a
     /// `NewObjectFixupSignature`).
     NewObjectImport(u32),
+    /// The lazy `FieldAddress` import cell (fixup kind 0x20) of a static field `ldsfld`,
+    /// `stsfld` or `ldsflda` reaches, by `Field` or `MemberRef` token (crossgen2's
+    /// `DelayLoadHelperImport` of a `FieldFixupSignature`).
+    FieldAddressImport(u32),
 }
 
 impl NodeKey {
@@ -118,7 +125,7 @@ impl NodeKey {
             NodeKey::InterpreterToR2RThunk(_) => "InterpreterToR2RThunk",
             NodeKey::InjectStringThunks => "InjectStringThunksImport",
             NodeKey::StringImport(_) => "StringImport",
-            NodeKey::NewObjectImport(_) => "DelayLoadHelperImport",
+            NodeKey::NewObjectImport(_) | NodeKey::FieldAddressImport(_) => "DelayLoadHelperImport",
         }
     }
 }
@@ -734,6 +741,22 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
         })
     }
 
+    fn static_field(&mut self, token: u32) -> Result<Option<&'static str>, String> {
+        let field = self
+            .factory
+            .ts
+            .resolve_field(0, token)
+            .map_err(|e| short(&e))?;
+        if !field.is_static {
+            return Err("instance field".into());
+        }
+        if field.is_thread_static {
+            // One address per thread: a shared cell cannot hold it.
+            return Err("thread-static field".into());
+        }
+        Ok(access_of(&field.ty))
+    }
+
     fn local_access(&mut self, index: u32) -> Option<&'static str> {
         access_of(self.locals.get(index as usize)?)
     }
@@ -871,6 +894,9 @@ impl NodeSource for Factory<'_, '_, '_> {
                     for &(_, class) in &body.new_object_sites {
                         deps.add(NodeKey::NewObjectImport(class), "newobj");
                     }
+                    for &(_, field) in &body.static_field_sites {
+                        deps.add(NodeKey::FieldAddressImport(field), "static field access");
+                    }
                     for &(_, target) in &body.entry_point_sites {
                         if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
                             deps.add(NodeKey::Method(target), "ldftn target");
@@ -939,7 +965,8 @@ impl NodeSource for Factory<'_, '_, '_> {
             | NodeKey::ResumptionStub(_)
             | NodeKey::InjectStringThunks
             | NodeKey::StringImport(_)
-            | NodeKey::NewObjectImport(_) => {}
+            | NodeKey::NewObjectImport(_)
+            | NodeKey::FieldAddressImport(_) => {}
         }
     }
 
@@ -985,6 +1012,7 @@ impl NodeSource for Factory<'_, '_, '_> {
             NodeKey::InjectStringThunks => "InjectStringThunks".into(),
             NodeKey::StringImport(token) => string_import_name(self.ts.view(0), *token),
             NodeKey::NewObjectImport(token) => new_object_name(self.ts.view(0), *token),
+            NodeKey::FieldAddressImport(token) => field_address_name(self.ts.view(0), *token),
         }
     }
 }
@@ -1018,6 +1046,36 @@ fn new_object_name(view: &AssemblyView<'_>, token: u32) -> String {
     match name {
         Some(name) => format!("NewObject {name}"),
         None => format!("NewObject 0x{token:08x}"),
+    }
+}
+
+/// `FieldAddress Namespace.Type::field` of a `Field` or `MemberRef` token of `view` (the
+/// token when it has no name).
+fn field_address_name(view: &AssemblyView<'_>, token: u32) -> String {
+    use cildec::{Rid, TableId};
+    let names = cildec::Names::new(view.metadata());
+    let tables = view.metadata().tables();
+    let rid = token & 0x00ff_ffff;
+    let name = match token >> 24 {
+        0x04 => tables.field(rid).ok().and_then(|field| {
+            let owner = tables.type_of_field(Rid::new(rid)).ok()??;
+            let owner = names.type_def(owner).ok()?;
+            Some(format!("{owner}::{}", view.string(field.name)))
+        }),
+        0x0a => tables.member_ref(rid).ok().and_then(|member| {
+            let class = member.class;
+            let owner = match class.table()? {
+                TableId::TypeDef => names.type_def(Rid::new(class.rid())).ok()?,
+                TableId::TypeRef => names.type_ref(Rid::new(class.rid())).ok()?,
+                _ => return None,
+            };
+            Some(format!("{owner}::{}", view.string(member.name)))
+        }),
+        _ => None,
+    };
+    match name {
+        Some(name) => format!("FieldAddress {name}"),
+        None => format!("FieldAddress 0x{token:08x}"),
     }
 }
 
@@ -1312,6 +1370,7 @@ fn emit(
     let mut thunk_keys: Vec<String> = Vec::new();
     let mut literals: Vec<u32> = Vec::new();
     let mut classes: Vec<u32> = Vec::new();
+    let mut fields: Vec<u32> = Vec::new();
     let mut inject = false;
     for key in marked {
         counts
@@ -1329,6 +1388,7 @@ fn emit(
             NodeKey::InjectStringThunks => inject = true,
             NodeKey::StringImport(token) => literals.push(*token),
             NodeKey::NewObjectImport(token) => classes.push(*token),
+            NodeKey::FieldAddressImport(token) => fields.push(*token),
             _ => {}
         }
     }
@@ -1343,6 +1403,7 @@ fn emit(
     entry_points.sort_unstable();
     literals.sort_unstable();
     classes.sort_unstable();
+    fields.sort_unstable();
     thunk_keys.sort();
     // Each sorted list's position by token: a cell's index in its section.
     let index_of = |tokens: &[u32]| -> FxHashMap<u32, usize> {
@@ -1354,6 +1415,7 @@ fn emit(
     let stub_index = index_of(&stubs);
     let literal_index = index_of(&literals);
     let class_index = index_of(&classes);
+    let field_index = index_of(&fields);
     let variant_signature = |token: u32| -> WasmSignature {
         factory.plans[&token]
             .signature
@@ -1478,6 +1540,16 @@ fn emit(
         classes
             .iter()
             .map(|&token| FixupSignature::NewObject(token))
+            .collect(),
+    );
+    // Static fields: lazy cells holding 0 until the code's first access resolves them.
+    let field_section = push_section(
+        ImportSectionFlags::NONE,
+        ImportSectionType::UNKNOWN,
+        POINTER.size() as u8,
+        fields
+            .iter()
+            .map(|&token| FixupSignature::FieldAddress(token))
             .collect(),
     );
 
@@ -1607,6 +1679,7 @@ fn emit(
     let async_cell_rva = initial_rva(async_cell_section);
     let literal_rva = initial_rva(literal_section);
     let class_rva = initial_rva(class_section);
+    let field_rva = initial_rva(field_section);
     // The runtime's string-literal and allocation helpers (`[cell i32] -> [i32]`), imported
     // when used.
     let mut cell_helper = |used: bool, name: &str| {
@@ -1628,6 +1701,7 @@ fn emit(
     };
     let string_helper = cell_helper(!literals.is_empty(), STRING_LITERAL_HELPER);
     let new_object_helper = cell_helper(!classes.is_empty(), NEW_OBJECT_HELPER);
+    let field_helper = cell_helper(!fields.is_empty(), FIELD_ADDRESS_HELPER);
     if bodies.iter().any(|(_, body)| body.throws) {
         object.import(
             factory.throw_helper,
@@ -1699,6 +1773,14 @@ fn emit(
             ))
         })
         .collect();
+    let field_seqs: Vec<SequenceId> = (0..fields.len())
+        .map(|c| {
+            object.sequence(field_address_through_cell(
+                field_rva[&c],
+                field_helper.expect("imported when there are static fields"),
+            ))
+        })
+        .collect();
 
     // Functions: compiled methods (calls to callees without R2R code here rerouted through
     // their cells), then the thunks, then the cells' import thunks.
@@ -1721,6 +1803,8 @@ fn emit(
         Literal,
         /// `newobj`'s allocation: the class's cell.
         Allocation,
+        /// A static field's address: the field's cell.
+        StaticField,
     }
     // Rewriting the bodies is independent per method: in parallel, in method order.
     let functions: Vec<(SymbolId, DefinedFunction, bool)> = {
@@ -1758,6 +1842,11 @@ fn emit(
                             .iter()
                             .map(|&(i, t)| (i, t, Site::Allocation)),
                     )
+                    .chain(
+                        body.static_field_sites
+                            .iter()
+                            .map(|&(i, t)| (i, t, Site::StaticField)),
+                    )
                     .collect();
                 for (index, target, site) in sites {
                     let local = is_compiled(target);
@@ -1770,6 +1859,7 @@ fn emit(
                         Site::EntryPoint => entry_seqs[entry_point_index[&target]],
                         Site::Literal => literal_seqs[literal_index[&target]],
                         Site::Allocation => class_seqs[class_index[&target]],
+                        Site::StaticField => field_seqs[field_index[&target]],
                     };
                     body.code.ops[index] = crossgraph_codegen::Op::Sequence(sequence);
                 }
@@ -1976,6 +2066,13 @@ fn emit(
             name: new_object_name(view, token),
             section: "image",
             offset: class_rva[&c],
+            size: POINTER.size(),
+        }));
+        map.par_extend(fields.par_iter().enumerate().map(|(c, &token)| MapEntry {
+            kind: "DelayLoadHelperImport",
+            name: field_address_name(view, token),
+            section: "image",
+            offset: field_rva[&c],
             size: POINTER.size(),
         }));
     }

@@ -84,6 +84,8 @@ pub struct ResolvedField {
     pub owner: TypeDefId,
     /// `static`.
     pub is_static: bool,
+    /// `[ThreadStatic]` (`System.ThreadStaticAttribute`): one instance per thread.
+    pub is_thread_static: bool,
     /// Offset in bytes (instance fields; 0 for statics).
     pub offset: u32,
     /// The field's type.
@@ -750,6 +752,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
             return Ok(ResolvedField {
                 owner,
                 is_static: true,
+                is_thread_static: target.has_attribute(field_token, "System.ThreadStaticAttribute"),
                 offset: 0,
                 ty: self.abi_type(owner.assembly, &sig.type_)?,
             });
@@ -763,6 +766,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         Ok(ResolvedField {
             owner,
             is_static: false,
+            is_thread_static: false,
             offset: field.offset,
             ty: field.ty.clone(),
         })

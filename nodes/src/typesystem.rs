@@ -285,6 +285,20 @@ impl<'a> AssemblyView<'a> {
         }
     }
 
+    /// Whether the metadata item `parent` (a token of this assembly) carries a custom
+    /// attribute of the type named `name` (`Namespace.Type`). Unreadable rows count as absent.
+    pub fn has_attribute(&self, parent: u32, name: &str) -> bool {
+        let tables = self.metadata.tables();
+        let Ok(rows) = tables.custom_attributes(Token(parent)) else {
+            return false;
+        };
+        rows.into_iter().any(|rid| {
+            tables
+                .row::<cildec::tables::CustomAttributeRow>(rid)
+                .is_ok_and(|row| self.attribute_type_name(row.constructor).as_deref() == Some(name))
+        })
+    }
+
     /// The custom attribute type name of a `CustomAttributeType` constructor token.
     fn attribute_type_name(&self, constructor: Token) -> Option<String> {
         let names = Names::new(&self.metadata);

@@ -224,6 +224,27 @@ fn new_objects() -> Image {
     }
 }
 
+/// A lazy section of `FieldAddress` cells (fixup 0x20): the static fields `ldsfld`, `stsfld`
+/// and `ldsflda` reach (a `Field` and a `MemberRef` token).
+fn static_fields() -> Image {
+    Image {
+        compiler: Some("crossgraph statics".into()),
+        import_sections: vec![ImportSection {
+            flags: ImportSectionFlags::NONE,
+            kind: ImportSectionType::UNKNOWN,
+            entry_size: 4,
+            cells: [0x0400_0001, 0x0a00_0003]
+                .into_iter()
+                .map(|token| ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::FieldAddress(token),
+                })
+                .collect(),
+        }],
+        ..Image::default()
+    }
+}
+
 /// Both entry-point tables, records with several fixups and with none.
 fn entry_points() -> Image {
     Image {
@@ -330,6 +351,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("entry_points", entry_points()),
         ("string_literals", string_literals()),
         ("new_objects", new_objects()),
+        ("static_fields", static_fields()),
     ];
     for (name, image) in seeds {
         let bytes = image.encode()?;

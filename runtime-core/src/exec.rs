@@ -18,8 +18,8 @@ use wasmtime::{
 
 use crate::abi::continuation;
 use crate::abi::{
-    ArgLayout, NEW_OBJECT_HELPER, RetSlot, STRING_LITERAL_HELPER, SlotKind, THROW_HELPER,
-    ThunkDirection, WasmSignature, WasmValueType,
+    ArgLayout, FIELD_ADDRESS_HELPER, NEW_OBJECT_HELPER, RetSlot, STRING_LITERAL_HELPER, SlotKind,
+    THROW_HELPER, ThunkDirection, WasmSignature, WasmValueType,
 };
 use crate::format::{FixupSignature, MethodRef};
 use crate::loader::{CallKind, LoadError, Loader, image_from_module};
@@ -89,6 +89,23 @@ pub trait Interpreter: Send + Sync + 'static {
         let _ = memory;
         Err(format!(
             "this interpreter allocates no objects (newobj of type 0x{token:08x})"
+        ))
+    }
+
+    /// The address in `memory` (never 0) of the static field `token` (a `Field` or `MemberRef`
+    /// token of the image's assembly; ReadyToRun fixup `FieldAddress`, 0x20), for `ldsfld`,
+    /// `stsfld` and `ldsflda`. The embedder owns the statics: where they live, and running the
+    /// class constructor before the first access when the class needs it (ECMA-335 II.10.5.3).
+    /// Called once per field cell, the first time code reaches it (lazily); the address must
+    /// stay valid while the module runs (thread statics are not compiled). The default has no
+    /// statics.
+    ///
+    /// # Errors
+    /// A message, surfaced as a trap of the calling wasm code.
+    fn static_field_address(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
+        let _ = memory;
+        Err(format!(
+            "this interpreter has no statics (static field 0x{token:08x})"
         ))
     }
 }
@@ -244,6 +261,31 @@ fn cell_at(
 
 /// A reference the embedder made (a string literal, a new object), as a helper's result: its
 /// error, or a null reference, becomes a trap naming `what`.
+/// Resolves the lazy cell at address `cell` (0 until now) with `resolve`, which gets the
+/// memory and the cell's fixup signature and asks the embedder; stores the value in the
+/// loader's cell table and in the cell, the first resolution winning (racing threads get one
+/// value), and returns it. `[cell i32] -> [i32]` helpers (`StringHandle`, `FieldAddress`).
+fn resolve_lazy_cell(
+    caller: &mut Caller<'_, HostState>,
+    memory: Memory,
+    cell: i32,
+    resolve: impl FnOnce(&mut [u8], &FixupSignature) -> wasmtime::Result<u32>,
+) -> wasmtime::Result<i32> {
+    let (module, section, index, signature) = cell_at(caller, cell)?;
+    let loader = Arc::clone(&caller.data().loader);
+    let value = resolve(memory.data_mut(&mut *caller), &signature)?;
+    let value = loader
+        .store_cell(module, section, index, value)
+        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+    let at = cell as u32 as usize;
+    let bytes = memory
+        .data_mut(caller)
+        .get_mut(at..at + 4)
+        .ok_or_else(|| wasmtime::Error::msg(format!("cell at {cell:#x} is outside memory")))?;
+    bytes.copy_from_slice(&value.to_le_bytes());
+    Ok(value as i32)
+}
+
 fn embedder_reference(
     made: Result<u32, String>,
     what: impl FnOnce() -> String,
@@ -310,6 +352,7 @@ impl Executor {
         let interpreter_for_invoke = Arc::clone(&interpreter);
         let strings = Arc::clone(&interpreter);
         let objects = Arc::clone(&interpreter);
+        let statics = Arc::clone(&interpreter);
         let engine = Engine::default();
         let compiled = wasmtime::Module::new(&engine, module).map_err(wasm)?;
         let slots = compiled
@@ -397,28 +440,38 @@ impl Executor {
                 "env",
                 STRING_LITERAL_HELPER,
                 move |mut caller: Caller<'_, HostState>, cell: i32| -> wasmtime::Result<i32> {
-                    let (module, section, index, signature) = cell_at(&caller, cell)?;
-                    let FixupSignature::StringHandle(token) = signature else {
-                        return Err(wasmtime::Error::msg(format!(
-                            "cell at {cell:#x} is not a StringHandle cell"
-                        )));
-                    };
-                    let loader = Arc::clone(&caller.data().loader);
-                    let object = embedder_reference(
-                        strings.string_literal(memory.data_mut(&mut caller), token),
-                        || format!("string literal 0x{token:08x}"),
-                    )?;
-                    // The first resolution wins (racing threads get one object).
-                    let object = loader
-                        .store_cell(module, section, index, object)
-                        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
-                    let at = cell as u32 as usize;
-                    let bytes = memory
-                        .data_mut(&mut caller)
-                        .get_mut(at..at + 4)
-                        .ok_or_else(|| wasmtime::Error::msg("string cell outside memory"))?;
-                    bytes.copy_from_slice(&object.to_le_bytes());
-                    Ok(object as i32)
+                    resolve_lazy_cell(&mut caller, memory, cell, |memory, signature| {
+                        let FixupSignature::StringHandle(token) = *signature else {
+                            return Err(wasmtime::Error::msg(format!(
+                                "cell at {cell:#x} is not a StringHandle cell"
+                            )));
+                        };
+                        embedder_reference(strings.string_literal(memory, token), || {
+                            format!("string literal 0x{token:08x}")
+                        })
+                    })
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                FIELD_ADDRESS_HELPER,
+                move |mut caller: Caller<'_, HostState>, cell: i32| -> wasmtime::Result<i32> {
+                    resolve_lazy_cell(&mut caller, memory, cell, |memory, signature| {
+                        let FixupSignature::FieldAddress(token) = *signature else {
+                            return Err(wasmtime::Error::msg(format!(
+                                "cell at {cell:#x} is not a FieldAddress cell"
+                            )));
+                        };
+                        match statics.static_field_address(memory, token) {
+                            Ok(0) => Err(wasmtime::Error::msg(format!(
+                                "interpreter: static field 0x{token:08x} has address 0"
+                            ))),
+                            Ok(address) => Ok(address),
+                            Err(e) => Err(wasmtime::Error::msg(format!("interpreter: {e}"))),
+                        }
+                    })
                 },
             )
             .map_err(wasm)?;

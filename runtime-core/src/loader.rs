@@ -99,6 +99,15 @@ pub enum LoadError {
         /// The allocated type's token.
         token: u32,
     },
+    /// A `FieldAddress` cell (fixup kind 0x20) asked of the loader: statics belong to the
+    /// embedder, so the executor resolves these cells ([`Loader::store_cell`]).
+    #[error(
+        "static field 0x{token:08x} is resolved by the embedder (Interpreter::static_field_address), not the loader"
+    )]
+    StaticField {
+        /// The field's token.
+        token: u32,
+    },
 }
 
 /// Finds the image in a module written by the object writer: the active data segment whose
@@ -501,6 +510,9 @@ impl Loader {
             FixupSignature::NewObject(token) => {
                 return Err(LoadError::NewObject { token: *token });
             }
+            FixupSignature::FieldAddress(token) => {
+                return Err(LoadError::StaticField { token: *token });
+            }
         };
         // Resolution is idempotent, so a race stores the same value twice.
         slot.store(value, Ordering::Release);
@@ -580,8 +592,8 @@ impl Loader {
     }
 
     /// Stores `value` as the resolution of a cell the loader cannot resolve itself (a
-    /// `StringHandle` cell, resolved by the executor through the embedder) unless the cell is
-    /// already resolved, and returns the cell's value: the first resolution wins, so racing
+    /// `StringHandle` or `FieldAddress` cell, resolved by the executor through the embedder)
+    /// unless the cell is already resolved, and returns the cell's value: the first resolution wins, so racing
     /// resolvers of one string literal all get the same object.
     ///
     /// # Errors

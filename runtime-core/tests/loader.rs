@@ -77,6 +77,7 @@ fn image() -> Image {
                 cells: vec![
                     cell(FixupSignature::StringHandle(0x7000_0001)),
                     cell(FixupSignature::NewObject(0x0200_0002)),
+                    cell(FixupSignature::FieldAddress(0x0400_0003)),
                 ],
             },
         ],
@@ -242,7 +243,7 @@ fn code_references_beyond_the_table_index_space_are_refused() {
 }
 
 #[test]
-fn string_handle_and_new_object_cells_are_the_embedders() {
+fn string_handle_new_object_and_field_address_cells_are_the_embedders() {
     let (loader, handle) = loader();
     // The loader makes no strings: the executor resolves these cells through the embedder.
     assert!(matches!(
@@ -274,7 +275,7 @@ fn string_handle_and_new_object_cells_are_the_embedders() {
     assert_eq!(loader.store_cell(handle, 2, 0, 8192).unwrap(), 4096);
     assert_eq!(loader.resolve_cell(handle, 2, 0).unwrap(), 4096);
     assert!(matches!(
-        loader.store_cell(handle, 2, 2, 1),
+        loader.store_cell(handle, 2, 3, 1),
         Err(LoadError::NoSuchCell { .. })
     ));
     // Allocations too are the embedder's: a NewObject cell only names the class.
@@ -282,4 +283,11 @@ fn string_handle_and_new_object_cells_are_the_embedders() {
         loader.resolve_cell(handle, 2, 1),
         Err(LoadError::NewObject { token: 0x0200_0002 })
     ));
+    // And the statics: a FieldAddress cell is resolved through the embedder, then stored.
+    assert!(matches!(
+        loader.resolve_cell(handle, 2, 2),
+        Err(LoadError::StaticField { token: 0x0400_0003 })
+    ));
+    assert_eq!(loader.store_cell(handle, 2, 2, 12288).unwrap(), 12288);
+    assert_eq!(loader.resolve_cell(handle, 2, 2).unwrap(), 12288);
 }

@@ -21,6 +21,13 @@ pub const STRING_LITERAL_HELPER: &str = "crossgraph_string_literal";
 /// returns its reference (the constructor runs next, in the code).
 pub const NEW_OBJECT_HELPER: &str = "crossgraph_new_object";
 
+/// Import name (module `env`) of the runtime's static-field helper, `[cell i32] -> [i32]`:
+/// compiled code's `ldsfld`, `stsfld` and `ldsflda` call it with the address of the field's
+/// lazy `FieldAddress` cell (ReadyToRun fixup 0x20) while it still holds 0; it asks the
+/// embedder for the field's address (the embedder runs the class constructor first when the
+/// class needs it), stores it in the cell and returns it.
+pub const FIELD_ADDRESS_HELPER: &str = "crossgraph_field_address";
+
 /// Import name (module `env`) of the runtime's throw helper, `[object i32] -> []`, which
 /// never returns: compiled code's `throw` calls it with the exception object, and the
 /// exception leaves every compiled frame up to the nearest host frame (the interpreter, or

@@ -301,7 +301,8 @@ fn code_sites(
         FixupSignature::MethodEntry(_)
         | FixupSignature::Helper(_)
         | FixupSignature::StringHandle(_)
-        | FixupSignature::NewObject(_) => {}
+        | FixupSignature::NewObject(_)
+        | FixupSignature::FieldAddress(_) => {}
     }
 }
 
@@ -316,7 +317,8 @@ fn signature_bytes(signature: &FixupSignature) -> Vec<u8> {
         FixupSignature::MethodEntry(m) => method(&mut out, m),
         FixupSignature::Helper(id)
         | FixupSignature::StringHandle(id)
-        | FixupSignature::NewObject(id) => out.extend_from_slice(&id.to_le_bytes()),
+        | FixupSignature::NewObject(id)
+        | FixupSignature::FieldAddress(id) => out.extend_from_slice(&id.to_le_bytes()),
         FixupSignature::ResumptionStubEntryPoint { method: m, stub } => {
             method(&mut out, m);
             out.extend_from_slice(&stub.to_le_bytes());

@@ -131,6 +131,8 @@ pub mod fixup_kind {
     pub const STRING_HANDLE: u8 = 0x1B;
     /// `NewObject` (0x1C): the allocator of a type (`newobj`).
     pub const NEW_OBJECT: u8 = 0x1C;
+    /// `FieldAddress` (0x20): the address of a static field (`ldsfld`, `stsfld`, `ldsflda`).
+    pub const FIELD_ADDRESS: u8 = 0x20;
     /// `ResumptionStubEntryPoint` (0x38): the async resumption stub of a method variant.
     pub const RESUMPTION_STUB_ENTRY_POINT: u8 = 0x38;
     /// `InjectStringThunks` (0x39): string-discoverable thunks to merge at load.
@@ -152,6 +154,11 @@ pub enum FixupSignature {
     /// the image's assembly, a reference type that `newobj` allocates. The code calls the
     /// runtime's allocation helper with the cell's address; the cell holds no value.
     NewObject(u32),
+    /// 0x20, payload `token: u32`: a `Field` or `MemberRef` token (0x04xxxxxx, 0x0Axxxxxx) of
+    /// the image's assembly, a static field. The cell holds the field's address once resolved
+    /// (0 before; lazy: resolved by the code on first use, through the embedder, which owns
+    /// the statics and runs the class constructor it needs).
+    FieldAddress(u32),
     /// 0x38, payload `flags: u32, token: u32, stub: u32` (the variant and the code
     /// reference of its resumption stub).
     ResumptionStubEntryPoint {
@@ -173,6 +180,7 @@ impl FixupSignature {
             FixupSignature::Helper(_) => fixup_kind::HELPER,
             FixupSignature::StringHandle(_) => fixup_kind::STRING_HANDLE,
             FixupSignature::NewObject(_) => fixup_kind::NEW_OBJECT,
+            FixupSignature::FieldAddress(_) => fixup_kind::FIELD_ADDRESS,
             FixupSignature::ResumptionStubEntryPoint { .. } => {
                 fixup_kind::RESUMPTION_STUB_ENTRY_POINT
             }
