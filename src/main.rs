@@ -318,6 +318,9 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                         FixupSignature::NewObject(token) => {
                             writeln!(out, "  [{c}] NewObject (0x1C) 0x{token:08x}")?;
                         }
+                        FixupSignature::NewArray(token) => {
+                            writeln!(out, "  [{c}] NewArray (0x1D) 0x{token:08x}")?;
+                        }
                         FixupSignature::FieldAddress(token) => {
                             writeln!(out, "  [{c}] FieldAddress (0x20) 0x{token:08x}")?;
                         }

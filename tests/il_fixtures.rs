@@ -1298,3 +1298,221 @@ fn static_fields_go_through_lazy_field_address_cells_the_embedder_resolves_once(
         .unwrap_err();
     assert!(err.to_string().contains("no statics"), "{err}");
 }
+
+/// An embedder whose arrays are laid out as the runtime's ABI says
+/// (`crossgraph::runtime_core::abi::array`: the element type's token as the header, the
+/// length at 4, the elements from 8), allocated from an arena at the bottom of memory; element
+/// sizes come from the `newarr` operand's `TypeSpec` signature.
+struct ArrayInterpreter {
+    /// Element size by `newarr` token.
+    sizes: std::collections::HashMap<u32, u32>,
+    next: std::sync::Mutex<u32>,
+    allocations: std::sync::Mutex<Vec<(u32, u32)>>,
+}
+
+impl Interpreter for ArrayInterpreter {
+    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
+        Err(format!("{entry:#x} was not expected in the interpreter"))
+    }
+
+    fn new_array(&self, memory: &mut [u8], token: u32, length: u32) -> Result<u32, String> {
+        use crossgraph::runtime_core::abi::array::{DATA_OFFSET, LENGTH_OFFSET};
+        let size = *self
+            .sizes
+            .get(&token)
+            .ok_or_else(|| format!("no element type {token:#x}"))?;
+        let mut next = self.next.lock().unwrap();
+        let array = *next;
+        let end = array + DATA_OFFSET + size * length;
+        *next = end.next_multiple_of(8);
+        memory[array as usize..end as usize].fill(0);
+        memory[array as usize..array as usize + 4].copy_from_slice(&token.to_le_bytes());
+        let at = (array + LENGTH_OFFSET) as usize;
+        memory[at..at + 4].copy_from_slice(&length.to_le_bytes());
+        self.allocations.lock().unwrap().push((token, length));
+        Ok(array)
+    }
+}
+
+#[test]
+fn arrays_are_allocated_by_the_embedder_and_indexed_with_checks() {
+    let dll = assemble("arrays.il");
+    let output = compile(&dll);
+    for name in [
+        "SumOfSquares",
+        "Length",
+        "Get",
+        "Longs",
+        "Narrow",
+        "ThroughAddress",
+        "NullElement",
+        "Make",
+    ] {
+        token_of(&output, &format!("Fixture.Arrays::{name}"));
+    }
+    let store_ref = output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Arrays::StoreRef")
+        .expect("stelem.ref stays interpreted");
+    assert!(
+        store_ref.reason.ends_with("(array covariance check)"),
+        "{}",
+        store_ref.reason
+    );
+    // One NewArray cell per element type; the embedder reads the type from the token.
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let tokens: Vec<u32> = image
+        .import_sections
+        .iter()
+        .flat_map(|s| &s.cells)
+        .filter_map(|c| match c.signature {
+            FixupSignature::NewArray(token) => Some(token),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens.len(), 4, "int32, int64, uint8, object: {tokens:x?}");
+    let input = Assembly::load(&dll).unwrap();
+    let view = input.view().unwrap();
+    let sizes: std::collections::HashMap<u32, u32> = tokens
+        .iter()
+        .map(|&token| {
+            assert_eq!(
+                token >> 24,
+                0x1b,
+                "ilasm writes these operands as TypeSpecs"
+            );
+            let spec = view
+                .metadata()
+                .tables()
+                .type_spec(token & 0x00ff_ffff)
+                .unwrap();
+            let blob = view.metadata().blobs().get(spec.signature).unwrap();
+            // ECMA-335 II.23.1.16: I4 0x08, I8 0x0A, U1 0x05, OBJECT 0x1C.
+            let size = match blob[0] {
+                0x08 | 0x1c => 4,
+                0x0a => 8,
+                0x05 => 1,
+                other => panic!("element type {other:#x}"),
+            };
+            (token, size)
+        })
+        .collect();
+
+    let arrays = Arc::new(ArrayInterpreter {
+        sizes,
+        next: std::sync::Mutex::new(4096),
+        allocations: Default::default(),
+    });
+    let mut exec = instantiate(&output, arrays.clone());
+    let sum = |n: i32| (0..n).map(|i| i * i).sum::<i32>();
+    for n in [0, 1, 5, 30] {
+        assert_eq!(
+            run_i32(
+                &mut exec,
+                "Fixture.Arrays::SumOfSquares",
+                "iip",
+                &[Val::I32(n)]
+            ),
+            sum(n),
+            "n = {n}"
+        );
+    }
+    let made = run_i32(&mut exec, "Fixture.Arrays::Make", "iip", &[Val::I32(3)]);
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Arrays::Length",
+            "iip",
+            &[Val::I32(made)]
+        ),
+        3
+    );
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Arrays::Get",
+            "iiip",
+            &[Val::I32(made), Val::I32(2)]
+        ),
+        0
+    );
+    let longs = exec
+        .invoke_by_name(
+            "Fixture.Arrays::Longs",
+            &sig("llp"),
+            &[Val::I64(-(1 << 40))],
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap_i64();
+    assert_eq!(longs, -(1 << 40));
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Arrays::Narrow", "iip", &[Val::I32(300)]),
+        44
+    );
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Arrays::ThroughAddress",
+            "iip",
+            &[Val::I32(7)]
+        ),
+        7
+    );
+    assert_eq!(
+        run_i32(&mut exec, "Fixture.Arrays::NullElement", "ip", &[]),
+        1
+    );
+    assert!(
+        arrays.allocations.lock().unwrap().contains(&(tokens[0], 0)),
+        "an empty array is an allocation too"
+    );
+
+    // Null arrays, indices out of range (negative ones too) and negative lengths trap.
+    let traps = |exec: &mut Executor, name: &str, signature: &str, args: &[Val]| {
+        assert!(
+            exec.invoke_by_name(name, &sig(signature), args).is_err(),
+            "{name}{args:?} should trap"
+        );
+    };
+    traps(&mut exec, "Fixture.Arrays::Length", "iip", &[Val::I32(0)]);
+    for index in [3, -1, i32::MAX] {
+        traps(
+            &mut exec,
+            "Fixture.Arrays::Get",
+            "iiip",
+            &[Val::I32(made), Val::I32(index)],
+        );
+    }
+    traps(
+        &mut exec,
+        "Fixture.Arrays::Get",
+        "iiip",
+        &[Val::I32(0), Val::I32(0)],
+    );
+    let before = arrays.allocations.lock().unwrap().len();
+    traps(&mut exec, "Fixture.Arrays::Make", "iip", &[Val::I32(-1)]);
+    assert_eq!(
+        arrays.allocations.lock().unwrap().len(),
+        before,
+        "a negative length never reaches the embedder"
+    );
+    // The executor goes on after the traps.
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Arrays::SumOfSquares",
+            "iip",
+            &[Val::I32(4)]
+        ),
+        sum(4)
+    );
+
+    // An embedder without arrays: newarr traps with its message.
+    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
+    let err = bare
+        .invoke_by_name("Fixture.Arrays::Make", &sig("iip"), &[Val::I32(1)])
+        .unwrap_err();
+    assert!(err.to_string().contains("allocates no arrays"), "{err}");
+}

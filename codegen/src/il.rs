@@ -11,6 +11,11 @@
 //! of primitive and reference types (`ldsfld`, `stsfld`, `ldsflda` of any type: the address in
 //! the field's lazy `FieldAddress` import cell, resolved the same way,
 //! [`field_address_through_cell`]; the embedder owns the statics and runs class constructors),
+//! single-dimension arrays (`newarr` through the runtime's array helper and the element type's
+//! `NewArray` cell, [`new_array_through_cell`]; `ldlen`; `ldelem.*`, `ldelem`, `ldelema` and
+//! `stelem.*`, `stelem` of primitive and, for loads, reference elements, with null and bounds
+//! checks that trap; not `stelem.ref`, which needs the array covariance check; layout in
+//! [`crossgraph_runtime_core::abi::array`]),
 //! integer and float arithmetic and bitwise operations, the overflow-checking `add.ovf`, `sub.ovf`,
 //! `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions
 //! (`conv.*`, and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores
@@ -48,6 +53,7 @@
 //! (a table slot relative to `__table_base`) and passes `handle` as the callee's `PE`
 //! argument, exactly what a direct call passes.
 
+use crossgraph_runtime_core::abi::array;
 use wasm_encoder::Instruction;
 
 use crate::abi::WasmValueType;
@@ -232,8 +238,17 @@ pub trait JitInterface {
         Err(format!("static field 0x{token:08x} is not supported here"))
     }
 
+    /// Whether `newarr token` can be compiled: the element type `token` (`TypeDef`, `TypeRef`
+    /// or `TypeSpec`) names the array's `NewArray` cell ([`CompiledBody::new_array_sites`]).
+    ///
+    /// # Errors
+    /// The reason it cannot. The default refuses.
+    fn new_array(&mut self, token: u32) -> Result<(), String> {
+        Err(format!("newarr of 0x{token:08x} is not supported here"))
+    }
+
     /// The type `token` (`TypeDef`, `TypeRef` or `TypeSpec`) of an `ldobj`, `stobj`, `initobj`
-    /// or `sizeof`.
+    /// or `sizeof` (and of `ldelem`, `stelem`, `ldelema`: the element type).
     ///
     /// # Errors
     /// The reason it cannot be used here. The default refuses.
@@ -354,6 +369,10 @@ pub struct CompiledBody {
     /// and the allocated class's token; the compilation replaces each with
     /// [`new_object_through_cell`] once the class's `NewObject` cell has its offset.
     pub new_object_sites: Vec<(usize, u32)>,
+    /// `newarr` sites: the index in `code.ops` of each placeholder `unreachable` (the length
+    /// is on the stack below it) and the element type's token; the compilation replaces each
+    /// with [`new_array_through_cell`] once the type's `NewArray` cell has its offset.
+    pub new_array_sites: Vec<(usize, u32)>,
     /// Static field sites (`ldsfld`, `stsfld`, `ldsflda`): the index in `code.ops` of each
     /// placeholder `unreachable` standing for the field's address and the field's token; the
     /// compilation replaces each with [`field_address_through_cell`] once the field's
@@ -379,6 +398,7 @@ impl CompiledBody {
             &mut self.string_sites,
             &mut self.new_object_sites,
             &mut self.static_field_sites,
+            &mut self.new_array_sites,
         ];
         let mut keep: Vec<usize> = lists
             .iter()
@@ -440,6 +460,14 @@ pub fn field_address_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
     lazy_cell_value(cell_rva, helper)
 }
 
+/// The operations replacing a `newarr` placeholder: a new zeroed array from the runtime's
+/// `helper` (`crossgraph_new_array`, `[length i32, cell i32] -> [i32]`), given the element
+/// type's `NewArray` cell at image offset `cell_rva` (ReadyToRun fixup 0x1D). `[length i32] ->
+/// [i32]`.
+pub fn new_array_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
+    vec![Op::ImageAddress(cell_rva), Op::Call(helper)]
+}
+
 /// The value of the lazy cell at image offset `cell_rva`, `[] -> [i32]`: its contents, or,
 /// while they are 0, what `helper` (`[cell i32] -> [i32]`, which resolves and stores it)
 /// returns.
@@ -481,6 +509,17 @@ pub fn new_object_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
 /// target's portable entry point at image offset `entry_rva`. `[] -> [i32]`.
 pub fn portable_entry_point_address(entry_rva: u32) -> Vec<Op> {
     vec![Op::ImageAddress(entry_rva)]
+}
+
+/// Size in bytes of an element of `ldind` suffix `access`.
+fn element_size(access: &str, pointer: WasmValueType) -> u32 {
+    match access {
+        "i1" | "u1" => 1,
+        "i2" | "u2" => 2,
+        "i8" | "r8" => 8,
+        "i" | "ref" if pointer == WasmValueType::I64 => 8,
+        _ => 4,
+    }
 }
 
 /// The `stind` suffix that stores a value of `ldind` suffix `access` (stores do not care for
@@ -588,6 +627,7 @@ pub fn compile(
         string_sites: Vec::new(),
         new_object_sites: Vec::new(),
         static_field_sites: Vec::new(),
+        new_array_sites: Vec::new(),
         throws: false,
         suspend: None,
         frame: None,
@@ -737,6 +777,7 @@ pub fn compile(
         string_sites: body.string_sites,
         new_object_sites: body.new_object_sites,
         static_field_sites: body.static_field_sites,
+        new_array_sites: body.new_array_sites,
         throws: body.throws,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
@@ -816,6 +857,7 @@ struct Body {
     string_sites: Vec<(usize, u32)>,
     new_object_sites: Vec<(usize, u32)>,
     static_field_sites: Vec<(usize, u32)>,
+    new_array_sites: Vec<(usize, u32)>,
     throws: bool,
     /// Suspension points, in an async variant that awaits.
     suspend: Option<Suspend>,
@@ -1626,6 +1668,46 @@ impl Body {
         self.trap_if();
     }
 
+    /// `[array index] -> [address]` of element `index` of an array of `size`-byte elements,
+    /// minus [`array::DATA_OFFSET`] (the loads and stores add it as their offset): traps when
+    /// the array is null (NullReferenceException) or the index is not below its length
+    /// (IndexOutOfRangeException; compared unsigned, so a negative index traps too).
+    fn element_address(&mut self, size: u32, taken: &mut Vec<u32>) -> Result<(), String> {
+        use WasmValueType::I32;
+        if self.pointer != I32 {
+            return Err("arrays are laid out for wasm32 here".into());
+        }
+        if self.pop()? != I32 {
+            return Err("array index of the wrong type".into());
+        }
+        if self.pop()? != I32 {
+            return Err("array access on a non-reference".into());
+        }
+        let index = self.scratch(I32, taken);
+        let array = self.scratch(I32, taken);
+        self.push(Instruction::LocalSet(index));
+        self.push(Instruction::LocalTee(array));
+        self.trap_if_null();
+        self.push(Instruction::LocalGet(index));
+        self.push(Instruction::LocalGet(array));
+        self.push(Instruction::I32Load(wasm_encoder::MemArg {
+            offset: u64::from(array::LENGTH_OFFSET),
+            align: 2,
+            memory_index: 0,
+        }));
+        self.push(Instruction::I32GeU);
+        self.trap_if();
+        self.push(Instruction::LocalGet(array));
+        self.push(Instruction::LocalGet(index));
+        if size != 1 {
+            self.push(Instruction::I32Const(size as i32));
+            self.push(Instruction::I32Mul);
+        }
+        self.push(Instruction::I32Add);
+        self.stack.push(I32);
+        Ok(())
+    }
+
     /// `conv.ovf.<target>[.un]` (III.3.19, III.3.20): traps when the value does not fit.
     fn convert_checked(&mut self, opcode: &str) -> Result<(), String> {
         use WasmValueType::*;
@@ -2117,6 +2199,104 @@ impl Body {
             }
             _ if op.starts_with("ldind.") => self.load_indirect(op, pointer)?,
             _ if op.starts_with("stind.") => self.store_indirect(op, pointer)?,
+            "newarr" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err("newarr without a token".into());
+                };
+                jit.new_array(token)
+                    .map_err(|reason| format!("newarr 0x{token:08x}: {reason}"))?;
+                if pointer != I32 {
+                    return Err("newarr: arrays are laid out for wasm32 here".into());
+                }
+                if self.pop()? != I32 {
+                    return Err("newarr length of the wrong type".into());
+                }
+                self.new_array_sites.push((self.ops.len(), token));
+                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+                self.stack.push(I32);
+            }
+            "ldlen" => {
+                if pointer != I32 {
+                    return Err("ldlen: arrays are laid out for wasm32 here".into());
+                }
+                if self.pop()? != I32 {
+                    return Err("ldlen on a non-reference".into());
+                }
+                let mut taken = Vec::new();
+                let array = self.scratch(I32, &mut taken);
+                self.push(Instruction::LocalTee(array));
+                self.trap_if_null();
+                self.push(Instruction::LocalGet(array));
+                self.push(Instruction::I32Load(wasm_encoder::MemArg {
+                    offset: u64::from(array::LENGTH_OFFSET),
+                    align: 2,
+                    memory_index: 0,
+                }));
+                self.stack.push(I32);
+            }
+            _ if op.starts_with("ldelem") || op.starts_with("stelem") => {
+                // The element's `ldind`/`stind` suffix and size, from the opcode or the token.
+                let (access, size) = match (op.split_once('.'), &ins.operand) {
+                    (Some((_, suffix)), _) => {
+                        let access: &'static str = match suffix {
+                            "i1" => "i1",
+                            "u1" => "u1",
+                            "i2" => "i2",
+                            "u2" => "u2",
+                            "i4" => "i4",
+                            "u4" => "u4",
+                            "i8" => "i8",
+                            "r4" => "r4",
+                            "r8" => "r8",
+                            "i" => "i",
+                            "ref" => "ref",
+                            _ => return Err(format!("{op} is not an IL instruction")),
+                        };
+                        (Some(access), element_size(access, pointer))
+                    }
+                    (None, IlOperand::Token(token)) => {
+                        let value = jit
+                            .value_type(*token)
+                            .map_err(|reason| format!("{op} 0x{token:08x}: {reason}"))?;
+                        (value.access, value.size)
+                    }
+                    (None, _) => return Err(format!("{op} without a token")),
+                };
+                let mut taken = Vec::new();
+                if op.starts_with("stelem") {
+                    let Some(access) = access else {
+                        return Err(format!("{op} of a struct element"));
+                    };
+                    if access == "ref" {
+                        // III.4.27: storing a reference checks it against the array's element
+                        // type (ArrayTypeMismatchException), which needs the object model.
+                        return Err(format!("{op} of a reference (array covariance check)"));
+                    }
+                    let ty = self.pop()?;
+                    let value = self.scratch(ty, &mut taken);
+                    self.push(Instruction::LocalSet(value));
+                    self.element_address(size, &mut taken)?;
+                    self.push(Instruction::LocalGet(value));
+                    self.stack.push(ty);
+                    let store = format!("stind.{}", store_suffix(access));
+                    self.store_at(&store, pointer, array::DATA_OFFSET)?;
+                } else if op == "ldelema" {
+                    if access == Some("ref") {
+                        // Without `readonly.`, the address of a reference element checks the
+                        // array's exact type (III.4.9), which needs the object model.
+                        return Err("ldelema of a reference element (array type check)".into());
+                    }
+                    self.element_address(size, &mut taken)?;
+                    self.push(Instruction::I32Const(array::DATA_OFFSET as i32));
+                    self.push(Instruction::I32Add);
+                } else {
+                    let Some(access) = access else {
+                        return Err(format!("{op} of a struct element"));
+                    };
+                    self.element_address(size, &mut taken)?;
+                    self.load_at(&format!("ldind.{access}"), pointer, array::DATA_OFFSET)?;
+                }
+            }
             "ldsfld" | "stsfld" | "ldsflda" => {
                 let IlOperand::Token(token) = ins.operand else {
                     return Err(format!("{op} without a token"));

@@ -333,16 +333,30 @@ fn constructs_outside_the_subset_are_refused_with_their_offset() {
         err.reason,
         "IL_0001: ldfld 0x04000001: field 0x04000001 is not supported here"
     );
+    let localloc = il(&[
+        ("ldarg.0", IlOperand::None),
+        ("ldarg.0", IlOperand::None),
+        ("localloc", IlOperand::None),
+        ("ret", IlOperand::None),
+    ]);
+    let err = compile(&sig, &[], &localloc, &mut NoCalls).unwrap_err();
+    assert_eq!(
+        err.reason,
+        "IL_0002: localloc is outside the baseline subset"
+    );
+    // Storing a reference element needs the array covariance check.
     let stelem = il(&[
         ("ldarg.0", IlOperand::None),
         ("ldarg.0", IlOperand::None),
-        ("ldelem.i4", IlOperand::None),
+        ("ldarg.0", IlOperand::None),
+        ("stelem.ref", IlOperand::None),
+        ("ldc.i4.0", IlOperand::None),
         ("ret", IlOperand::None),
     ]);
     let err = compile(&sig, &[], &stelem, &mut NoCalls).unwrap_err();
     assert_eq!(
         err.reason,
-        "IL_0002: ldelem.i4 is outside the baseline subset"
+        "IL_0003: stelem.ref of a reference (array covariance check)"
     );
     let inconsistent_stacks = il(&[
         ("ldarg.0", IlOperand::None),

@@ -37,8 +37,8 @@ use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
     CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NewObject, NotCompiled,
     Suspension, ValueAccess, call_through_cell, compile, field_address_through_cell,
-    function_pointer_through_cell, new_object_through_cell, portable_entry_point_address,
-    string_through_cell,
+    function_pointer_through_cell, new_array_through_cell, new_object_through_cell,
+    portable_entry_point_address, string_through_cell,
 };
 use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
 use crossgraph_codegen::thunk::{
@@ -55,7 +55,7 @@ use crossgraph_graph::{
     MarkStrategy, NoLog, NodeId, NodeSource, write_dgml, write_dot,
 };
 use crossgraph_runtime_core::abi::{
-    FIELD_ADDRESS_HELPER, NEW_OBJECT_HELPER, STRING_LITERAL_HELPER, THROW_HELPER,
+    FIELD_ADDRESS_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER, STRING_LITERAL_HELPER, THROW_HELPER,
 };
 use crossgraph_runtime_core::format::{
     CodeRefSite, FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
@@ -108,6 +108,10 @@ pub enum NodeKey {
     /// `stsfld` or `ldsflda` reaches, by `Field` or `MemberRef` token (crossgen2's
     /// `DelayLoadHelperImport` of a `FieldFixupSignature`).
     FieldAddressImport(u32),
+    /// The `NewArray` import cell (fixup kind 0x1D) of an element type `newarr` allocates
+    /// arrays of, by `TypeDef`, `TypeRef` or `TypeSpec` token (crossgen2's
+    /// `DelayLoadHelperImport` of a `NewArrayFixupSignature`).
+    NewArrayImport(u32),
 }
 
 impl NodeKey {
@@ -125,7 +129,9 @@ impl NodeKey {
             NodeKey::InterpreterToR2RThunk(_) => "InterpreterToR2RThunk",
             NodeKey::InjectStringThunks => "InjectStringThunksImport",
             NodeKey::StringImport(_) => "StringImport",
-            NodeKey::NewObjectImport(_) | NodeKey::FieldAddressImport(_) => "DelayLoadHelperImport",
+            NodeKey::NewObjectImport(_)
+            | NodeKey::FieldAddressImport(_)
+            | NodeKey::NewArrayImport(_) => "DelayLoadHelperImport",
         }
     }
 }
@@ -741,6 +747,14 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
         })
     }
 
+    fn new_array(&mut self, token: u32) -> Result<(), String> {
+        // The embedder resolves the element type from the token; it must be one.
+        match token >> 24 {
+            0x01 | 0x02 | 0x1b => Ok(()),
+            _ => Err("not a type token".into()),
+        }
+    }
+
     fn static_field(&mut self, token: u32) -> Result<Option<&'static str>, String> {
         let field = self
             .factory
@@ -894,6 +908,9 @@ impl NodeSource for Factory<'_, '_, '_> {
                     for &(_, class) in &body.new_object_sites {
                         deps.add(NodeKey::NewObjectImport(class), "newobj");
                     }
+                    for &(_, element) in &body.new_array_sites {
+                        deps.add(NodeKey::NewArrayImport(element), "newarr");
+                    }
                     for &(_, field) in &body.static_field_sites {
                         deps.add(NodeKey::FieldAddressImport(field), "static field access");
                     }
@@ -966,7 +983,8 @@ impl NodeSource for Factory<'_, '_, '_> {
             | NodeKey::InjectStringThunks
             | NodeKey::StringImport(_)
             | NodeKey::NewObjectImport(_)
-            | NodeKey::FieldAddressImport(_) => {}
+            | NodeKey::FieldAddressImport(_)
+            | NodeKey::NewArrayImport(_) => {}
         }
     }
 
@@ -1013,6 +1031,7 @@ impl NodeSource for Factory<'_, '_, '_> {
             NodeKey::StringImport(token) => string_import_name(self.ts.view(0), *token),
             NodeKey::NewObjectImport(token) => new_object_name(self.ts.view(0), *token),
             NodeKey::FieldAddressImport(token) => field_address_name(self.ts.view(0), *token),
+            NodeKey::NewArrayImport(token) => new_array_name(self.ts.view(0), *token),
         }
     }
 }
@@ -1035,6 +1054,17 @@ fn string_import_name(view: &AssemblyView<'_>, token: u32) -> String {
 /// `NewObject Namespace.Type` of a `TypeDef` or `TypeRef` token of `view` (the token when it
 /// has no name).
 fn new_object_name(view: &AssemblyView<'_>, token: u32) -> String {
+    format!("NewObject {}", type_token_name(view, token))
+}
+
+/// `NewArray Namespace.Type` of the element type token of a `newarr` (the token when it has
+/// no name: a `TypeSpec`).
+fn new_array_name(view: &AssemblyView<'_>, token: u32) -> String {
+    format!("NewArray {}", type_token_name(view, token))
+}
+
+/// The name of a `TypeDef` or `TypeRef` token of `view`, else the token (`0x...`).
+fn type_token_name(view: &AssemblyView<'_>, token: u32) -> String {
     use cildec::Rid;
     let names = cildec::Names::new(view.metadata());
     let rid = token & 0x00ff_ffff;
@@ -1043,10 +1073,7 @@ fn new_object_name(view: &AssemblyView<'_>, token: u32) -> String {
         0x01 => names.type_ref(Rid::new(rid)).ok(),
         _ => None,
     };
-    match name {
-        Some(name) => format!("NewObject {name}"),
-        None => format!("NewObject 0x{token:08x}"),
-    }
+    name.unwrap_or_else(|| format!("0x{token:08x}"))
 }
 
 /// `FieldAddress Namespace.Type::field` of a `Field` or `MemberRef` token of `view` (the
@@ -1371,6 +1398,7 @@ fn emit(
     let mut literals: Vec<u32> = Vec::new();
     let mut classes: Vec<u32> = Vec::new();
     let mut fields: Vec<u32> = Vec::new();
+    let mut arrays: Vec<u32> = Vec::new();
     let mut inject = false;
     for key in marked {
         counts
@@ -1389,6 +1417,7 @@ fn emit(
             NodeKey::StringImport(token) => literals.push(*token),
             NodeKey::NewObjectImport(token) => classes.push(*token),
             NodeKey::FieldAddressImport(token) => fields.push(*token),
+            NodeKey::NewArrayImport(token) => arrays.push(*token),
             _ => {}
         }
     }
@@ -1404,6 +1433,7 @@ fn emit(
     literals.sort_unstable();
     classes.sort_unstable();
     fields.sort_unstable();
+    arrays.sort_unstable();
     thunk_keys.sort();
     // Each sorted list's position by token: a cell's index in its section.
     let index_of = |tokens: &[u32]| -> FxHashMap<u32, usize> {
@@ -1416,6 +1446,7 @@ fn emit(
     let literal_index = index_of(&literals);
     let class_index = index_of(&classes);
     let field_index = index_of(&fields);
+    let array_index = index_of(&arrays);
     let variant_signature = |token: u32| -> WasmSignature {
         factory.plans[&token]
             .signature
@@ -1540,6 +1571,16 @@ fn emit(
         classes
             .iter()
             .map(|&token| FixupSignature::NewObject(token))
+            .collect(),
+    );
+    // Arrays: one cell per element type, naming it for the runtime's array helper.
+    let array_section = push_section(
+        ImportSectionFlags::NONE,
+        ImportSectionType::UNKNOWN,
+        POINTER.size() as u8,
+        arrays
+            .iter()
+            .map(|&token| FixupSignature::NewArray(token))
             .collect(),
     );
     // Static fields: lazy cells holding 0 until the code's first access resolves them.
@@ -1680,6 +1721,7 @@ fn emit(
     let literal_rva = initial_rva(literal_section);
     let class_rva = initial_rva(class_section);
     let field_rva = initial_rva(field_section);
+    let array_rva = initial_rva(array_section);
     // The runtime's string-literal and allocation helpers (`[cell i32] -> [i32]`), imported
     // when used.
     let mut cell_helper = |used: bool, name: &str| {
@@ -1702,6 +1744,22 @@ fn emit(
     let string_helper = cell_helper(!literals.is_empty(), STRING_LITERAL_HELPER);
     let new_object_helper = cell_helper(!classes.is_empty(), NEW_OBJECT_HELPER);
     let field_helper = cell_helper(!fields.is_empty(), FIELD_ADDRESS_HELPER);
+    // The runtime's array helper, `[length i32, cell i32] -> [i32]`.
+    let array_helper = (!arrays.is_empty()).then(|| {
+        let helper = object.symbol(NEW_ARRAY_HELPER);
+        object.import(
+            helper,
+            ImportedFunction {
+                module: "env".into(),
+                name: NEW_ARRAY_HELPER.into(),
+                ty: WasmFuncType {
+                    params: vec![WasmValueType::I32, WasmValueType::I32],
+                    results: vec![WasmValueType::I32],
+                },
+            },
+        );
+        helper
+    });
     if bodies.iter().any(|(_, body)| body.throws) {
         object.import(
             factory.throw_helper,
@@ -1773,6 +1831,14 @@ fn emit(
             ))
         })
         .collect();
+    let array_seqs: Vec<SequenceId> = (0..arrays.len())
+        .map(|c| {
+            object.sequence(new_array_through_cell(
+                array_rva[&c],
+                array_helper.expect("imported when there are arrays"),
+            ))
+        })
+        .collect();
     let field_seqs: Vec<SequenceId> = (0..fields.len())
         .map(|c| {
             object.sequence(field_address_through_cell(
@@ -1805,6 +1871,8 @@ fn emit(
         Allocation,
         /// A static field's address: the field's cell.
         StaticField,
+        /// `newarr`'s allocation: the element type's cell.
+        ArrayAllocation,
     }
     // Rewriting the bodies is independent per method: in parallel, in method order.
     let functions: Vec<(SymbolId, DefinedFunction, bool)> = {
@@ -1847,6 +1915,11 @@ fn emit(
                             .iter()
                             .map(|&(i, t)| (i, t, Site::StaticField)),
                     )
+                    .chain(
+                        body.new_array_sites
+                            .iter()
+                            .map(|&(i, t)| (i, t, Site::ArrayAllocation)),
+                    )
                     .collect();
                 for (index, target, site) in sites {
                     let local = is_compiled(target);
@@ -1860,6 +1933,7 @@ fn emit(
                         Site::Literal => literal_seqs[literal_index[&target]],
                         Site::Allocation => class_seqs[class_index[&target]],
                         Site::StaticField => field_seqs[field_index[&target]],
+                        Site::ArrayAllocation => array_seqs[array_index[&target]],
                     };
                     body.code.ops[index] = crossgraph_codegen::Op::Sequence(sequence);
                 }
@@ -2066,6 +2140,13 @@ fn emit(
             name: new_object_name(view, token),
             section: "image",
             offset: class_rva[&c],
+            size: POINTER.size(),
+        }));
+        map.par_extend(arrays.par_iter().enumerate().map(|(c, &token)| MapEntry {
+            kind: "DelayLoadHelperImport",
+            name: new_array_name(view, token),
+            section: "image",
+            offset: array_rva[&c],
             size: POINTER.size(),
         }));
         map.par_extend(fields.par_iter().enumerate().map(|(c, &token)| MapEntry {

@@ -204,22 +204,37 @@ fn string_literals() -> Image {
     }
 }
 
-/// A lazy section of `NewObject` cells (fixup 0x1C): the classes `newobj` allocates.
+/// A lazy section of `NewObject` cells (fixup 0x1C): the classes `newobj` allocates; and one
+/// of `NewArray` cells (fixup 0x1D): the element types `newarr` allocates arrays of.
 fn new_objects() -> Image {
     Image {
         compiler: Some("crossgraph newobj".into()),
-        import_sections: vec![ImportSection {
-            flags: ImportSectionFlags::NONE,
-            kind: ImportSectionType::UNKNOWN,
-            entry_size: 4,
-            cells: [0x0100_0001, 0x0200_0002]
-                .into_iter()
-                .map(|token| ImportCell {
-                    initial: 0,
-                    signature: FixupSignature::NewObject(token),
-                })
-                .collect(),
-        }],
+        import_sections: vec![
+            ImportSection {
+                flags: ImportSectionFlags::NONE,
+                kind: ImportSectionType::UNKNOWN,
+                entry_size: 4,
+                cells: [0x0100_0001, 0x0200_0002]
+                    .into_iter()
+                    .map(|token| ImportCell {
+                        initial: 0,
+                        signature: FixupSignature::NewObject(token),
+                    })
+                    .collect(),
+            },
+            ImportSection {
+                flags: ImportSectionFlags::NONE,
+                kind: ImportSectionType::UNKNOWN,
+                entry_size: 4,
+                cells: [0x0100_0004, 0x1b00_0001]
+                    .into_iter()
+                    .map(|token| ImportCell {
+                        initial: 0,
+                        signature: FixupSignature::NewArray(token),
+                    })
+                    .collect(),
+            },
+        ],
         ..Image::default()
     }
 }

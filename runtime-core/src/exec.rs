@@ -18,8 +18,8 @@ use wasmtime::{
 
 use crate::abi::continuation;
 use crate::abi::{
-    ArgLayout, FIELD_ADDRESS_HELPER, NEW_OBJECT_HELPER, RetSlot, STRING_LITERAL_HELPER, SlotKind,
-    THROW_HELPER, ThunkDirection, WasmSignature, WasmValueType,
+    ArgLayout, FIELD_ADDRESS_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER, RetSlot,
+    STRING_LITERAL_HELPER, SlotKind, THROW_HELPER, ThunkDirection, WasmSignature, WasmValueType,
 };
 use crate::format::{FixupSignature, MethodRef};
 use crate::loader::{CallKind, LoadError, Loader, image_from_module};
@@ -89,6 +89,21 @@ pub trait Interpreter: Send + Sync + 'static {
         let _ = memory;
         Err(format!(
             "this interpreter allocates no objects (newobj of type 0x{token:08x})"
+        ))
+    }
+
+    /// A new single-dimension, zero-based array of `length` elements of the type `token` (the
+    /// `newarr` operand: a `TypeDef`, `TypeRef` or `TypeSpec` token of the image's assembly;
+    /// ReadyToRun fixup `NewArray`, 0x1D): its reference (never 0), zeroed, laid out as
+    /// [`crate::abi::array`] says (header, length at 4, elements from 8). `length` is never
+    /// negative (the runtime traps first). The default has no arrays.
+    ///
+    /// # Errors
+    /// A message, surfaced as a trap of the calling wasm code.
+    fn new_array(&self, memory: &mut [u8], token: u32, length: u32) -> Result<u32, String> {
+        let _ = memory;
+        Err(format!(
+            "this interpreter allocates no arrays (newarr of {length} elements of 0x{token:08x})"
         ))
     }
 
@@ -353,6 +368,7 @@ impl Executor {
         let strings = Arc::clone(&interpreter);
         let objects = Arc::clone(&interpreter);
         let statics = Arc::clone(&interpreter);
+        let arrays = Arc::clone(&interpreter);
         let engine = Engine::default();
         let compiled = wasmtime::Module::new(&engine, module).map_err(wasm)?;
         let slots = compiled
@@ -450,6 +466,33 @@ impl Executor {
                             format!("string literal 0x{token:08x}")
                         })
                     })
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                NEW_ARRAY_HELPER,
+                move |mut caller: Caller<'_, HostState>,
+                      length: i32,
+                      cell: i32|
+                      -> wasmtime::Result<i32> {
+                    let (_, _, _, signature) = cell_at(&caller, cell)?;
+                    let FixupSignature::NewArray(token) = signature else {
+                        return Err(wasmtime::Error::msg(format!(
+                            "cell at {cell:#x} is not a NewArray cell"
+                        )));
+                    };
+                    if length < 0 {
+                        return Err(wasmtime::Error::msg(format!(
+                            "newarr of {length} elements (OverflowException)"
+                        )));
+                    }
+                    let array = embedder_reference(
+                        arrays.new_array(memory.data_mut(&mut caller), token, length as u32),
+                        || format!("newarr of type 0x{token:08x}"),
+                    )?;
+                    Ok(array as i32)
                 },
             )
             .map_err(wasm)?;

@@ -99,6 +99,15 @@ pub enum LoadError {
         /// The allocated type's token.
         token: u32,
     },
+    /// A `NewArray` cell (fixup kind 0x1D) asked of the loader: arrays come from the embedder;
+    /// the cell carries the element type for the executor's array helper.
+    #[error(
+        "arrays of type 0x{token:08x} are allocated by the embedder (Interpreter::new_array), not the loader"
+    )]
+    NewArray {
+        /// The element type's token.
+        token: u32,
+    },
     /// A `FieldAddress` cell (fixup kind 0x20) asked of the loader: statics belong to the
     /// embedder, so the executor resolves these cells ([`Loader::store_cell`]).
     #[error(
@@ -509,6 +518,9 @@ impl Loader {
             }
             FixupSignature::NewObject(token) => {
                 return Err(LoadError::NewObject { token: *token });
+            }
+            FixupSignature::NewArray(token) => {
+                return Err(LoadError::NewArray { token: *token });
             }
             FixupSignature::FieldAddress(token) => {
                 return Err(LoadError::StaticField { token: *token });

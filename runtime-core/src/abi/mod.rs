@@ -21,6 +21,24 @@ pub const STRING_LITERAL_HELPER: &str = "crossgraph_string_literal";
 /// returns its reference (the constructor runs next, in the code).
 pub const NEW_OBJECT_HELPER: &str = "crossgraph_new_object";
 
+/// Import name (module `env`) of the runtime's array helper, `[length i32, cell i32] -> [i32]`:
+/// compiled code's `newarr` calls it with the element count and the address of the element
+/// type's `NewArray` cell (ReadyToRun fixup 0x1D); it asks the embedder for a new, zeroed
+/// array laid out as [`array`] says and returns its reference. A negative length traps
+/// (`OverflowException`, ECMA-335 III.4.20).
+pub const NEW_ARRAY_HELPER: &str = "crossgraph_new_array";
+
+/// Single-dimension, zero-based arrays as compiled code reads them on wasm32 (CoreCLR's layout
+/// on 32-bit targets): the object header (4 bytes), the element count (`u32`), then the
+/// elements, each at `DATA_OFFSET + index * element size`. The embedder allocates them
+/// ([`NEW_ARRAY_HELPER`]) and must lay them out so.
+pub mod array {
+    /// Offset of the element count, bytes from the array's reference.
+    pub const LENGTH_OFFSET: u32 = 4;
+    /// Offset of element 0, bytes from the array's reference.
+    pub const DATA_OFFSET: u32 = 8;
+}
+
 /// Import name (module `env`) of the runtime's static-field helper, `[cell i32] -> [i32]`:
 /// compiled code's `ldsfld`, `stsfld` and `ldsflda` call it with the address of the field's
 /// lazy `FieldAddress` cell (ReadyToRun fixup 0x20) while it still holds 0; it asks the

@@ -265,6 +265,7 @@ fn decode_signature(r: &Reader<'_>, at: u64) -> Result<FixupSignature, FormatErr
             FixupSignature::StringHandle(r.u32("string handle fixup", payload)?)
         }
         fixup_kind::NEW_OBJECT => FixupSignature::NewObject(r.u32("new object fixup", payload)?),
+        fixup_kind::NEW_ARRAY => FixupSignature::NewArray(r.u32("new array fixup", payload)?),
         fixup_kind::FIELD_ADDRESS => {
             FixupSignature::FieldAddress(r.u32("field address fixup", payload)?)
         }

@@ -302,6 +302,7 @@ fn code_sites(
         | FixupSignature::Helper(_)
         | FixupSignature::StringHandle(_)
         | FixupSignature::NewObject(_)
+        | FixupSignature::NewArray(_)
         | FixupSignature::FieldAddress(_) => {}
     }
 }
@@ -318,6 +319,7 @@ fn signature_bytes(signature: &FixupSignature) -> Vec<u8> {
         FixupSignature::Helper(id)
         | FixupSignature::StringHandle(id)
         | FixupSignature::NewObject(id)
+        | FixupSignature::NewArray(id)
         | FixupSignature::FieldAddress(id) => out.extend_from_slice(&id.to_le_bytes()),
         FixupSignature::ResumptionStubEntryPoint { method: m, stub } => {
             method(&mut out, m);

@@ -131,6 +131,8 @@ pub mod fixup_kind {
     pub const STRING_HANDLE: u8 = 0x1B;
     /// `NewObject` (0x1C): the allocator of a type (`newobj`).
     pub const NEW_OBJECT: u8 = 0x1C;
+    /// `NewArray` (0x1D): the allocator of an array type (`newarr`).
+    pub const NEW_ARRAY: u8 = 0x1D;
     /// `FieldAddress` (0x20): the address of a static field (`ldsfld`, `stsfld`, `ldsflda`).
     pub const FIELD_ADDRESS: u8 = 0x20;
     /// `ResumptionStubEntryPoint` (0x38): the async resumption stub of a method variant.
@@ -154,6 +156,11 @@ pub enum FixupSignature {
     /// the image's assembly, a reference type that `newobj` allocates. The code calls the
     /// runtime's allocation helper with the cell's address; the cell holds no value.
     NewObject(u32),
+    /// 0x1D, payload `token: u32`: the element type's token (`TypeDef`, `TypeRef` or `TypeSpec`,
+    /// 0x02xxxxxx, 0x01xxxxxx, 0x1Bxxxxxx) of the image's assembly, the operand of `newarr`.
+    /// The code calls the runtime's array helper with the cell's address and the length; the
+    /// cell holds no value.
+    NewArray(u32),
     /// 0x20, payload `token: u32`: a `Field` or `MemberRef` token (0x04xxxxxx, 0x0Axxxxxx) of
     /// the image's assembly, a static field. The cell holds the field's address once resolved
     /// (0 before; lazy: resolved by the code on first use, through the embedder, which owns
@@ -180,6 +187,7 @@ impl FixupSignature {
             FixupSignature::Helper(_) => fixup_kind::HELPER,
             FixupSignature::StringHandle(_) => fixup_kind::STRING_HANDLE,
             FixupSignature::NewObject(_) => fixup_kind::NEW_OBJECT,
+            FixupSignature::NewArray(_) => fixup_kind::NEW_ARRAY,
             FixupSignature::FieldAddress(_) => fixup_kind::FIELD_ADDRESS,
             FixupSignature::ResumptionStubEntryPoint { .. } => {
                 fixup_kind::RESUMPTION_STUB_ENTRY_POINT
