@@ -6,8 +6,9 @@
 //! serial). Prints medians, the speedup (from criterion's medians, and the median ratio of
 //! back-to-back 1-thread/2-thread pairs, which this machine's drifting load disturbs less),
 //! a table of every phase ([`CompileOutput::phases`]) with its median over nine 1-thread and
-//! nine 2-thread compiles and its speedup (what does not scale shows there), and emission's
-//! median share of the 2-thread compile.
+//! nine 2-thread compiles and its speedup (what does not scale shows there), emission's
+//! median share of the 2-thread compile, and the host's steal time during each part (from
+//! `/proc/stat`: on a shared 2-vCPU machine, 2 threads only scale when the host lets them).
 //!
 //! Run: `cargo bench --bench compile` (needs `bash scripts/install-mono.sh`).
 
@@ -67,6 +68,7 @@ fn main() {
         std::path::Path::new(MSCORLIB).exists(),
         "{MSCORLIB} is missing: run `bash scripts/install-mono.sh`"
     );
+    let start_ticks = common::cpu_ticks();
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(2))
@@ -81,6 +83,7 @@ fn main() {
     group.finish();
     c.final_summary();
 
+    let criterion_ticks = common::cpu_ticks();
     let one = common::median_ns(GROUP, "mscorlib_1_threads");
     let two = common::median_ns(GROUP, "mscorlib_2_threads");
     // The phase breakdown: per phase, the median of 9 compiles with 1 thread and 9 with 2
@@ -97,6 +100,7 @@ fn main() {
             .collect()
     };
     let (ones, twos) = (sample(1), sample(2));
+    let table_ticks = common::cpu_ticks();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -150,9 +154,22 @@ fn main() {
         })
         .collect();
     ratios.sort_by(f64::total_cmp);
+    let pair_ticks = common::cpu_ticks();
     println!(
         "| speedup, median of 15 back-to-back pairs | {:>5.2}x |",
         ratios[ratios.len() / 2]
+    );
+    // How much CPU time the host took for other guests while each part ran: thread scaling
+    // measured under steal is the host's, not the code's.
+    let percent = |before, after| {
+        common::steal_share(before, after)
+            .map_or("n/a".to_string(), |s| format!("{:.1}%", s * 100.0))
+    };
+    println!(
+        "host steal time while measuring: criterion {}, phase tables {}, pairs {}",
+        percent(start_ticks, criterion_ticks),
+        percent(criterion_ticks, table_ticks),
+        percent(table_ticks, pair_ticks)
     );
     println!();
     println!(
