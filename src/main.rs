@@ -318,6 +318,12 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                         FixupSignature::NewObject(token) => {
                             writeln!(out, "  [{c}] NewObject (0x1C) 0x{token:08x}")?;
                         }
+                        FixupSignature::IsInstanceOf(token) => {
+                            writeln!(out, "  [{c}] IsInstanceOf (0x1E) 0x{token:08x}")?;
+                        }
+                        FixupSignature::ChkCast(token) => {
+                            writeln!(out, "  [{c}] ChkCast (0x1F) 0x{token:08x}")?;
+                        }
                         FixupSignature::NewArray(token) => {
                             writeln!(out, "  [{c}] NewArray (0x1D) 0x{token:08x}")?;
                         }

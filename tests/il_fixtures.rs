@@ -1516,3 +1516,130 @@ fn arrays_are_allocated_by_the_embedder_and_indexed_with_checks() {
         .unwrap_err();
     assert!(err.to_string().contains("allocates no arrays"), "{err}");
 }
+
+/// An embedder whose objects are handles it keeps the types of (compiled code never reads
+/// them here): a Dog, a Cat and a string, and the fixture's class hierarchy (Dog and Cat
+/// derive from Animal); it answers type tests and counts them.
+struct TypeCheckInterpreter {
+    /// Type of each object handle: a `TypeDef` token, or 0 for a string.
+    objects: std::collections::HashMap<u32, u32>,
+    /// Base class of each `TypeDef`.
+    bases: std::collections::HashMap<u32, u32>,
+    /// The `TypeSpec` token the fixture names `string` with.
+    string: u32,
+    tests: std::sync::atomic::AtomicUsize,
+}
+
+impl Interpreter for TypeCheckInterpreter {
+    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
+        Err(format!("{entry:#x} was not expected in the interpreter"))
+    }
+
+    fn is_instance_of(&self, _: &mut [u8], object: u32, token: u32) -> Result<bool, String> {
+        self.tests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut ty = *self
+            .objects
+            .get(&object)
+            .ok_or_else(|| format!("no object {object:#x}"))?;
+        if ty == 0 {
+            return Ok(token == self.string);
+        }
+        loop {
+            if ty == token {
+                return Ok(true);
+            }
+            match self.bases.get(&ty) {
+                Some(&base) => ty = base,
+                None => return Ok(false),
+            }
+        }
+    }
+}
+
+#[test]
+fn isinst_and_castclass_ask_the_embedder_through_type_check_cells() {
+    let dll = assemble("typechecks.il");
+    let output = compile(&dll);
+    for name in ["IsDog", "AsAnimal", "ToDog", "IsString"] {
+        token_of(&output, &format!("Fixture.Checks::{name}"));
+    }
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let cells: Vec<&FixupSignature> = image
+        .import_sections
+        .iter()
+        .flat_map(|s| &s.cells)
+        .map(|c| &c.signature)
+        .filter(|s| {
+            matches!(
+                s,
+                FixupSignature::IsInstanceOf(_) | FixupSignature::ChkCast(_)
+            )
+        })
+        .collect();
+    // isinst Animal, Dog, string; castclass Dog: Dog has one cell of each kind.
+    assert_eq!(cells.len(), 4, "{cells:?}");
+    let input = Assembly::load(&dll).unwrap();
+    let view = input.view().unwrap();
+    let names = cildec::Names::new(view.metadata());
+    let type_def = |name: &str| {
+        (1..=view.metadata().tables().row_count(cildec::TableId::TypeDef))
+            .find(|&rid| names.type_def(cildec::Rid::new(rid)).unwrap() == name)
+            .map(|rid| 0x0200_0000 | rid)
+            .unwrap_or_else(|| panic!("no type {name}"))
+    };
+    let (animal, dog, cat) = (
+        type_def("Fixture.Animal"),
+        type_def("Fixture.Dog"),
+        type_def("Fixture.Cat"),
+    );
+    assert!(cells.contains(&&FixupSignature::ChkCast(dog)));
+    assert!(cells.contains(&&FixupSignature::IsInstanceOf(dog)));
+    let string = cells
+        .iter()
+        .find_map(|s| match s {
+            FixupSignature::IsInstanceOf(t) if t >> 24 == 0x1b => Some(*t),
+            _ => None,
+        })
+        .expect("ilasm names string with a TypeSpec");
+    let (a_dog, a_cat, a_string) = (0x1000, 0x2000, 0x3000);
+    let checks = Arc::new(TypeCheckInterpreter {
+        objects: [(a_dog, dog), (a_cat, cat), (a_string, 0)].into(),
+        bases: [(dog, animal), (cat, animal)].into(),
+        string,
+        tests: Default::default(),
+    });
+    let mut exec = instantiate(&output, checks.clone());
+    let call = |exec: &mut Executor, name: &str, object: u32| {
+        exec.invoke_by_name(
+            &format!("Fixture.Checks::{name}"),
+            &sig("iip"),
+            &[Val::I32(object as i32)],
+        )
+        .map(|v| v.unwrap().unwrap_i32() as u32)
+    };
+    assert_eq!(call(&mut exec, "IsDog", a_dog).unwrap(), 1);
+    assert_eq!(call(&mut exec, "IsDog", a_cat).unwrap(), 0);
+    assert_eq!(call(&mut exec, "IsDog", a_string).unwrap(), 0);
+    assert_eq!(call(&mut exec, "AsAnimal", a_cat).unwrap(), a_cat);
+    assert_eq!(call(&mut exec, "AsAnimal", a_string).unwrap(), 0);
+    assert_eq!(call(&mut exec, "IsString", a_string).unwrap(), 1);
+    assert_eq!(call(&mut exec, "IsString", a_dog).unwrap(), 0);
+    assert_eq!(call(&mut exec, "ToDog", a_dog).unwrap(), a_dog);
+    let tests = || checks.tests.load(std::sync::atomic::Ordering::Relaxed);
+    let before = tests();
+    // null passes every test as null without asking the embedder; castclass lets it through.
+    assert_eq!(call(&mut exec, "IsDog", 0).unwrap(), 0);
+    assert_eq!(call(&mut exec, "AsAnimal", 0).unwrap(), 0);
+    assert_eq!(call(&mut exec, "ToDog", 0).unwrap(), 0);
+    assert_eq!(tests(), before, "null is never the embedder's question");
+    // A failed castclass of a non-null object traps (InvalidCastException); the executor
+    // goes on.
+    assert!(call(&mut exec, "ToDog", a_cat).is_err());
+    assert_eq!(call(&mut exec, "IsDog", a_dog).unwrap(), 1);
+
+    // An embedder without an object model: the test traps with its message.
+    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
+    let err = call(&mut bare, "IsDog", a_dog).unwrap_err();
+    assert!(err.to_string().contains("no object model"), "{err}");
+}

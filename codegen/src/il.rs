@@ -15,7 +15,9 @@
 //! `NewArray` cell, [`new_array_through_cell`]; `ldlen`; `ldelem.*`, `ldelem`, `ldelema` and
 //! `stelem.*`, `stelem` of primitive and, for loads, reference elements, with null and bounds
 //! checks that trap; not `stelem.ref`, which needs the array covariance check; layout in
-//! [`crossgraph_runtime_core::abi::array`]),
+//! [`crossgraph_runtime_core::abi::array`]), type tests (`isinst`, and `castclass`, which traps
+//! when the test fails on a non-null object: the runtime's type-check helper asks the embedder,
+//! through the type's `IsInstanceOf` or `ChkCast` cell, [`type_check_through_cell`]),
 //! integer and float arithmetic and bitwise operations, the overflow-checking `add.ovf`, `sub.ovf`,
 //! `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions
 //! (`conv.*`, and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores
@@ -238,6 +240,18 @@ pub trait JitInterface {
         Err(format!("static field 0x{token:08x} is not supported here"))
     }
 
+    /// Whether `isinst token` and `castclass token` can be compiled: the type `token`
+    /// (`TypeDef`, `TypeRef` or `TypeSpec`) names the type-check cell the runtime's helper
+    /// reads ([`CompiledBody::isinst_sites`]).
+    ///
+    /// # Errors
+    /// The reason they cannot. The default refuses.
+    fn type_check(&mut self, token: u32) -> Result<(), String> {
+        Err(format!(
+            "type test against 0x{token:08x} is not supported here"
+        ))
+    }
+
     /// Whether `newarr token` can be compiled: the element type `token` (`TypeDef`, `TypeRef`
     /// or `TypeSpec`) names the array's `NewArray` cell ([`CompiledBody::new_array_sites`]).
     ///
@@ -369,6 +383,13 @@ pub struct CompiledBody {
     /// and the allocated class's token; the compilation replaces each with
     /// [`new_object_through_cell`] once the class's `NewObject` cell has its offset.
     pub new_object_sites: Vec<(usize, u32)>,
+    /// `isinst` sites: the index in `code.ops` of each placeholder `unreachable` (the object is
+    /// on the stack below it) and the type's token; the compilation replaces each with
+    /// [`type_check_through_cell`] once the type's `IsInstanceOf` cell has its offset.
+    pub isinst_sites: Vec<(usize, u32)>,
+    /// `castclass` sites: as [`CompiledBody::isinst_sites`], with the type's `ChkCast` cell
+    /// (the code around the placeholder traps when the test fails on a non-null object).
+    pub castclass_sites: Vec<(usize, u32)>,
     /// `newarr` sites: the index in `code.ops` of each placeholder `unreachable` (the length
     /// is on the stack below it) and the element type's token; the compilation replaces each
     /// with [`new_array_through_cell`] once the type's `NewArray` cell has its offset.
@@ -399,6 +420,8 @@ impl CompiledBody {
             &mut self.new_object_sites,
             &mut self.static_field_sites,
             &mut self.new_array_sites,
+            &mut self.isinst_sites,
+            &mut self.castclass_sites,
         ];
         let mut keep: Vec<usize> = lists
             .iter()
@@ -465,6 +488,14 @@ pub fn field_address_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
 /// type's `NewArray` cell at image offset `cell_rva` (ReadyToRun fixup 0x1D). `[length i32] ->
 /// [i32]`.
 pub fn new_array_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
+    vec![Op::ImageAddress(cell_rva), Op::Call(helper)]
+}
+
+/// The operations replacing an `isinst` or `castclass` placeholder: the runtime's `helper`
+/// (`crossgraph_is_instance`, `[object i32, cell i32] -> [i32]`) with the type's `IsInstanceOf`
+/// or `ChkCast` cell at image offset `cell_rva` (ReadyToRun fixups 0x1E, 0x1F): the object
+/// when it is an instance of the type, else 0. `[object i32] -> [i32]`.
+pub fn type_check_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
     vec![Op::ImageAddress(cell_rva), Op::Call(helper)]
 }
 
@@ -628,6 +659,8 @@ pub fn compile(
         new_object_sites: Vec::new(),
         static_field_sites: Vec::new(),
         new_array_sites: Vec::new(),
+        isinst_sites: Vec::new(),
+        castclass_sites: Vec::new(),
         throws: false,
         suspend: None,
         frame: None,
@@ -778,6 +811,8 @@ pub fn compile(
         new_object_sites: body.new_object_sites,
         static_field_sites: body.static_field_sites,
         new_array_sites: body.new_array_sites,
+        isinst_sites: body.isinst_sites,
+        castclass_sites: body.castclass_sites,
         throws: body.throws,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
@@ -858,6 +893,8 @@ struct Body {
     new_object_sites: Vec<(usize, u32)>,
     static_field_sites: Vec<(usize, u32)>,
     new_array_sites: Vec<(usize, u32)>,
+    isinst_sites: Vec<(usize, u32)>,
+    castclass_sites: Vec<(usize, u32)>,
     throws: bool,
     /// Suspension points, in an async variant that awaits.
     suspend: Option<Suspend>,
@@ -2199,6 +2236,44 @@ impl Body {
             }
             _ if op.starts_with("ldind.") => self.load_indirect(op, pointer)?,
             _ if op.starts_with("stind.") => self.store_indirect(op, pointer)?,
+            "isinst" | "castclass" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err(format!("{op} without a token"));
+                };
+                jit.type_check(token)
+                    .map_err(|reason| format!("{op} 0x{token:08x}: {reason}"))?;
+                if pointer != I32 {
+                    return Err(format!("{op}: references are 32-bit here"));
+                }
+                if self.pop()? != I32 {
+                    return Err(format!("{op} of a non-reference"));
+                }
+                let mut taken = Vec::new();
+                let object = self.scratch(I32, &mut taken);
+                if op == "castclass" {
+                    self.push(Instruction::LocalTee(object));
+                }
+                let sites = if op == "isinst" {
+                    &mut self.isinst_sites
+                } else {
+                    &mut self.castclass_sites
+                };
+                sites.push((self.ops.len(), token));
+                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the test
+                if op == "castclass" {
+                    // InvalidCastException (III.4.3): the test failed on a non-null object.
+                    let result = self.scratch(I32, &mut taken);
+                    self.push(Instruction::LocalTee(result));
+                    self.push(Instruction::I32Eqz);
+                    self.push(Instruction::LocalGet(object));
+                    self.push(Instruction::I32Const(0));
+                    self.push(Instruction::I32Ne);
+                    self.push(Instruction::I32And);
+                    self.trap_if();
+                    self.push(Instruction::LocalGet(result));
+                }
+                self.stack.push(I32);
+            }
             "newarr" => {
                 let IlOperand::Token(token) = ins.operand else {
                     return Err("newarr without a token".into());

@@ -38,7 +38,7 @@ use crossgraph_codegen::il::{
     CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NewObject, NotCompiled,
     Suspension, ValueAccess, call_through_cell, compile, field_address_through_cell,
     function_pointer_through_cell, new_array_through_cell, new_object_through_cell,
-    portable_entry_point_address, string_through_cell,
+    portable_entry_point_address, string_through_cell, type_check_through_cell,
 };
 use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
 use crossgraph_codegen::thunk::{
@@ -55,7 +55,8 @@ use crossgraph_graph::{
     MarkStrategy, NoLog, NodeId, NodeSource, write_dgml, write_dot,
 };
 use crossgraph_runtime_core::abi::{
-    FIELD_ADDRESS_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER, STRING_LITERAL_HELPER, THROW_HELPER,
+    FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER,
+    STRING_LITERAL_HELPER, THROW_HELPER,
 };
 use crossgraph_runtime_core::format::{
     CodeRefSite, FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
@@ -112,6 +113,15 @@ pub enum NodeKey {
     /// arrays of, by `TypeDef`, `TypeRef` or `TypeSpec` token (crossgen2's
     /// `DelayLoadHelperImport` of a `NewArrayFixupSignature`).
     NewArrayImport(u32),
+    /// The `IsInstanceOf` (`cast: false`, fixup kind 0x1E) or `ChkCast` (`cast: true`, 0x1F)
+    /// import cell of a type `isinst` or `castclass` tests against, by `TypeDef`, `TypeRef` or
+    /// `TypeSpec` token (crossgen2's `DelayLoadHelperImport` of a type-handle signature).
+    TypeCheckImport {
+        /// `castclass` (true) or `isinst` (false).
+        cast: bool,
+        /// The type's token.
+        token: u32,
+    },
 }
 
 impl NodeKey {
@@ -131,7 +141,8 @@ impl NodeKey {
             NodeKey::StringImport(_) => "StringImport",
             NodeKey::NewObjectImport(_)
             | NodeKey::FieldAddressImport(_)
-            | NodeKey::NewArrayImport(_) => "DelayLoadHelperImport",
+            | NodeKey::NewArrayImport(_)
+            | NodeKey::TypeCheckImport { .. } => "DelayLoadHelperImport",
         }
     }
 }
@@ -747,6 +758,14 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
         })
     }
 
+    fn type_check(&mut self, token: u32) -> Result<(), String> {
+        // The embedder resolves the type from the token; it must be one.
+        match token >> 24 {
+            0x01 | 0x02 | 0x1b => Ok(()),
+            _ => Err("not a type token".into()),
+        }
+    }
+
     fn new_array(&mut self, token: u32) -> Result<(), String> {
         // The embedder resolves the element type from the token; it must be one.
         match token >> 24 {
@@ -911,6 +930,12 @@ impl NodeSource for Factory<'_, '_, '_> {
                     for &(_, element) in &body.new_array_sites {
                         deps.add(NodeKey::NewArrayImport(element), "newarr");
                     }
+                    for &(_, token) in &body.isinst_sites {
+                        deps.add(NodeKey::TypeCheckImport { cast: false, token }, "isinst");
+                    }
+                    for &(_, token) in &body.castclass_sites {
+                        deps.add(NodeKey::TypeCheckImport { cast: true, token }, "castclass");
+                    }
                     for &(_, field) in &body.static_field_sites {
                         deps.add(NodeKey::FieldAddressImport(field), "static field access");
                     }
@@ -984,7 +1009,8 @@ impl NodeSource for Factory<'_, '_, '_> {
             | NodeKey::StringImport(_)
             | NodeKey::NewObjectImport(_)
             | NodeKey::FieldAddressImport(_)
-            | NodeKey::NewArrayImport(_) => {}
+            | NodeKey::NewArrayImport(_)
+            | NodeKey::TypeCheckImport { .. } => {}
         }
     }
 
@@ -1032,6 +1058,9 @@ impl NodeSource for Factory<'_, '_, '_> {
             NodeKey::NewObjectImport(token) => new_object_name(self.ts.view(0), *token),
             NodeKey::FieldAddressImport(token) => field_address_name(self.ts.view(0), *token),
             NodeKey::NewArrayImport(token) => new_array_name(self.ts.view(0), *token),
+            NodeKey::TypeCheckImport { cast, token } => {
+                type_check_name(self.ts.view(0), *cast, *token)
+            }
         }
     }
 }
@@ -1061,6 +1090,13 @@ fn new_object_name(view: &AssemblyView<'_>, token: u32) -> String {
 /// no name: a `TypeSpec`).
 fn new_array_name(view: &AssemblyView<'_>, token: u32) -> String {
     format!("NewArray {}", type_token_name(view, token))
+}
+
+/// `IsInstanceOf Namespace.Type` or `ChkCast Namespace.Type` of an `isinst` or `castclass`
+/// operand (the token when it has no name: a `TypeSpec`).
+fn type_check_name(view: &AssemblyView<'_>, cast: bool, token: u32) -> String {
+    let kind = if cast { "ChkCast" } else { "IsInstanceOf" };
+    format!("{kind} {}", type_token_name(view, token))
 }
 
 /// The name of a `TypeDef` or `TypeRef` token of `view`, else the token (`0x...`).
@@ -1399,6 +1435,7 @@ fn emit(
     let mut classes: Vec<u32> = Vec::new();
     let mut fields: Vec<u32> = Vec::new();
     let mut arrays: Vec<u32> = Vec::new();
+    let mut type_checks: Vec<(bool, u32)> = Vec::new();
     let mut inject = false;
     for key in marked {
         counts
@@ -1418,6 +1455,7 @@ fn emit(
             NodeKey::NewObjectImport(token) => classes.push(*token),
             NodeKey::FieldAddressImport(token) => fields.push(*token),
             NodeKey::NewArrayImport(token) => arrays.push(*token),
+            NodeKey::TypeCheckImport { cast, token } => type_checks.push((*cast, *token)),
             _ => {}
         }
     }
@@ -1434,6 +1472,7 @@ fn emit(
     classes.sort_unstable();
     fields.sort_unstable();
     arrays.sort_unstable();
+    type_checks.sort_unstable();
     thunk_keys.sort();
     // Each sorted list's position by token: a cell's index in its section.
     let index_of = |tokens: &[u32]| -> FxHashMap<u32, usize> {
@@ -1447,6 +1486,11 @@ fn emit(
     let class_index = index_of(&classes);
     let field_index = index_of(&fields);
     let array_index = index_of(&arrays);
+    let type_check_index: FxHashMap<(bool, u32), usize> = type_checks
+        .iter()
+        .enumerate()
+        .map(|(c, &key)| (key, c))
+        .collect();
     let variant_signature = |token: u32| -> WasmSignature {
         factory.plans[&token]
             .signature
@@ -1581,6 +1625,23 @@ fn emit(
         arrays
             .iter()
             .map(|&token| FixupSignature::NewArray(token))
+            .collect(),
+    );
+    // Type tests: one cell per (isinst or castclass, type), naming the type for the runtime's
+    // type-check helper.
+    let type_check_section = push_section(
+        ImportSectionFlags::NONE,
+        ImportSectionType::UNKNOWN,
+        POINTER.size() as u8,
+        type_checks
+            .iter()
+            .map(|&(cast, token)| {
+                if cast {
+                    FixupSignature::ChkCast(token)
+                } else {
+                    FixupSignature::IsInstanceOf(token)
+                }
+            })
             .collect(),
     );
     // Static fields: lazy cells holding 0 until the code's first access resolves them.
@@ -1722,6 +1783,7 @@ fn emit(
     let class_rva = initial_rva(class_section);
     let field_rva = initial_rva(field_section);
     let array_rva = initial_rva(array_section);
+    let type_check_rva = initial_rva(type_check_section);
     // The runtime's string-literal and allocation helpers (`[cell i32] -> [i32]`), imported
     // when used.
     let mut cell_helper = |used: bool, name: &str| {
@@ -1744,22 +1806,26 @@ fn emit(
     let string_helper = cell_helper(!literals.is_empty(), STRING_LITERAL_HELPER);
     let new_object_helper = cell_helper(!classes.is_empty(), NEW_OBJECT_HELPER);
     let field_helper = cell_helper(!fields.is_empty(), FIELD_ADDRESS_HELPER);
-    // The runtime's array helper, `[length i32, cell i32] -> [i32]`.
-    let array_helper = (!arrays.is_empty()).then(|| {
-        let helper = object.symbol(NEW_ARRAY_HELPER);
-        object.import(
-            helper,
-            ImportedFunction {
-                module: "env".into(),
-                name: NEW_ARRAY_HELPER.into(),
-                ty: WasmFuncType {
-                    params: vec![WasmValueType::I32, WasmValueType::I32],
-                    results: vec![WasmValueType::I32],
+    // The runtime's array and type-check helpers, `[value i32, cell i32] -> [i32]`.
+    let mut pair_helper = |used: bool, name: &str| {
+        used.then(|| {
+            let helper = object.symbol(name);
+            object.import(
+                helper,
+                ImportedFunction {
+                    module: "env".into(),
+                    name: name.into(),
+                    ty: WasmFuncType {
+                        params: vec![WasmValueType::I32, WasmValueType::I32],
+                        results: vec![WasmValueType::I32],
+                    },
                 },
-            },
-        );
-        helper
-    });
+            );
+            helper
+        })
+    };
+    let array_helper = pair_helper(!arrays.is_empty(), NEW_ARRAY_HELPER);
+    let type_check_helper = pair_helper(!type_checks.is_empty(), IS_INSTANCE_HELPER);
     if bodies.iter().any(|(_, body)| body.throws) {
         object.import(
             factory.throw_helper,
@@ -1839,6 +1905,14 @@ fn emit(
             ))
         })
         .collect();
+    let type_check_seqs: Vec<SequenceId> = (0..type_checks.len())
+        .map(|c| {
+            object.sequence(type_check_through_cell(
+                type_check_rva[&c],
+                type_check_helper.expect("imported when there are type tests"),
+            ))
+        })
+        .collect();
     let field_seqs: Vec<SequenceId> = (0..fields.len())
         .map(|c| {
             object.sequence(field_address_through_cell(
@@ -1873,6 +1947,10 @@ fn emit(
         StaticField,
         /// `newarr`'s allocation: the element type's cell.
         ArrayAllocation,
+        /// `isinst`: the type's `IsInstanceOf` cell.
+        IsInstance,
+        /// `castclass`: the type's `ChkCast` cell.
+        Cast,
     }
     // Rewriting the bodies is independent per method: in parallel, in method order.
     let functions: Vec<(SymbolId, DefinedFunction, bool)> = {
@@ -1920,6 +1998,16 @@ fn emit(
                             .iter()
                             .map(|&(i, t)| (i, t, Site::ArrayAllocation)),
                     )
+                    .chain(
+                        body.isinst_sites
+                            .iter()
+                            .map(|&(i, t)| (i, t, Site::IsInstance)),
+                    )
+                    .chain(
+                        body.castclass_sites
+                            .iter()
+                            .map(|&(i, t)| (i, t, Site::Cast)),
+                    )
                     .collect();
                 for (index, target, site) in sites {
                     let local = is_compiled(target);
@@ -1934,6 +2022,8 @@ fn emit(
                         Site::Allocation => class_seqs[class_index[&target]],
                         Site::StaticField => field_seqs[field_index[&target]],
                         Site::ArrayAllocation => array_seqs[array_index[&target]],
+                        Site::IsInstance => type_check_seqs[type_check_index[&(false, target)]],
+                        Site::Cast => type_check_seqs[type_check_index[&(true, target)]],
                     };
                     body.code.ops[index] = crossgraph_codegen::Op::Sequence(sequence);
                 }
@@ -2142,6 +2232,18 @@ fn emit(
             offset: class_rva[&c],
             size: POINTER.size(),
         }));
+        map.par_extend(
+            type_checks
+                .par_iter()
+                .enumerate()
+                .map(|(c, &(cast, token))| MapEntry {
+                    kind: "DelayLoadHelperImport",
+                    name: type_check_name(view, cast, token),
+                    section: "image",
+                    offset: type_check_rva[&c],
+                    size: POINTER.size(),
+                }),
+        );
         map.par_extend(arrays.par_iter().enumerate().map(|(c, &token)| MapEntry {
             kind: "DelayLoadHelperImport",
             name: new_array_name(view, token),

@@ -205,7 +205,8 @@ fn string_literals() -> Image {
 }
 
 /// A lazy section of `NewObject` cells (fixup 0x1C): the classes `newobj` allocates; and one
-/// of `NewArray` cells (fixup 0x1D): the element types `newarr` allocates arrays of.
+/// of `NewArray` cells (fixup 0x1D): the element types `newarr` allocates arrays of, with an
+/// `IsInstanceOf` (0x1E) and a `ChkCast` (0x1F) cell: the types `isinst`/`castclass` test.
 fn new_objects() -> Image {
     Image {
         compiler: Some("crossgraph newobj".into()),
@@ -232,6 +233,16 @@ fn new_objects() -> Image {
                         initial: 0,
                         signature: FixupSignature::NewArray(token),
                     })
+                    .chain([
+                        ImportCell {
+                            initial: 0,
+                            signature: FixupSignature::IsInstanceOf(0x0200_0002),
+                        },
+                        ImportCell {
+                            initial: 0,
+                            signature: FixupSignature::ChkCast(0x0100_0004),
+                        },
+                    ])
                     .collect(),
             },
         ],

@@ -18,8 +18,9 @@ use wasmtime::{
 
 use crate::abi::continuation;
 use crate::abi::{
-    ArgLayout, FIELD_ADDRESS_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER, RetSlot,
-    STRING_LITERAL_HELPER, SlotKind, THROW_HELPER, ThunkDirection, WasmSignature, WasmValueType,
+    ArgLayout, FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER,
+    RetSlot, STRING_LITERAL_HELPER, SlotKind, THROW_HELPER, ThunkDirection, WasmSignature,
+    WasmValueType,
 };
 use crate::format::{FixupSignature, MethodRef};
 use crate::loader::{CallKind, LoadError, Loader, image_from_module};
@@ -104,6 +105,21 @@ pub trait Interpreter: Send + Sync + 'static {
         let _ = memory;
         Err(format!(
             "this interpreter allocates no arrays (newarr of {length} elements of 0x{token:08x})"
+        ))
+    }
+
+    /// Whether the object at `object` (never 0) is an instance of the type `token` (the operand
+    /// of an `isinst` or `castclass`: a `TypeDef`, `TypeRef` or `TypeSpec` token of the
+    /// image's assembly; ReadyToRun fixups `IsInstanceOf` 0x1E, `ChkCast` 0x1F), by ECMA-335's
+    /// assignment compatibility (III.4.6). The embedder owns the object model. The default
+    /// has no objects.
+    ///
+    /// # Errors
+    /// A message, surfaced as a trap of the calling wasm code.
+    fn is_instance_of(&self, memory: &mut [u8], object: u32, token: u32) -> Result<bool, String> {
+        let _ = memory;
+        Err(format!(
+            "this interpreter has no object model (type test of {object:#x} against 0x{token:08x})"
         ))
     }
 
@@ -369,6 +385,7 @@ impl Executor {
         let objects = Arc::clone(&interpreter);
         let statics = Arc::clone(&interpreter);
         let arrays = Arc::clone(&interpreter);
+        let types = Arc::clone(&interpreter);
         let engine = Engine::default();
         let compiled = wasmtime::Module::new(&engine, module).map_err(wasm)?;
         let slots = compiled
@@ -466,6 +483,33 @@ impl Executor {
                             format!("string literal 0x{token:08x}")
                         })
                     })
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                IS_INSTANCE_HELPER,
+                move |mut caller: Caller<'_, HostState>,
+                      object: i32,
+                      cell: i32|
+                      -> wasmtime::Result<i32> {
+                    let (_, _, _, signature) = cell_at(&caller, cell)?;
+                    let (FixupSignature::IsInstanceOf(token) | FixupSignature::ChkCast(token)) =
+                        signature
+                    else {
+                        return Err(wasmtime::Error::msg(format!(
+                            "cell at {cell:#x} is not an IsInstanceOf or ChkCast cell"
+                        )));
+                    };
+                    if object == 0 {
+                        return Ok(0);
+                    }
+                    match types.is_instance_of(memory.data_mut(&mut caller), object as u32, token) {
+                        Ok(true) => Ok(object),
+                        Ok(false) => Ok(0),
+                        Err(e) => Err(wasmtime::Error::msg(format!("interpreter: {e}"))),
+                    }
                 },
             )
             .map_err(wasm)?;

@@ -108,6 +108,15 @@ pub enum LoadError {
         /// The element type's token.
         token: u32,
     },
+    /// An `IsInstanceOf` or `ChkCast` cell (fixup kinds 0x1E, 0x1F) asked of the loader: type
+    /// tests belong to the embedder; the cell carries the type for the executor's helper.
+    #[error(
+        "type checks against 0x{token:08x} are the embedder's (Interpreter::is_instance_of), not the loader's"
+    )]
+    TypeCheck {
+        /// The type's token.
+        token: u32,
+    },
     /// A `FieldAddress` cell (fixup kind 0x20) asked of the loader: statics belong to the
     /// embedder, so the executor resolves these cells ([`Loader::store_cell`]).
     #[error(
@@ -521,6 +530,9 @@ impl Loader {
             }
             FixupSignature::NewArray(token) => {
                 return Err(LoadError::NewArray { token: *token });
+            }
+            FixupSignature::IsInstanceOf(token) | FixupSignature::ChkCast(token) => {
+                return Err(LoadError::TypeCheck { token: *token });
             }
             FixupSignature::FieldAddress(token) => {
                 return Err(LoadError::StaticField { token: *token });

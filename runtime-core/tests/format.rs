@@ -319,6 +319,8 @@ fn image_strategy() -> impl Strategy<Value = Image> {
         any::<u32>().prop_map(FixupSignature::StringHandle),
         any::<u32>().prop_map(FixupSignature::NewObject),
         any::<u32>().prop_map(FixupSignature::NewArray),
+        any::<u32>().prop_map(FixupSignature::IsInstanceOf),
+        any::<u32>().prop_map(FixupSignature::ChkCast),
         any::<u32>().prop_map(FixupSignature::FieldAddress),
         (method.clone(), any::<u32>())
             .prop_map(|(method, stub)| FixupSignature::ResumptionStubEntryPoint { method, stub }),
@@ -543,6 +545,8 @@ fn the_committed_fuzz_seeds_decode_and_cover_every_fixup_kind() {
             fixup_kind::STRING_HANDLE,
             fixup_kind::NEW_OBJECT,
             fixup_kind::NEW_ARRAY,
+            fixup_kind::IS_INSTANCE_OF,
+            fixup_kind::CHK_CAST,
             fixup_kind::FIELD_ADDRESS,
             fixup_kind::RESUMPTION_STUB_ENTRY_POINT,
             fixup_kind::INJECT_STRING_THUNKS,

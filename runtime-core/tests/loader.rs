@@ -79,6 +79,7 @@ fn image() -> Image {
                     cell(FixupSignature::NewObject(0x0200_0002)),
                     cell(FixupSignature::FieldAddress(0x0400_0003)),
                     cell(FixupSignature::NewArray(0x0100_0004)),
+                    cell(FixupSignature::ChkCast(0x0100_0005)),
                 ],
             },
         ],
@@ -244,7 +245,7 @@ fn code_references_beyond_the_table_index_space_are_refused() {
 }
 
 #[test]
-fn string_handle_new_object_new_array_and_field_address_cells_are_the_embedders() {
+fn string_handle_new_object_new_array_type_check_and_field_address_cells_are_the_embedders() {
     let (loader, handle) = loader();
     // The loader makes no strings: the executor resolves these cells through the embedder.
     assert!(matches!(
@@ -276,7 +277,7 @@ fn string_handle_new_object_new_array_and_field_address_cells_are_the_embedders(
     assert_eq!(loader.store_cell(handle, 2, 0, 8192).unwrap(), 4096);
     assert_eq!(loader.resolve_cell(handle, 2, 0).unwrap(), 4096);
     assert!(matches!(
-        loader.store_cell(handle, 2, 4, 1),
+        loader.store_cell(handle, 2, 5, 1),
         Err(LoadError::NoSuchCell { .. })
     ));
     // Allocations too are the embedder's: a NewObject cell only names the class.
@@ -294,6 +295,11 @@ fn string_handle_new_object_new_array_and_field_address_cells_are_the_embedders(
     assert!(matches!(
         loader.resolve_cell(handle, 2, 3),
         Err(LoadError::NewArray { token: 0x0100_0004 })
+    ));
+    // And type checks.
+    assert!(matches!(
+        loader.resolve_cell(handle, 2, 4),
+        Err(LoadError::TypeCheck { token: 0x0100_0005 })
     ));
     assert_eq!(loader.resolve_cell(handle, 2, 2).unwrap(), 12288);
 }

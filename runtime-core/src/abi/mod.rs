@@ -28,6 +28,14 @@ pub const NEW_OBJECT_HELPER: &str = "crossgraph_new_object";
 /// (`OverflowException`, ECMA-335 III.4.20).
 pub const NEW_ARRAY_HELPER: &str = "crossgraph_new_array";
 
+/// Import name (module `env`) of the runtime's type-check helper, `[object i32, cell i32] ->
+/// [i32]`: compiled code's `isinst` and `castclass` call it with the object and the address of
+/// the type's `IsInstanceOf` or `ChkCast` cell (ReadyToRun fixups 0x1E, 0x1F); it returns the
+/// object when it is an instance of that type (ECMA-335 III.4.6), 0 when it is not or is null
+/// (the embedder owns the object model and answers the test). `castclass` traps on 0 for a
+/// non-null object (InvalidCastException, III.4.3).
+pub const IS_INSTANCE_HELPER: &str = "crossgraph_is_instance";
+
 /// Single-dimension, zero-based arrays as compiled code reads them on wasm32 (CoreCLR's layout
 /// on 32-bit targets): the object header (4 bytes), the element count (`u32`), then the
 /// elements, each at `DATA_OFFSET + index * element size`. The embedder allocates them

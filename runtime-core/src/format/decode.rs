@@ -266,6 +266,10 @@ fn decode_signature(r: &Reader<'_>, at: u64) -> Result<FixupSignature, FormatErr
         }
         fixup_kind::NEW_OBJECT => FixupSignature::NewObject(r.u32("new object fixup", payload)?),
         fixup_kind::NEW_ARRAY => FixupSignature::NewArray(r.u32("new array fixup", payload)?),
+        fixup_kind::IS_INSTANCE_OF => {
+            FixupSignature::IsInstanceOf(r.u32("is-instance-of fixup", payload)?)
+        }
+        fixup_kind::CHK_CAST => FixupSignature::ChkCast(r.u32("checked cast fixup", payload)?),
         fixup_kind::FIELD_ADDRESS => {
             FixupSignature::FieldAddress(r.u32("field address fixup", payload)?)
         }

@@ -303,6 +303,8 @@ fn code_sites(
         | FixupSignature::StringHandle(_)
         | FixupSignature::NewObject(_)
         | FixupSignature::NewArray(_)
+        | FixupSignature::IsInstanceOf(_)
+        | FixupSignature::ChkCast(_)
         | FixupSignature::FieldAddress(_) => {}
     }
 }
@@ -320,6 +322,8 @@ fn signature_bytes(signature: &FixupSignature) -> Vec<u8> {
         | FixupSignature::StringHandle(id)
         | FixupSignature::NewObject(id)
         | FixupSignature::NewArray(id)
+        | FixupSignature::IsInstanceOf(id)
+        | FixupSignature::ChkCast(id)
         | FixupSignature::FieldAddress(id) => out.extend_from_slice(&id.to_le_bytes()),
         FixupSignature::ResumptionStubEntryPoint { method: m, stub } => {
             method(&mut out, m);

@@ -133,6 +133,10 @@ pub mod fixup_kind {
     pub const NEW_OBJECT: u8 = 0x1C;
     /// `NewArray` (0x1D): the allocator of an array type (`newarr`).
     pub const NEW_ARRAY: u8 = 0x1D;
+    /// `IsInstanceOf` (0x1E): a type test (`isinst`).
+    pub const IS_INSTANCE_OF: u8 = 0x1E;
+    /// `ChkCast` (0x1F): a checked cast (`castclass`).
+    pub const CHK_CAST: u8 = 0x1F;
     /// `FieldAddress` (0x20): the address of a static field (`ldsfld`, `stsfld`, `ldsflda`).
     pub const FIELD_ADDRESS: u8 = 0x20;
     /// `ResumptionStubEntryPoint` (0x38): the async resumption stub of a method variant.
@@ -161,6 +165,12 @@ pub enum FixupSignature {
     /// The code calls the runtime's array helper with the cell's address and the length; the
     /// cell holds no value.
     NewArray(u32),
+    /// 0x1E, payload `token: u32`: the type token (`TypeDef`, `TypeRef` or `TypeSpec`) of the
+    /// image's assembly that `isinst` tests against. The code calls the runtime's type-check
+    /// helper with the object and the cell's address; the cell holds no value.
+    IsInstanceOf(u32),
+    /// 0x1F, payload `token: u32`: as `IsInstanceOf`, the type `castclass` casts to.
+    ChkCast(u32),
     /// 0x20, payload `token: u32`: a `Field` or `MemberRef` token (0x04xxxxxx, 0x0Axxxxxx) of
     /// the image's assembly, a static field. The cell holds the field's address once resolved
     /// (0 before; lazy: resolved by the code on first use, through the embedder, which owns
@@ -188,6 +198,8 @@ impl FixupSignature {
             FixupSignature::StringHandle(_) => fixup_kind::STRING_HANDLE,
             FixupSignature::NewObject(_) => fixup_kind::NEW_OBJECT,
             FixupSignature::NewArray(_) => fixup_kind::NEW_ARRAY,
+            FixupSignature::IsInstanceOf(_) => fixup_kind::IS_INSTANCE_OF,
+            FixupSignature::ChkCast(_) => fixup_kind::CHK_CAST,
             FixupSignature::FieldAddress(_) => fixup_kind::FIELD_ADDRESS,
             FixupSignature::ResumptionStubEntryPoint { .. } => {
                 fixup_kind::RESUMPTION_STUB_ENTRY_POINT
