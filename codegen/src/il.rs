@@ -1705,6 +1705,16 @@ impl Body {
         self.trap_if();
     }
 
+    /// Pushes the length of the array in local `array` (wasm only; [`array::LENGTH_OFFSET`]).
+    fn array_length(&mut self, array: u32) {
+        self.push(Instruction::LocalGet(array));
+        self.push(Instruction::I32Load(wasm_encoder::MemArg {
+            offset: u64::from(array::LENGTH_OFFSET),
+            align: 2,
+            memory_index: 0,
+        }));
+    }
+
     /// `[array index] -> [address]` of element `index` of an array of `size`-byte elements,
     /// minus [`array::DATA_OFFSET`] (the loads and stores add it as their offset): traps when
     /// the array is null (NullReferenceException) or the index is not below its length
@@ -1726,12 +1736,7 @@ impl Body {
         self.push(Instruction::LocalTee(array));
         self.trap_if_null();
         self.push(Instruction::LocalGet(index));
-        self.push(Instruction::LocalGet(array));
-        self.push(Instruction::I32Load(wasm_encoder::MemArg {
-            offset: u64::from(array::LENGTH_OFFSET),
-            align: 2,
-            memory_index: 0,
-        }));
+        self.array_length(array);
         self.push(Instruction::I32GeU);
         self.trap_if();
         self.push(Instruction::LocalGet(array));
@@ -2301,12 +2306,7 @@ impl Body {
                 let array = self.scratch(I32, &mut taken);
                 self.push(Instruction::LocalTee(array));
                 self.trap_if_null();
-                self.push(Instruction::LocalGet(array));
-                self.push(Instruction::I32Load(wasm_encoder::MemArg {
-                    offset: u64::from(array::LENGTH_OFFSET),
-                    align: 2,
-                    memory_index: 0,
-                }));
+                self.array_length(array);
                 self.stack.push(I32);
             }
             _ if op.starts_with("ldelem") || op.starts_with("stelem") => {

@@ -124,6 +124,102 @@ pub enum NodeKey {
     },
 }
 
+/// A kind of import cell compiled code reaches through one of the runtime's helpers: `ldstr`'s
+/// strings, `newobj`'s classes, `newarr`'s element types, the types of `isinst` and
+/// `castclass`, static fields. Each kind's cells form one lazy import section; every use of a
+/// cell is the same op sequence (the cell's address, then the helper).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HelperCell {
+    Literal,
+    Class,
+    Array,
+    IsInstance,
+    Cast,
+    Field,
+}
+
+impl HelperCell {
+    /// Every kind, in the order their sections and helpers are written.
+    const ALL: [HelperCell; 6] = [
+        HelperCell::Literal,
+        HelperCell::Class,
+        HelperCell::Array,
+        HelperCell::IsInstance,
+        HelperCell::Cast,
+        HelperCell::Field,
+    ];
+
+    /// The kind and token of a node that is such a cell.
+    fn of(key: &NodeKey) -> Option<(HelperCell, u32)> {
+        Some(match *key {
+            NodeKey::StringImport(token) => (HelperCell::Literal, token),
+            NodeKey::NewObjectImport(token) => (HelperCell::Class, token),
+            NodeKey::NewArrayImport(token) => (HelperCell::Array, token),
+            NodeKey::TypeCheckImport { cast: false, token } => (HelperCell::IsInstance, token),
+            NodeKey::TypeCheckImport { cast: true, token } => (HelperCell::Cast, token),
+            NodeKey::FieldAddressImport(token) => (HelperCell::Field, token),
+            _ => return None,
+        })
+    }
+
+    /// The cell's fixup signature.
+    fn signature(self, token: u32) -> FixupSignature {
+        match self {
+            HelperCell::Literal => FixupSignature::StringHandle(token),
+            HelperCell::Class => FixupSignature::NewObject(token),
+            HelperCell::Array => FixupSignature::NewArray(token),
+            HelperCell::IsInstance => FixupSignature::IsInstanceOf(token),
+            HelperCell::Cast => FixupSignature::ChkCast(token),
+            HelperCell::Field => FixupSignature::FieldAddress(token),
+        }
+    }
+
+    /// The type of the section holding these cells.
+    fn section_type(self) -> ImportSectionType {
+        match self {
+            HelperCell::Literal => ImportSectionType::STRING_HANDLE,
+            _ => ImportSectionType::UNKNOWN,
+        }
+    }
+
+    /// The runtime helper's import name and its parameter count (`[cell] -> [i32]` or, with
+    /// a value below the cell, `[value, cell] -> [i32]`; all `i32`).
+    fn helper(self) -> (&'static str, usize) {
+        match self {
+            HelperCell::Literal => (STRING_LITERAL_HELPER, 1),
+            HelperCell::Class => (NEW_OBJECT_HELPER, 1),
+            HelperCell::Array => (NEW_ARRAY_HELPER, 2),
+            HelperCell::IsInstance | HelperCell::Cast => (IS_INSTANCE_HELPER, 2),
+            HelperCell::Field => (FIELD_ADDRESS_HELPER, 1),
+        }
+    }
+
+    /// What a use of the cell at image offset `cell_rva` becomes.
+    fn sequence(self, cell_rva: u32, helper: SymbolId) -> Vec<crossgraph_codegen::Op> {
+        match self {
+            HelperCell::Literal => string_through_cell(cell_rva, helper),
+            HelperCell::Class => new_object_through_cell(cell_rva, helper),
+            HelperCell::Array => new_array_through_cell(cell_rva, helper),
+            HelperCell::IsInstance | HelperCell::Cast => type_check_through_cell(cell_rva, helper),
+            HelperCell::Field => field_address_through_cell(cell_rva, helper),
+        }
+    }
+
+    /// The `--map` row's kind and name of the cell.
+    fn map_entry(self, view: &AssemblyView<'_>, token: u32) -> (&'static str, String) {
+        match self {
+            HelperCell::Literal => ("StringImport", string_import_name(view, token)),
+            HelperCell::Class => ("DelayLoadHelperImport", new_object_name(view, token)),
+            HelperCell::Array => ("DelayLoadHelperImport", new_array_name(view, token)),
+            HelperCell::IsInstance => {
+                ("DelayLoadHelperImport", type_check_name(view, false, token))
+            }
+            HelperCell::Cast => ("DelayLoadHelperImport", type_check_name(view, true, token)),
+            HelperCell::Field => ("DelayLoadHelperImport", field_address_name(view, token)),
+        }
+    }
+}
+
 impl NodeKey {
     /// The node kind, as `--map` and `--stats` name it.
     pub fn kind(&self) -> &'static str {
@@ -1431,11 +1527,8 @@ fn emit(
     let mut stubs: Vec<u32> = Vec::new();
     let mut entry_points: Vec<u32> = Vec::new();
     let mut thunk_keys: Vec<String> = Vec::new();
-    let mut literals: Vec<u32> = Vec::new();
-    let mut classes: Vec<u32> = Vec::new();
-    let mut fields: Vec<u32> = Vec::new();
-    let mut arrays: Vec<u32> = Vec::new();
-    let mut type_checks: Vec<(bool, u32)> = Vec::new();
+    // Cells of each HelperCell kind, by token.
+    let mut helper_tokens: [Vec<u32>; HelperCell::ALL.len()] = Default::default();
     let mut inject = false;
     for key in marked {
         counts
@@ -1451,12 +1544,11 @@ fn emit(
                 thunk_keys.push(k.clone());
             }
             NodeKey::InjectStringThunks => inject = true,
-            NodeKey::StringImport(token) => literals.push(*token),
-            NodeKey::NewObjectImport(token) => classes.push(*token),
-            NodeKey::FieldAddressImport(token) => fields.push(*token),
-            NodeKey::NewArrayImport(token) => arrays.push(*token),
-            NodeKey::TypeCheckImport { cast, token } => type_checks.push((*cast, *token)),
-            _ => {}
+            key => {
+                if let Some((kind, token)) = HelperCell::of(key) {
+                    helper_tokens[kind as usize].push(token);
+                }
+            }
         }
     }
     let mut nodes_by_kind: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -1468,11 +1560,7 @@ fn emit(
     async_cells.sort_unstable();
     stubs.sort_unstable();
     entry_points.sort_unstable();
-    literals.sort_unstable();
-    classes.sort_unstable();
-    fields.sort_unstable();
-    arrays.sort_unstable();
-    type_checks.sort_unstable();
+    helper_tokens.iter_mut().for_each(|t| t.sort_unstable());
     thunk_keys.sort();
     // Each sorted list's position by token: a cell's index in its section.
     let index_of = |tokens: &[u32]| -> FxHashMap<u32, usize> {
@@ -1482,15 +1570,8 @@ fn emit(
     let entry_point_index = index_of(&entry_points);
     let async_cell_index = index_of(&async_cells);
     let stub_index = index_of(&stubs);
-    let literal_index = index_of(&literals);
-    let class_index = index_of(&classes);
-    let field_index = index_of(&fields);
-    let array_index = index_of(&arrays);
-    let type_check_index: FxHashMap<(bool, u32), usize> = type_checks
-        .iter()
-        .enumerate()
-        .map(|(c, &key)| (key, c))
-        .collect();
+    let helper_index: Vec<FxHashMap<u32, usize>> =
+        helper_tokens.iter().map(|t| index_of(t)).collect();
     let variant_signature = |token: u32| -> WasmSignature {
         factory.plans[&token]
             .signature
@@ -1597,63 +1678,23 @@ fn emit(
             .map(|&token| method_entry(MethodSigFlags::NONE, token))
             .collect(),
     );
-    // String literals: lazy cells holding 0 until the code's first `ldstr` resolves them.
-    let literal_section = push_section(
-        ImportSectionFlags::NONE,
-        ImportSectionType::STRING_HANDLE,
-        POINTER.size() as u8,
-        literals
-            .iter()
-            .map(|&token| FixupSignature::StringHandle(token))
-            .collect(),
-    );
-    // Allocations: one lazy cell per class, naming it for the runtime's allocation helper.
-    let class_section = push_section(
-        ImportSectionFlags::NONE,
-        ImportSectionType::UNKNOWN,
-        POINTER.size() as u8,
-        classes
-            .iter()
-            .map(|&token| FixupSignature::NewObject(token))
-            .collect(),
-    );
-    // Arrays: one cell per element type, naming it for the runtime's array helper.
-    let array_section = push_section(
-        ImportSectionFlags::NONE,
-        ImportSectionType::UNKNOWN,
-        POINTER.size() as u8,
-        arrays
-            .iter()
-            .map(|&token| FixupSignature::NewArray(token))
-            .collect(),
-    );
-    // Type tests: one cell per (isinst or castclass, type), naming the type for the runtime's
-    // type-check helper.
-    let type_check_section = push_section(
-        ImportSectionFlags::NONE,
-        ImportSectionType::UNKNOWN,
-        POINTER.size() as u8,
-        type_checks
-            .iter()
-            .map(|&(cast, token)| {
-                if cast {
-                    FixupSignature::ChkCast(token)
-                } else {
-                    FixupSignature::IsInstanceOf(token)
-                }
-            })
-            .collect(),
-    );
-    // Static fields: lazy cells holding 0 until the code's first access resolves them.
-    let field_section = push_section(
-        ImportSectionFlags::NONE,
-        ImportSectionType::UNKNOWN,
-        POINTER.size() as u8,
-        fields
-            .iter()
-            .map(|&token| FixupSignature::FieldAddress(token))
-            .collect(),
-    );
+    // The cells compiled code reaches through the runtime's helpers: one lazy section per
+    // kind (string cells hold 0 until the code's first `ldstr` resolves them, field cells
+    // likewise; the others only name a type for their helper).
+    let helper_sections: Vec<Option<usize>> = HelperCell::ALL
+        .iter()
+        .map(|&kind| {
+            push_section(
+                ImportSectionFlags::NONE,
+                kind.section_type(),
+                POINTER.size() as u8,
+                helper_tokens[kind as usize]
+                    .iter()
+                    .map(|&token| kind.signature(token))
+                    .collect(),
+            )
+        })
+        .collect();
 
     // Each method's outcome, in parallel (24,000 names are copied here), then distributed in
     // method order. `methods` is in row order: method i has row id i + 1, its result's index.
@@ -1779,53 +1820,35 @@ fn emit(
     let cell_rva = initial_rva(cell_section);
     let entry_point_rva = initial_rva(entry_point_section);
     let async_cell_rva = initial_rva(async_cell_section);
-    let literal_rva = initial_rva(literal_section);
-    let class_rva = initial_rva(class_section);
-    let field_rva = initial_rva(field_section);
-    let array_rva = initial_rva(array_section);
-    let type_check_rva = initial_rva(type_check_section);
-    // The runtime's string-literal and allocation helpers (`[cell i32] -> [i32]`), imported
-    // when used.
-    let mut cell_helper = |used: bool, name: &str| {
-        used.then(|| {
-            let helper = object.symbol(name);
-            object.import(
-                helper,
-                ImportedFunction {
-                    module: "env".into(),
-                    name: name.into(),
-                    ty: WasmFuncType {
-                        params: vec![WasmValueType::I32],
-                        results: vec![WasmValueType::I32],
-                    },
-                },
-            );
-            helper
+    let helper_rva: Vec<FxHashMap<usize, u32>> = helper_sections
+        .iter()
+        .map(|&section| initial_rva(section))
+        .collect();
+    // The runtime's helpers of those cells, imported when used (`isinst` and `castclass`
+    // share one).
+    let helpers: Vec<Option<SymbolId>> = HelperCell::ALL
+        .iter()
+        .map(|&kind| {
+            (!helper_tokens[kind as usize].is_empty()).then(|| {
+                let (name, params) = kind.helper();
+                let helper = object.symbol(name);
+                if !object.is_bound(helper) {
+                    object.import(
+                        helper,
+                        ImportedFunction {
+                            module: "env".into(),
+                            name: name.into(),
+                            ty: WasmFuncType {
+                                params: vec![WasmValueType::I32; params],
+                                results: vec![WasmValueType::I32],
+                            },
+                        },
+                    );
+                }
+                helper
+            })
         })
-    };
-    let string_helper = cell_helper(!literals.is_empty(), STRING_LITERAL_HELPER);
-    let new_object_helper = cell_helper(!classes.is_empty(), NEW_OBJECT_HELPER);
-    let field_helper = cell_helper(!fields.is_empty(), FIELD_ADDRESS_HELPER);
-    // The runtime's array and type-check helpers, `[value i32, cell i32] -> [i32]`.
-    let mut pair_helper = |used: bool, name: &str| {
-        used.then(|| {
-            let helper = object.symbol(name);
-            object.import(
-                helper,
-                ImportedFunction {
-                    module: "env".into(),
-                    name: name.into(),
-                    ty: WasmFuncType {
-                        params: vec![WasmValueType::I32, WasmValueType::I32],
-                        results: vec![WasmValueType::I32],
-                    },
-                },
-            );
-            helper
-        })
-    };
-    let array_helper = pair_helper(!arrays.is_empty(), NEW_ARRAY_HELPER);
-    let type_check_helper = pair_helper(!type_checks.is_empty(), IS_INSTANCE_HELPER);
+        .collect();
     if bodies.iter().any(|(_, body)| body.throws) {
         object.import(
             factory.throw_helper,
@@ -1881,44 +1904,16 @@ fn emit(
     let entry_seqs: Vec<SequenceId> = (0..entry_points.len())
         .map(|c| object.sequence(portable_entry_point_address(entry_point_rva[&c])))
         .collect();
-    let literal_seqs: Vec<SequenceId> = (0..literals.len())
-        .map(|c| {
-            object.sequence(string_through_cell(
-                literal_rva[&c],
-                string_helper.expect("imported when there are literals"),
-            ))
-        })
-        .collect();
-    let class_seqs: Vec<SequenceId> = (0..classes.len())
-        .map(|c| {
-            object.sequence(new_object_through_cell(
-                class_rva[&c],
-                new_object_helper.expect("imported when there are allocations"),
-            ))
-        })
-        .collect();
-    let array_seqs: Vec<SequenceId> = (0..arrays.len())
-        .map(|c| {
-            object.sequence(new_array_through_cell(
-                array_rva[&c],
-                array_helper.expect("imported when there are arrays"),
-            ))
-        })
-        .collect();
-    let type_check_seqs: Vec<SequenceId> = (0..type_checks.len())
-        .map(|c| {
-            object.sequence(type_check_through_cell(
-                type_check_rva[&c],
-                type_check_helper.expect("imported when there are type tests"),
-            ))
-        })
-        .collect();
-    let field_seqs: Vec<SequenceId> = (0..fields.len())
-        .map(|c| {
-            object.sequence(field_address_through_cell(
-                field_rva[&c],
-                field_helper.expect("imported when there are static fields"),
-            ))
+    let helper_seqs: Vec<Vec<SequenceId>> = HelperCell::ALL
+        .iter()
+        .map(|&kind| {
+            let i = kind as usize;
+            (0..helper_tokens[i].len())
+                .map(|c| {
+                    let helper = helpers[i].expect("imported when there are cells");
+                    object.sequence(kind.sequence(helper_rva[i][&c], helper))
+                })
+                .collect()
         })
         .collect();
 
@@ -1939,18 +1934,8 @@ fn emit(
         EntryPoint,
         /// A call of an async variant at a suspension point.
         AsyncCall,
-        /// `ldstr`: the literal's string cell.
-        Literal,
-        /// `newobj`'s allocation: the class's cell.
-        Allocation,
-        /// A static field's address: the field's cell.
-        StaticField,
-        /// `newarr`'s allocation: the element type's cell.
-        ArrayAllocation,
-        /// `isinst`: the type's `IsInstanceOf` cell.
-        IsInstance,
-        /// `castclass`: the type's `ChkCast` cell.
-        Cast,
+        /// A use of a cell of one of the runtime's helpers.
+        Helper(HelperCell),
     }
     // Rewriting the bodies is independent per method: in parallel, in method order.
     let functions: Vec<(SymbolId, DefinedFunction, bool)> = {
@@ -1981,32 +1966,32 @@ fn emit(
                     .chain(
                         body.string_sites
                             .iter()
-                            .map(|&(i, t)| (i, t, Site::Literal)),
+                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::Literal))),
                     )
                     .chain(
                         body.new_object_sites
                             .iter()
-                            .map(|&(i, t)| (i, t, Site::Allocation)),
+                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::Class))),
                     )
                     .chain(
                         body.static_field_sites
                             .iter()
-                            .map(|&(i, t)| (i, t, Site::StaticField)),
+                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::Field))),
                     )
                     .chain(
                         body.new_array_sites
                             .iter()
-                            .map(|&(i, t)| (i, t, Site::ArrayAllocation)),
+                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::Array))),
                     )
                     .chain(
                         body.isinst_sites
                             .iter()
-                            .map(|&(i, t)| (i, t, Site::IsInstance)),
+                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::IsInstance))),
                     )
                     .chain(
                         body.castclass_sites
                             .iter()
-                            .map(|&(i, t)| (i, t, Site::Cast)),
+                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::Cast))),
                     )
                     .collect();
                 for (index, target, site) in sites {
@@ -2018,12 +2003,10 @@ fn emit(
                         Site::Call => cell_call_seqs[cell_index[&target]],
                         Site::Address => address_seqs[cell_index[&target]],
                         Site::EntryPoint => entry_seqs[entry_point_index[&target]],
-                        Site::Literal => literal_seqs[literal_index[&target]],
-                        Site::Allocation => class_seqs[class_index[&target]],
-                        Site::StaticField => field_seqs[field_index[&target]],
-                        Site::ArrayAllocation => array_seqs[array_index[&target]],
-                        Site::IsInstance => type_check_seqs[type_check_index[&(false, target)]],
-                        Site::Cast => type_check_seqs[type_check_index[&(true, target)]],
+                        Site::Helper(kind) => {
+                            let i = kind as usize;
+                            helper_seqs[i][helper_index[i][&target]]
+                        }
                     };
                     body.code.ops[index] = crossgraph_codegen::Op::Sequence(sequence);
                 }
@@ -2218,46 +2201,20 @@ fn emit(
     {
         use rayon::prelude::*;
         let view = factory.ts.view(0);
-        map.par_extend(literals.par_iter().enumerate().map(|(c, &token)| MapEntry {
-            kind: "StringImport",
-            name: string_import_name(view, token),
-            section: "image",
-            offset: literal_rva[&c],
-            size: POINTER.size(),
-        }));
-        map.par_extend(classes.par_iter().enumerate().map(|(c, &token)| MapEntry {
-            kind: "DelayLoadHelperImport",
-            name: new_object_name(view, token),
-            section: "image",
-            offset: class_rva[&c],
-            size: POINTER.size(),
-        }));
-        map.par_extend(
-            type_checks
-                .par_iter()
-                .enumerate()
-                .map(|(c, &(cast, token))| MapEntry {
-                    kind: "DelayLoadHelperImport",
-                    name: type_check_name(view, cast, token),
+        for kind in HelperCell::ALL {
+            let i = kind as usize;
+            let rva = &helper_rva[i];
+            map.par_extend(helper_tokens[i].par_iter().enumerate().map(|(c, &token)| {
+                let (kind, name) = kind.map_entry(view, token);
+                MapEntry {
+                    kind,
+                    name,
                     section: "image",
-                    offset: type_check_rva[&c],
+                    offset: rva[&c],
                     size: POINTER.size(),
-                }),
-        );
-        map.par_extend(arrays.par_iter().enumerate().map(|(c, &token)| MapEntry {
-            kind: "DelayLoadHelperImport",
-            name: new_array_name(view, token),
-            section: "image",
-            offset: array_rva[&c],
-            size: POINTER.size(),
-        }));
-        map.par_extend(fields.par_iter().enumerate().map(|(c, &token)| MapEntry {
-            kind: "DelayLoadHelperImport",
-            name: field_address_name(view, token),
-            section: "image",
-            offset: field_rva[&c],
-            size: POINTER.size(),
-        }));
+                }
+            }));
+        }
     }
     clock.lap("emit: map");
     Ok(CompileOutput {
