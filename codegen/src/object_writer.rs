@@ -406,6 +406,23 @@ impl ObjectModule {
         self.imports.push((symbol, function));
     }
 
+    /// The symbol `name`, imported from module `env` with type `ty` unless it is already
+    /// bound (the runtime's helpers: several users may ask for one).
+    pub fn import_env(&mut self, name: &str, ty: WasmFuncType) -> SymbolId {
+        let symbol = self.symbol(name);
+        if !self.is_bound(symbol) {
+            self.import(
+                symbol,
+                ImportedFunction {
+                    module: "env".into(),
+                    name: name.into(),
+                    ty,
+                },
+            );
+        }
+        symbol
+    }
+
     /// Defines `symbol`.
     pub fn define(&mut self, symbol: SymbolId, function: DefinedFunction) {
         self.bind(symbol, Binding::Function(self.functions.len() as u32));

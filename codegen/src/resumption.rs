@@ -6,7 +6,7 @@ use wasm_encoder::Instruction;
 
 use crate::abi::WasmValueType;
 use crate::memory::{store, zero};
-use crate::object_writer::{Code, DefinedFunction, ImportedFunction, ObjectModule, Op, SymbolId};
+use crate::object_writer::{Code, DefinedFunction, ObjectModule, Op, SymbolId};
 use crate::signature::{ParamAbi, ReturnAbi, WasmFuncType, WasmSignature};
 pub use crossgraph_runtime_core::abi::continuation::{
     ALLOC_HELPER, DATA, NEXT, RESULT, RESUME, RESUMPTION_STUB_SIGNATURE, STATE, SUSPEND_HELPER,
@@ -39,21 +39,12 @@ impl AsyncHelpers {
     pub fn import(self, module: &mut ObjectModule) {
         use WasmValueType::I32;
         let helpers = [
-            (self.alloc, ALLOC_HELPER, vec![I32], vec![I32]),
-            (self.suspend, SUSPEND_HELPER, vec![I32], vec![]),
-            (self.take, TAKE_HELPER, vec![], vec![I32]),
+            (ALLOC_HELPER, vec![I32], vec![I32]),
+            (SUSPEND_HELPER, vec![I32], vec![]),
+            (TAKE_HELPER, vec![], vec![I32]),
         ];
-        for (symbol, name, params, results) in helpers {
-            if !module.is_bound(symbol) {
-                module.import(
-                    symbol,
-                    ImportedFunction {
-                        module: "env".into(),
-                        name: name.into(),
-                        ty: WasmFuncType { params, results },
-                    },
-                );
-            }
+        for (name, params, results) in helpers {
+            module.import_env(name, WasmFuncType { params, results });
         }
     }
 }

@@ -13,7 +13,7 @@ use wasm_encoder::Instruction;
 
 use crate::abi::WasmValueType;
 use crate::memory::{load, store};
-use crate::object_writer::{Code, DefinedFunction, ImportedFunction, ObjectModule, Op, SymbolId};
+use crate::object_writer::{Code, DefinedFunction, ObjectModule, Op, SymbolId};
 use crate::signature::{WasmFuncType, WasmSignature};
 pub use crossgraph_runtime_core::abi::layout::{
     ArgLayout, ArgRole, ArgSlot, LayoutError, RetSlot, SlotKind,
@@ -32,34 +32,20 @@ pub const DELAY_LOAD_HELPER: &str = "crossgraph_delay_load";
 /// their symbols `(interpreter entry, delay-load helper)`.
 pub fn import_runtime_helpers(module: &mut ObjectModule) -> (SymbolId, SymbolId) {
     use WasmValueType::I32;
-    let entry = module.symbol(INTERPRETER_ENTRY);
-    if !module.is_bound(entry) {
-        module.import(
-            entry,
-            ImportedFunction {
-                module: "env".into(),
-                name: INTERPRETER_ENTRY.into(),
-                ty: WasmFuncType {
-                    params: vec![I32; 4],
-                    results: vec![],
-                },
-            },
-        );
-    }
-    let delay_load = module.symbol(DELAY_LOAD_HELPER);
-    if !module.is_bound(delay_load) {
-        module.import(
-            delay_load,
-            ImportedFunction {
-                module: "env".into(),
-                name: DELAY_LOAD_HELPER.into(),
-                ty: WasmFuncType {
-                    params: vec![I32],
-                    results: vec![I32],
-                },
-            },
-        );
-    }
+    let entry = module.import_env(
+        INTERPRETER_ENTRY,
+        WasmFuncType {
+            params: vec![I32; 4],
+            results: vec![],
+        },
+    );
+    let delay_load = module.import_env(
+        DELAY_LOAD_HELPER,
+        WasmFuncType {
+            params: vec![I32],
+            results: vec![I32],
+        },
+    );
     (entry, delay_load)
 }
 

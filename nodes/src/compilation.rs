@@ -46,9 +46,8 @@ use crossgraph_codegen::thunk::{
     r2r_to_interpreter,
 };
 use crossgraph_codegen::{
-    DataReloc, DefinedFunction, ImportedFunction, MethodAbi, ObjectModule, PointerWidth,
-    SequenceId, SymbolId, ThunkDirection, WasmFuncType, WasmSignature, WasmValueType,
-    lower_signature,
+    DataReloc, DefinedFunction, MethodAbi, ObjectModule, PointerWidth, SequenceId, SymbolId,
+    ThunkDirection, WasmFuncType, WasmSignature, WasmValueType, lower_signature,
 };
 use crossgraph_graph::{
     AnalysisError, AnalysisStats, Analyzer, AnalyzerOptions, Dependencies, FirstMark, FullGraph,
@@ -1831,34 +1830,22 @@ fn emit(
         .map(|&kind| {
             (!helper_tokens[kind as usize].is_empty()).then(|| {
                 let (name, params) = kind.helper();
-                let helper = object.symbol(name);
-                if !object.is_bound(helper) {
-                    object.import(
-                        helper,
-                        ImportedFunction {
-                            module: "env".into(),
-                            name: name.into(),
-                            ty: WasmFuncType {
-                                params: vec![WasmValueType::I32; params],
-                                results: vec![WasmValueType::I32],
-                            },
-                        },
-                    );
-                }
-                helper
+                object.import_env(
+                    name,
+                    WasmFuncType {
+                        params: vec![WasmValueType::I32; params],
+                        results: vec![WasmValueType::I32],
+                    },
+                )
             })
         })
         .collect();
     if bodies.iter().any(|(_, body)| body.throws) {
-        object.import(
-            factory.throw_helper,
-            ImportedFunction {
-                module: "env".into(),
-                name: THROW_HELPER.into(),
-                ty: WasmFuncType {
-                    params: vec![WasmValueType::I32],
-                    results: vec![],
-                },
+        object.import_env(
+            THROW_HELPER,
+            WasmFuncType {
+                params: vec![WasmValueType::I32],
+                results: vec![],
             },
         );
     }
@@ -1944,55 +1931,21 @@ fn emit(
             .into_par_iter()
             .map(|(m, mut body)| {
                 let plan = &factory.plans[&m.token];
-                let sites: Vec<(usize, u32, Site)> = body
-                    .call_sites
-                    .iter()
-                    .map(|&(i, t)| (i, t, Site::Call))
-                    .chain(
-                        body.address_sites
-                            .iter()
-                            .map(|&(i, t)| (i, t, Site::Address)),
-                    )
-                    .chain(
-                        body.entry_point_sites
-                            .iter()
-                            .map(|&(i, t)| (i, t, Site::EntryPoint)),
-                    )
-                    .chain(
-                        body.async_call_sites
-                            .iter()
-                            .map(|&(i, t)| (i, t, Site::AsyncCall)),
-                    )
-                    .chain(
-                        body.string_sites
-                            .iter()
-                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::Literal))),
-                    )
-                    .chain(
-                        body.new_object_sites
-                            .iter()
-                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::Class))),
-                    )
-                    .chain(
-                        body.static_field_sites
-                            .iter()
-                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::Field))),
-                    )
-                    .chain(
-                        body.new_array_sites
-                            .iter()
-                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::Array))),
-                    )
-                    .chain(
-                        body.isinst_sites
-                            .iter()
-                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::IsInstance))),
-                    )
-                    .chain(
-                        body.castclass_sites
-                            .iter()
-                            .map(|&(i, t)| (i, t, Site::Helper(HelperCell::Cast))),
-                    )
+                let lists: [(&[(usize, u32)], Site); 10] = [
+                    (&body.call_sites, Site::Call),
+                    (&body.address_sites, Site::Address),
+                    (&body.entry_point_sites, Site::EntryPoint),
+                    (&body.async_call_sites, Site::AsyncCall),
+                    (&body.string_sites, Site::Helper(HelperCell::Literal)),
+                    (&body.new_object_sites, Site::Helper(HelperCell::Class)),
+                    (&body.static_field_sites, Site::Helper(HelperCell::Field)),
+                    (&body.new_array_sites, Site::Helper(HelperCell::Array)),
+                    (&body.isinst_sites, Site::Helper(HelperCell::IsInstance)),
+                    (&body.castclass_sites, Site::Helper(HelperCell::Cast)),
+                ];
+                let sites: Vec<(usize, u32, Site)> = lists
+                    .into_iter()
+                    .flat_map(|(list, site)| list.iter().map(move |&(i, t)| (i, t, site)))
                     .collect();
                 for (index, target, site) in sites {
                     let local = is_compiled(target);
