@@ -309,6 +309,13 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                             m.token,
                             method_marks(m.flags)
                         )?,
+                        FixupSignature::VirtualEntry(m) => writeln!(
+                            out,
+                            "  [{c}] VirtualEntry (0x16) 0x{:08x}{}, interpreter thunk slot {}",
+                            m.token,
+                            method_marks(m.flags),
+                            cell.initial
+                        )?,
                         FixupSignature::Helper(id) => {
                             writeln!(out, "  [{c}] Helper (0x1A) {id}")?;
                         }

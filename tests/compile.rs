@@ -380,12 +380,16 @@ fn the_output_does_not_depend_on_the_thread_count() {
 #[test]
 fn callvirt_of_a_non_virtual_method_is_a_direct_call_that_checks_this() {
     let output = compile_demo();
-    let virt = output
-        .not_compiled
-        .iter()
-        .find(|m| m.name == "Demo.Counter::CallVirt")
-        .expect("a virtual call stays interpreted");
-    assert!(virt.reason.contains("virtual method"), "{}", virt.reason);
+    // A virtual method's call is dispatched (tests/il_fixtures.rs runs it); a non-virtual
+    // one is direct.
+    assert!(
+        output
+            .compiled
+            .iter()
+            .any(|(_, name)| name == "Demo.Counter::CallVirt"),
+        "{:?}",
+        output.not_compiled
+    );
     let mut exec = executor_without_interpreted_methods(&output);
     let mut call = |args: &[Val]| {
         exec.invoke_by_name("Demo.Counter::CallGet", &sig("iiip"), args)

@@ -1643,3 +1643,232 @@ fn isinst_and_castclass_ask_the_embedder_through_type_check_cells() {
     let err = call(&mut bare, "IsDog", a_dog).unwrap_err();
     assert!(err.to_string().contains("no object model"), "{err}");
 }
+
+/// An embedder whose objects are handles it keeps the types of (compiled code never reads
+/// them here), with each type's overrides; it runs `Circle`'s interpreted overrides (the
+/// thread-static field they read is 100 here) and counts the dispatches it answers.
+struct VirtualInterpreter {
+    /// Type of each object handle (any distinct number per type).
+    objects: std::collections::HashMap<u32, u32>,
+    /// (type, virtual method) -> the override that type runs.
+    overrides: std::collections::HashMap<(u32, u32), u32>,
+    circle_area: u32,
+    circle_scale: u32,
+    dispatches: std::sync::atomic::AtomicUsize,
+    /// Entry points the interpreter ran, and `this` of each.
+    executed: std::sync::Mutex<Vec<(u32, u32)>>,
+}
+
+impl Interpreter for VirtualInterpreter {
+    fn execute(
+        &self,
+        entry: u32,
+        memory: &mut [u8],
+        args: u32,
+        _: u32,
+        ret: u32,
+    ) -> Result<(), String> {
+        let signature = if entry == self.circle_area {
+            "iTp"
+        } else if entry == self.circle_scale {
+            "iTip"
+        } else {
+            return Err(format!("{entry:#x} was not expected in the interpreter"));
+        };
+        let layout = ArgLayout::of(&sig(signature)).unwrap();
+        let word = |role: ArgRole| {
+            let slot = layout.args.iter().find(|a| a.role == role).unwrap();
+            let at = (args + slot.offset) as usize;
+            i32::from_le_bytes(memory[at..at + 4].try_into().unwrap())
+        };
+        let this = word(ArgRole::This) as u32;
+        let result = if entry == self.circle_area {
+            100 + 3
+        } else {
+            100 + word(ArgRole::Param(0))
+        };
+        self.executed.lock().unwrap().push((entry, this));
+        let r = ret as usize;
+        memory[r..r + 4].copy_from_slice(&result.to_le_bytes());
+        Ok(())
+    }
+
+    fn virtual_target(&self, _: &mut [u8], object: u32, token: u32) -> Result<u32, String> {
+        self.dispatches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ty = self
+            .objects
+            .get(&object)
+            .ok_or_else(|| format!("no object {object:#x}"))?;
+        self.overrides
+            .get(&(*ty, token))
+            .copied()
+            .ok_or_else(|| format!("type {ty} has no override of 0x{token:08x}"))
+    }
+}
+
+#[test]
+fn virtual_calls_reach_the_receivers_override_through_virtual_entry_cells() {
+    let output = compile(&assemble("virtual.il"));
+    for name in ["AreaOf", "ScaleOf", "MeasureOf", "HashOf", "SidesOf"] {
+        token_of(&output, &format!("Fixture.Calls::{name}"));
+    }
+    let shape_area = token_of(&output, "Fixture.Shape::Area");
+    let shape_scale = token_of(&output, "Fixture.Shape::Scale");
+    let shape_sides = token_of(&output, "Fixture.Shape::Sides");
+    let square_area = token_of(&output, "Fixture.Square::Area");
+    let square_scale = token_of(&output, "Fixture.Square::Scale");
+    let square_measure = token_of(&output, "Fixture.Square::Measure");
+    let square_hash = token_of(&output, "Fixture.Square::GetHashCode");
+    let interpreted = |name: &str| {
+        output
+            .not_compiled
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} stays interpreted"))
+            .token
+    };
+    let (circle_area, circle_scale) = (
+        interpreted("Fixture.Circle::Area"),
+        interpreted("Fixture.Circle::Scale"),
+    );
+
+    // One VirtualEntry cell per virtual method called (none for the final Sides), in a
+    // dispatch section; each holds the R2R -> interpreter thunk of its method's signature.
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let section = image
+        .import_sections
+        .iter()
+        .find(|s| {
+            s.cells
+                .iter()
+                .any(|c| matches!(c.signature, FixupSignature::VirtualEntry(_)))
+        })
+        .expect("a VirtualEntry section");
+    assert_eq!(section.kind, ImportSectionType::STUB_DISPATCH);
+    let cells: Vec<(u32, u32)> = section
+        .cells
+        .iter()
+        .map(|c| match c.signature {
+            FixupSignature::VirtualEntry(m) => {
+                assert_eq!(m.flags, MethodSigFlags::NONE);
+                (m.token, c.initial)
+            }
+            ref other => panic!("{other:?} in the VirtualEntry section"),
+        })
+        .collect();
+    assert_eq!(cells.len(), 4, "{cells:?}");
+    let tokens: Vec<u32> = cells.iter().map(|c| c.0).collect();
+    assert!(tokens.contains(&shape_area) && tokens.contains(&shape_scale));
+    assert!(
+        !tokens.contains(&shape_sides),
+        "a final method needs no dispatch"
+    );
+    let get_hash_code = *tokens
+        .iter()
+        .find(|&&t| t >> 24 == 0x0a)
+        .expect("Object::GetHashCode is a MemberRef cell");
+    let measure = *tokens
+        .iter()
+        .find(|&&t| t >> 24 == 0x06 && t != shape_area && t != shape_scale)
+        .expect("IMeasured::Measure has a cell");
+    let thunks: std::collections::HashMap<String, u32> = image
+        .import_sections
+        .iter()
+        .flat_map(|s| &s.cells)
+        .find_map(|c| match &c.signature {
+            FixupSignature::InjectStringThunks(t) => {
+                Some(t.iter().map(|t| (t.key.clone(), t.code)).collect())
+            }
+            _ => None,
+        })
+        .expect("string thunks");
+    let thunk_of = |signature: &str| {
+        thunks[&sig(signature)
+            .thunk_key(crossgraph::runtime_core::abi::ThunkDirection::R2RToInterpreter)]
+    };
+    for &(token, initial) in &cells {
+        let signature = if token == shape_scale || token == measure {
+            "iTip"
+        } else {
+            "iTp"
+        };
+        assert_eq!(initial, thunk_of(signature), "cell of 0x{token:08x}");
+    }
+
+    let (a_square, a_circle, a_shape) = (0x1000u32, 0x2000u32, 0x3000u32);
+    let (square, circle, shape) = (1, 2, 3);
+    let embedder = Arc::new(VirtualInterpreter {
+        objects: [(a_square, square), (a_circle, circle), (a_shape, shape)].into(),
+        overrides: [
+            ((square, shape_area), square_area),
+            ((square, shape_scale), square_scale),
+            ((square, measure), square_measure),
+            ((square, get_hash_code), square_hash),
+            ((circle, shape_area), circle_area),
+            ((circle, shape_scale), circle_scale),
+            ((shape, shape_area), shape_area),
+            ((shape, shape_scale), shape_scale),
+        ]
+        .into(),
+        circle_area,
+        circle_scale,
+        dispatches: Default::default(),
+        executed: Default::default(),
+    });
+    let mut exec = instantiate(&output, embedder.clone());
+    let call = |exec: &mut Executor, name: &str, args: &[i32]| {
+        let signature = if args.len() == 1 { "iip" } else { "iiip" };
+        let args: Vec<Val> = args.iter().map(|&a| Val::I32(a)).collect();
+        exec.invoke_by_name(&format!("Fixture.Calls::{name}"), &sig(signature), &args)
+            .map(|v| v.unwrap().unwrap_i32())
+    };
+    let dispatches = || {
+        embedder
+            .dispatches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // Compiled overrides, the compiled base method, interpreted overrides.
+    assert_eq!(call(&mut exec, "AreaOf", &[a_square as i32]).unwrap(), 16);
+    assert_eq!(call(&mut exec, "AreaOf", &[a_shape as i32]).unwrap(), 0);
+    assert_eq!(call(&mut exec, "AreaOf", &[a_circle as i32]).unwrap(), 103);
+    assert_eq!(
+        call(&mut exec, "ScaleOf", &[a_square as i32, 5]).unwrap(),
+        20 + 16
+    );
+    assert_eq!(call(&mut exec, "ScaleOf", &[a_shape as i32, 5]).unwrap(), 5);
+    assert_eq!(
+        call(&mut exec, "ScaleOf", &[a_circle as i32, 5]).unwrap(),
+        105 + 103
+    );
+    assert_eq!(
+        *embedder.executed.lock().unwrap(),
+        [
+            (circle_area, a_circle),
+            (circle_scale, a_circle),
+            (circle_area, a_circle)
+        ],
+        "the interpreter runs the override the embedder named, with the receiver"
+    );
+    // Through an interface, and a virtual method of mscorlib.
+    assert_eq!(
+        call(&mut exec, "MeasureOf", &[a_square as i32, 7]).unwrap(),
+        17
+    );
+    assert_eq!(call(&mut exec, "HashOf", &[a_square as i32]).unwrap(), 4242);
+    assert_eq!(dispatches(), 3 + 6 + 2);
+    // A final method is called directly; a null receiver traps before any dispatch.
+    assert_eq!(call(&mut exec, "SidesOf", &[a_square as i32]).unwrap(), -1);
+    assert!(call(&mut exec, "AreaOf", &[0]).is_err());
+    assert!(call(&mut exec, "SidesOf", &[0]).is_err());
+    assert_eq!(dispatches(), 3 + 6 + 2, "neither asked the embedder");
+    // An override the embedder cannot name is a trap with its message; the executor goes on.
+    let err = call(&mut exec, "MeasureOf", &[a_circle as i32, 1]).unwrap_err();
+    assert!(err.to_string().contains("has no override"), "{err}");
+    assert_eq!(call(&mut exec, "AreaOf", &[a_square as i32]).unwrap(), 16);
+
+    // An embedder without an object model: the call traps with its message.
+    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
+    let err = call(&mut bare, "AreaOf", &[a_square as i32]).unwrap_err();
+    assert!(err.to_string().contains("no object model"), "{err}");
+}

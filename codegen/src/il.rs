@@ -30,7 +30,10 @@
 //! handler), `dup`, `pop`, calls to methods the JIT interface
 //! can call directly or through an import cell (`tail.` calls run as plain calls; `callvirt` too
 //! when no virtual dispatch is needed: a non-virtual or `final` callee, after a null check of
-//! `this` that traps), `ldftn` of an
+//! `this` that traps), virtual calls (`callvirt` of a virtual method, an interface method
+//! included: after the null check, the runtime's virtual-entry helper asks the embedder for the
+//! receiver's override through the method's `VirtualEntry` cell and returns its portable entry
+//! point, called like a managed `calli`, [`virtual_entry_through_cell`]), `ldftn` of an
 //! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
 //! signature, `ldftn` of a managed method (the address of its portable entry point) with `calli` of
 //! a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
@@ -146,6 +149,15 @@ pub enum CallTarget {
     /// [`call_through_cell`] once the cell's offset is known.
     Import {
         /// The callee's signature.
+        signature: WasmSignature,
+    },
+    /// A virtual call (`callvirt` of a virtual, not `final` method): the override the
+    /// receiver's type runs is found at run time. The compiler leaves a placeholder
+    /// `unreachable` where the receiver's portable entry point is computed, listed in
+    /// [`CompiledBody::virtual_sites`]; the compilation must replace it with
+    /// [`virtual_entry_through_cell`] once the method's `VirtualEntry` cell has its offset.
+    Virtual {
+        /// The virtual method's signature (an override's is the same).
         signature: WasmSignature,
     },
     /// Not callable from compiled code yet; the reason.
@@ -318,9 +330,9 @@ pub trait JitInterface {
         NewObject::Unsupported("newobj is outside the baseline subset".into())
     }
 
-    /// How `callvirt token` reaches its callee when no virtual dispatch is needed (the method
-    /// is not virtual, or is `final`): then like [`call_target`](JitInterface::call_target),
-    /// with a null check of `this`. The default refuses.
+    /// How `callvirt token` reaches its callee: when no virtual dispatch is needed (the method
+    /// is not virtual, or is `final`) like [`call_target`](JitInterface::call_target), with a
+    /// null check of `this`; otherwise [`CallTarget::Virtual`]. The default refuses.
     fn callvirt_target(&mut self, token: u32) -> CallTarget {
         CallTarget::Unsupported(format!("callvirt 0x{token:08x} is not supported here"))
     }
@@ -399,6 +411,11 @@ pub struct CompiledBody {
     /// compilation replaces each with [`field_address_through_cell`] once the field's
     /// `FieldAddress` cell has its offset.
     pub static_field_sites: Vec<(usize, u32)>,
+    /// Virtual call sites (`callvirt` of a virtual method): the index in `code.ops` of each
+    /// placeholder `unreachable` (the receiver is on the stack below it) and the virtual
+    /// method's token; the compilation replaces each with [`virtual_entry_through_cell`] once
+    /// the method's `VirtualEntry` cell has its offset.
+    pub virtual_sites: Vec<(usize, u32)>,
     /// Whether it calls the throw helper ([`JitInterface::throw_helper`]).
     pub throws: bool,
     /// The resumption stub the body stores into its continuations, when it can suspend.
@@ -422,6 +439,7 @@ impl CompiledBody {
             &mut self.new_array_sites,
             &mut self.isinst_sites,
             &mut self.castclass_sites,
+            &mut self.virtual_sites,
         ];
         let mut keep: Vec<usize> = lists
             .iter()
@@ -496,6 +514,14 @@ pub fn new_array_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
 /// or `ChkCast` cell at image offset `cell_rva` (ReadyToRun fixups 0x1E, 0x1F): the object
 /// when it is an instance of the type, else 0. `[object i32] -> [i32]`.
 pub fn type_check_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
+    vec![Op::ImageAddress(cell_rva), Op::Call(helper)]
+}
+
+/// The operations replacing a virtual call's placeholder: the portable entry point of the
+/// override the receiver runs, from the runtime's `helper` (`crossgraph_virtual_entry`,
+/// `[object i32, cell i32] -> [i32]`) given the virtual method's `VirtualEntry` cell at image
+/// offset `cell_rva` (ReadyToRun fixup 0x16). `[object i32] -> [i32]`.
+pub fn virtual_entry_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
     vec![Op::ImageAddress(cell_rva), Op::Call(helper)]
 }
 
@@ -661,6 +687,7 @@ pub fn compile(
         new_array_sites: Vec::new(),
         isinst_sites: Vec::new(),
         castclass_sites: Vec::new(),
+        virtual_sites: Vec::new(),
         throws: false,
         suspend: None,
         frame: None,
@@ -813,6 +840,7 @@ pub fn compile(
         new_array_sites: body.new_array_sites,
         isinst_sites: body.isinst_sites,
         castclass_sites: body.castclass_sites,
+        virtual_sites: body.virtual_sites,
         throws: body.throws,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
@@ -895,6 +923,7 @@ struct Body {
     new_array_sites: Vec<(usize, u32)>,
     isinst_sites: Vec<(usize, u32)>,
     castclass_sites: Vec<(usize, u32)>,
+    virtual_sites: Vec<(usize, u32)>,
     throws: bool,
     /// Suspension points, in an async variant that awaits.
     suspend: Option<Suspend>,
@@ -1633,7 +1662,7 @@ impl Body {
         taken: &mut Vec<u32>,
         async_call: bool,
         check_this: bool,
-    ) -> Result<(), String> {
+    ) -> Result<Option<u32>, String> {
         let cp = callee.parts();
         if cp.generic_context
             || cp.async_continuation != async_call
@@ -1684,6 +1713,45 @@ impl Body {
         if async_call && temps.len() == continuation_at {
             self.push(Instruction::I32Const(0));
         }
+        Ok(cp
+            .has_this
+            .then(|| *temps.last().expect("`this` was popped")))
+    }
+
+    /// `callvirt` of a virtual method (`token`, of signature `callee`): the arguments as for
+    /// any managed call (the receiver checked for null), then the portable entry point of the
+    /// receiver's override from the runtime's virtual-entry helper (a placeholder listed in
+    /// `virtual_sites`), called like a managed `calli`: the entry's handle is the `PE`
+    /// argument, its code a table slot relative to `__table_base`.
+    fn virtual_call(&mut self, token: u32, callee: &WasmSignature) -> Result<(), String> {
+        let cp = callee.parts();
+        if !cp.managed || !cp.has_this {
+            return Err(format!(
+                "callvirt 0x{token:08x}: a virtual method without `this`"
+            ));
+        }
+        if self.pointer != WasmValueType::I32 {
+            return Err("callvirt: references are 32-bit here".into());
+        }
+        let mut taken = Vec::new();
+        let this = self
+            .managed_call_arguments(callee, &mut taken, false, true)?
+            .expect("the callee has `this`");
+        let entry = self.scratch(WasmValueType::I32, &mut taken);
+        self.push(Instruction::LocalGet(this));
+        self.virtual_sites.push((self.ops.len(), token));
+        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the receiver's entry
+        self.push(Instruction::LocalTee(entry));
+        self.push(pointer_load(WasmValueType::I32, 4)); // handle: the PE argument
+        self.push(Instruction::LocalGet(entry));
+        self.push(pointer_load(WasmValueType::I32, 0)); // code: a relative table slot
+        self.ops.push(Op::TableBase);
+        self.push(Instruction::I32Add);
+        self.ops.push(Op::CallIndirect(callee.func_type()));
+        if let ReturnAbi::Value(v) = cp.ret {
+            self.stack.push(v);
+        }
+        self.callees.push(token);
         Ok(())
     }
 
@@ -2607,6 +2675,14 @@ impl Body {
                 let (symbol, callee) = match target {
                     CallTarget::Direct { symbol, signature } => (Some(symbol), signature),
                     CallTarget::Import { signature } => (None, signature),
+                    CallTarget::Virtual { signature } if virtual_call && !async_call => {
+                        return self.virtual_call(token, &signature);
+                    }
+                    CallTarget::Virtual { .. } => {
+                        return Err(format!(
+                            "{op} 0x{token:08x}: virtual target of a non-virtual call"
+                        ));
+                    }
                     CallTarget::Unsupported(reason) => {
                         let what = if async_call { "awaited call" } else { op };
                         return Err(format!("{what} 0x{token:08x}: {reason}"));
@@ -2658,6 +2734,9 @@ impl Body {
                 let (symbol, callee) = match target {
                     CallTarget::Direct { symbol, signature } => (Some(symbol), signature),
                     CallTarget::Import { signature } => (None, signature),
+                    CallTarget::Virtual { .. } => {
+                        return Err(format!("newobj 0x{token:08x}: a virtual constructor"));
+                    }
                     CallTarget::Unsupported(reason) => {
                         return Err(format!("newobj 0x{token:08x}: {reason}"));
                     }

@@ -18,6 +18,12 @@
 //!   section of `[code, handle]` pairs whose code word is a delay-load cell with its own
 //!   import thunk), depending on the target (compiled if it can be) and on the
 //!   R2R -> interpreter thunk of its signature for targets that may have no R2R code;
+//! - **helper-reached cells** (crossgen2's `DelayLoadHelperImport`s): string literals
+//!   (`StringHandle` 0x1B), classes `newobj` allocates (`NewObject` 0x1C), array element
+//!   types (`NewArray` 0x1D), `isinst`/`castclass` types (0x1E/0x1F), static fields
+//!   (`FieldAddress` 0x20) and virtual methods `callvirt` dispatches (`VirtualEntry` 0x16, in
+//!   a `StubDispatch` section: each cell depends on the R2R -> interpreter thunk of the
+//!   method's signature, the code of an override without R2R code);
 //! - **string-discoverable stubs** (R2R -> interpreter `I...`, interpreter -> R2R `M...`):
 //!   marking one pulls in the single **InjectStringThunks** eager import (kind 0x39).
 //!
@@ -39,6 +45,7 @@ use crossgraph_codegen::il::{
     Suspension, ValueAccess, call_through_cell, compile, field_address_through_cell,
     function_pointer_through_cell, new_array_through_cell, new_object_through_cell,
     portable_entry_point_address, string_through_cell, type_check_through_cell,
+    virtual_entry_through_cell,
 };
 use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
 use crossgraph_codegen::thunk::{
@@ -55,7 +62,7 @@ use crossgraph_graph::{
 };
 use crossgraph_runtime_core::abi::{
     FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER,
-    STRING_LITERAL_HELPER, THROW_HELPER,
+    STRING_LITERAL_HELPER, THROW_HELPER, VIRTUAL_ENTRY_HELPER,
 };
 use crossgraph_runtime_core::format::{
     CodeRefSite, FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
@@ -121,6 +128,11 @@ pub enum NodeKey {
         /// The type's token.
         token: u32,
     },
+    /// The `VirtualEntry` import cell (fixup kind 0x16) of a virtual method `callvirt` calls,
+    /// by `MethodDef` or `MemberRef` token (crossgen2's `DelayLoadHelperImport` of a
+    /// `VirtualEntry` signature in its dispatch imports): the runtime's helper finds the
+    /// receiver's override through it.
+    VirtualEntryImport(u32),
 }
 
 /// A kind of import cell compiled code reaches through one of the runtime's helpers: `ldstr`'s
@@ -135,17 +147,19 @@ enum HelperCell {
     IsInstance,
     Cast,
     Field,
+    Virtual,
 }
 
 impl HelperCell {
     /// Every kind, in the order their sections and helpers are written.
-    const ALL: [HelperCell; 6] = [
+    const ALL: [HelperCell; 7] = [
         HelperCell::Literal,
         HelperCell::Class,
         HelperCell::Array,
         HelperCell::IsInstance,
         HelperCell::Cast,
         HelperCell::Field,
+        HelperCell::Virtual,
     ];
 
     /// The kind and token of a node that is such a cell.
@@ -157,6 +171,7 @@ impl HelperCell {
             NodeKey::TypeCheckImport { cast: false, token } => (HelperCell::IsInstance, token),
             NodeKey::TypeCheckImport { cast: true, token } => (HelperCell::Cast, token),
             NodeKey::FieldAddressImport(token) => (HelperCell::Field, token),
+            NodeKey::VirtualEntryImport(token) => (HelperCell::Virtual, token),
             _ => return None,
         })
     }
@@ -170,6 +185,10 @@ impl HelperCell {
             HelperCell::IsInstance => FixupSignature::IsInstanceOf(token),
             HelperCell::Cast => FixupSignature::ChkCast(token),
             HelperCell::Field => FixupSignature::FieldAddress(token),
+            HelperCell::Virtual => FixupSignature::VirtualEntry(MethodRef {
+                flags: MethodSigFlags::NONE,
+                token,
+            }),
         }
     }
 
@@ -177,6 +196,8 @@ impl HelperCell {
     fn section_type(self) -> ImportSectionType {
         match self {
             HelperCell::Literal => ImportSectionType::STRING_HANDLE,
+            // crossgen2's dispatch imports.
+            HelperCell::Virtual => ImportSectionType::STUB_DISPATCH,
             _ => ImportSectionType::UNKNOWN,
         }
     }
@@ -190,6 +211,7 @@ impl HelperCell {
             HelperCell::Array => (NEW_ARRAY_HELPER, 2),
             HelperCell::IsInstance | HelperCell::Cast => (IS_INSTANCE_HELPER, 2),
             HelperCell::Field => (FIELD_ADDRESS_HELPER, 1),
+            HelperCell::Virtual => (VIRTUAL_ENTRY_HELPER, 2),
         }
     }
 
@@ -201,11 +223,13 @@ impl HelperCell {
             HelperCell::Array => new_array_through_cell(cell_rva, helper),
             HelperCell::IsInstance | HelperCell::Cast => type_check_through_cell(cell_rva, helper),
             HelperCell::Field => field_address_through_cell(cell_rva, helper),
+            HelperCell::Virtual => virtual_entry_through_cell(cell_rva, helper),
         }
     }
 
     /// The `--map` row's kind and name of the cell.
-    fn map_entry(self, view: &AssemblyView<'_>, token: u32) -> (&'static str, String) {
+    fn map_entry(self, factory: &Factory<'_, '_, '_>, token: u32) -> (&'static str, String) {
+        let view = factory.ts.view(0);
         match self {
             HelperCell::Literal => ("StringImport", string_import_name(view, token)),
             HelperCell::Class => ("DelayLoadHelperImport", new_object_name(view, token)),
@@ -215,6 +239,10 @@ impl HelperCell {
             }
             HelperCell::Cast => ("DelayLoadHelperImport", type_check_name(view, true, token)),
             HelperCell::Field => ("DelayLoadHelperImport", field_address_name(view, token)),
+            HelperCell::Virtual => (
+                "DelayLoadHelperImport",
+                factory.name(&NodeKey::VirtualEntryImport(token)),
+            ),
         }
     }
 }
@@ -237,7 +265,8 @@ impl NodeKey {
             NodeKey::NewObjectImport(_)
             | NodeKey::FieldAddressImport(_)
             | NodeKey::NewArrayImport(_)
-            | NodeKey::TypeCheckImport { .. } => "DelayLoadHelperImport",
+            | NodeKey::TypeCheckImport { .. }
+            | NodeKey::VirtualEntryImport(_) => "DelayLoadHelperImport",
         }
     }
 }
@@ -602,11 +631,13 @@ impl Factory<'_, '_, '_> {
         Ok(compiled)
     }
 
-    /// Whether `callvirt token` calls exactly that method: it is not virtual, or it is
-    /// `final` (`MethodAttributes` 0x0040 Virtual, 0x0020 Final; ECMA-335 II.23.1.10), so no
-    /// override can be reached. Otherwise the reason (virtual dispatch needs the receiver's
-    /// method table).
-    fn exact_callee(&self, token: u32) -> Result<(), String> {
+    /// Whether `callvirt token` calls exactly that method (`true`): it is not virtual, or it
+    /// is `final` (`MethodAttributes` 0x0040 Virtual, 0x0020 Final; ECMA-335 II.23.1.10), so
+    /// no override can be reached; `false` when the receiver's type picks the override.
+    ///
+    /// # Errors
+    /// The reason the callee cannot be told (unresolved, a generic method instantiation).
+    fn exact_callee(&self, token: u32) -> Result<bool, String> {
         const VIRTUAL: u16 = 0x0040;
         const FINAL: u16 = 0x0020;
         let method = match token >> 24 {
@@ -622,11 +653,7 @@ impl Factory<'_, '_, '_> {
             .method_def(method.token & 0x00ff_ffff)
             .map_err(|e| e.to_string())?
             .flags;
-        if flags & VIRTUAL == 0 || flags & FINAL != 0 {
-            Ok(())
-        } else {
-            Err("virtual method (dispatch needs the receiver's method table)".into())
-        }
+        Ok(flags & VIRTUAL == 0 || flags & FINAL != 0)
     }
 
     /// The class `newobj ctor` allocates, as a token of the input assembly (`TypeDef`, or
@@ -741,8 +768,25 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
     }
 
     fn callvirt_target(&mut self, token: u32) -> CallTarget {
-        match self.factory.exact_callee(token) {
-            Ok(()) => self.call_target(token),
+        let f = self.factory;
+        match f.exact_callee(token) {
+            Ok(true) => self.call_target(token),
+            Ok(false) if f.plans.get(&token).is_some_and(|p| p.is_async) => {
+                CallTarget::Unsupported("virtual call of a runtime-async method".into())
+            }
+            Ok(false) => match f.signature_of(token) {
+                Some(signature) => CallTarget::Virtual { signature },
+                None => CallTarget::Unsupported(match token >> 24 {
+                    0x0a => f
+                        .external(token)
+                        .err()
+                        .unwrap_or_else(|| "callee signature cannot be lowered".into()),
+                    _ => match f.plans.get(&token).map(|p| &p.signature) {
+                        Some(Err(reason)) => reason.clone(),
+                        _ => "callee signature cannot be lowered".into(),
+                    },
+                }),
+            },
             Err(reason) => CallTarget::Unsupported(reason),
         }
     }
@@ -1034,6 +1078,9 @@ impl NodeSource for Factory<'_, '_, '_> {
                     for &(_, field) in &body.static_field_sites {
                         deps.add(NodeKey::FieldAddressImport(field), "static field access");
                     }
+                    for &(_, method) in &body.virtual_sites {
+                        deps.add(NodeKey::VirtualEntryImport(method), "virtual call");
+                    }
                     for &(_, target) in &body.entry_point_sites {
                         if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
                             deps.add(NodeKey::Method(target), "ldftn target");
@@ -1092,6 +1139,16 @@ impl NodeSource for Factory<'_, '_, '_> {
                     } else {
                         deps.add(thunk, "the ldftn target may have no R2R code");
                     }
+                }
+            }
+            NodeKey::VirtualEntryImport(token) => {
+                if let Some(signature) = self.signature_of(*token) {
+                    deps.add(
+                        NodeKey::R2RToInterpreterThunk(
+                            signature.thunk_key(ThunkDirection::R2RToInterpreter),
+                        ),
+                        "an override may have no R2R code",
+                    );
                 }
             }
             NodeKey::R2RToInterpreterThunk(_) | NodeKey::InterpreterToR2RThunk(_) => {
@@ -1156,6 +1213,7 @@ impl NodeSource for Factory<'_, '_, '_> {
             NodeKey::TypeCheckImport { cast, token } => {
                 type_check_name(self.ts.view(0), *cast, *token)
             }
+            NodeKey::VirtualEntryImport(token) => format!("VirtualEntry {}", method(token)),
         }
     }
 }
@@ -1931,7 +1989,7 @@ fn emit(
             .into_par_iter()
             .map(|(m, mut body)| {
                 let plan = &factory.plans[&m.token];
-                let lists: [(&[(usize, u32)], Site); 10] = [
+                let lists: [(&[(usize, u32)], Site); 11] = [
                     (&body.call_sites, Site::Call),
                     (&body.address_sites, Site::Address),
                     (&body.entry_point_sites, Site::EntryPoint),
@@ -1942,6 +2000,7 @@ fn emit(
                     (&body.new_array_sites, Site::Helper(HelperCell::Array)),
                     (&body.isinst_sites, Site::Helper(HelperCell::IsInstance)),
                     (&body.castclass_sites, Site::Helper(HelperCell::Cast)),
+                    (&body.virtual_sites, Site::Helper(HelperCell::Virtual)),
                 ];
                 let sites: Vec<(usize, u32, Site)> = lists
                     .into_iter()
@@ -2046,6 +2105,16 @@ fn emit(
                     async_cell_thunks[cell]
                 }
                 CodeRefSite::ResumptionStub { cell, .. } => stub_symbols[cell],
+                // A VirtualEntry cell holds the R2R -> interpreter thunk of its signature.
+                CodeRefSite::CellInitial { section, cell }
+                    if Some(section) == helper_sections[HelperCell::Virtual as usize] =>
+                {
+                    let token = helper_tokens[HelperCell::Virtual as usize][cell];
+                    let key = signature_of(token).thunk_key(ThunkDirection::R2RToInterpreter);
+                    thunk_symbols[thunk_keys
+                        .binary_search(&key)
+                        .expect("a VirtualEntry cell depends on its thunk")]
+                }
                 _ => return None,
             };
             Some(DataReloc { offset, symbol })
@@ -2153,12 +2222,11 @@ fn emit(
     }
     {
         use rayon::prelude::*;
-        let view = factory.ts.view(0);
         for kind in HelperCell::ALL {
             let i = kind as usize;
             let rva = &helper_rva[i];
             map.par_extend(helper_tokens[i].par_iter().enumerate().map(|(c, &token)| {
-                let (kind, name) = kind.map_entry(view, token);
+                let (kind, name) = kind.map_entry(factory, token);
                 MapEntry {
                     kind,
                     name,

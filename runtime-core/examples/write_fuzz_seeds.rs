@@ -271,6 +271,27 @@ fn static_fields() -> Image {
     }
 }
 
+/// A dispatch section of `VirtualEntry` cells (fixup 0x16; a `MethodDef` and a `MemberRef`),
+/// each holding the code reference of an R2R -> interpreter thunk.
+fn virtual_entries() -> Image {
+    Image {
+        compiler: Some("crossgraph virtual calls".into()),
+        import_sections: vec![ImportSection {
+            flags: ImportSectionFlags::NONE,
+            kind: ImportSectionType::STUB_DISPATCH,
+            entry_size: 4,
+            cells: [(0x0600_0004, 7), (0x0a00_0002, 8)]
+                .into_iter()
+                .map(|(token, thunk)| ImportCell {
+                    initial: thunk,
+                    signature: FixupSignature::VirtualEntry(method(token)),
+                })
+                .collect(),
+        }],
+        ..Image::default()
+    }
+}
+
 /// Both entry-point tables, records with several fixups and with none.
 fn entry_points() -> Image {
     Image {
@@ -378,6 +399,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("string_literals", string_literals()),
         ("new_objects", new_objects()),
         ("static_fields", static_fields()),
+        ("virtual_entries", virtual_entries()),
     ];
     for (name, image) in seeds {
         let bytes = image.encode()?;

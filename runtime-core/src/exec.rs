@@ -19,8 +19,8 @@ use wasmtime::{
 use crate::abi::continuation;
 use crate::abi::{
     ArgLayout, FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER,
-    RetSlot, STRING_LITERAL_HELPER, SlotKind, THROW_HELPER, ThunkDirection, WasmSignature,
-    WasmValueType,
+    RetSlot, STRING_LITERAL_HELPER, SlotKind, THROW_HELPER, ThunkDirection, VIRTUAL_ENTRY_HELPER,
+    WasmSignature, WasmValueType,
 };
 use crate::format::{FixupSignature, MethodRef};
 use crate::loader::{CallKind, LoadError, Loader, image_from_module};
@@ -120,6 +120,24 @@ pub trait Interpreter: Send + Sync + 'static {
         let _ = memory;
         Err(format!(
             "this interpreter has no object model (type test of {object:#x} against 0x{token:08x})"
+        ))
+    }
+
+    /// The method a virtual call runs: the override of the virtual method `token` (the operand
+    /// of a `callvirt`: a `MethodDef` or `MemberRef` token of the image's assembly; ReadyToRun
+    /// fixup `VirtualEntry`, 0x16) that the type of the receiver `object` (never 0) has
+    /// (ECMA-335 II.10.3, III.4.2; interface methods by the type's implementation). Answer a
+    /// `MethodDef` token of the image's assembly: the runtime calls its R2R code when the image
+    /// has it, else this interpreter's [`Interpreter::execute`] with the answer as the entry
+    /// point (so any handle `execute` understands works for methods elsewhere). Called on every
+    /// virtual call of compiled code. The default has no object model.
+    ///
+    /// # Errors
+    /// A message, surfaced as a trap of the calling wasm code.
+    fn virtual_target(&self, memory: &mut [u8], object: u32, token: u32) -> Result<u32, String> {
+        let _ = memory;
+        Err(format!(
+            "this interpreter has no object model (virtual call of 0x{token:08x} on {object:#x})"
         ))
     }
 
@@ -341,6 +359,25 @@ struct HostState {
     /// Next free heap byte, and the heap's end.
     heap_next: u32,
     heap_end: u32,
+    /// The portable entry points virtual calls made, by (absolute code, handle).
+    virtual_entries: rustc_hash::FxHashMap<(u32, u32), u32>,
+}
+
+impl HostState {
+    /// `size` zeroed bytes of the heap in `memory`, 16-byte aligned, for `what` (named in the
+    /// error when the heap is exhausted).
+    fn alloc(&mut self, memory: &mut [u8], size: u32, what: &str) -> wasmtime::Result<u32> {
+        let at = self.heap_next.next_multiple_of(16);
+        let end = at
+            .checked_add(size)
+            .filter(|&end| end <= self.heap_end)
+            .ok_or_else(|| {
+                wasmtime::Error::msg(format!("{what} of {size} bytes: the heap is exhausted"))
+            })?;
+        self.heap_next = end;
+        memory[at as usize..end as usize].fill(0);
+        Ok(at)
+    }
 }
 
 /// One instantiated module and its loaded image.
@@ -386,6 +423,7 @@ impl Executor {
         let statics = Arc::clone(&interpreter);
         let arrays = Arc::clone(&interpreter);
         let types = Arc::clone(&interpreter);
+        let dispatch = Arc::clone(&interpreter);
         let engine = Engine::default();
         let compiled = wasmtime::Module::new(&engine, module).map_err(wasm)?;
         let slots = compiled
@@ -410,6 +448,7 @@ impl Executor {
                     .memory_pages
                     .saturating_add(config.heap_pages)
                     .saturating_mul(PAGE),
+                virtual_entries: Default::default(),
             },
         );
         let memory = Memory::new(
@@ -516,6 +555,57 @@ impl Executor {
         linker
             .func_wrap(
                 "env",
+                VIRTUAL_ENTRY_HELPER,
+                move |mut caller: Caller<'_, HostState>,
+                      object: i32,
+                      cell: i32|
+                      -> wasmtime::Result<i32> {
+                    let (module, section, index, signature) = cell_at(&caller, cell)?;
+                    let FixupSignature::VirtualEntry(method) = signature else {
+                        return Err(wasmtime::Error::msg(format!(
+                            "cell at {cell:#x} is not a VirtualEntry cell"
+                        )));
+                    };
+                    if object == 0 {
+                        return Err(wasmtime::Error::msg(format!(
+                            "virtual call of 0x{:08x} on a null reference",
+                            method.token
+                        )));
+                    }
+                    let target = dispatch
+                        .virtual_target(memory.data_mut(&mut caller), object as u32, method.token)
+                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))?;
+                    let code = caller
+                        .data()
+                        .loader
+                        .virtual_entry_code(
+                            module,
+                            section,
+                            index,
+                            MethodRef {
+                                flags: crate::format::MethodSigFlags::NONE,
+                                token: target,
+                            },
+                        )
+                        .map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+                    let (data, state) = memory.data_and_store_mut(&mut caller);
+                    if let Some(&entry) = state.virtual_entries.get(&(code.0, target)) {
+                        return Ok(entry as i32);
+                    }
+                    let entry = state.alloc(data, 8, "portable entry point")?;
+                    let relative = code.0.wrapping_sub(state.table_base);
+                    data[entry as usize..entry as usize + 4]
+                        .copy_from_slice(&relative.to_le_bytes());
+                    data[entry as usize + 4..entry as usize + 8]
+                        .copy_from_slice(&target.to_le_bytes());
+                    state.virtual_entries.insert((code.0, target), entry);
+                    Ok(entry as i32)
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
                 NEW_ARRAY_HELPER,
                 move |mut caller: Caller<'_, HostState>,
                       length: i32,
@@ -593,20 +683,8 @@ impl Executor {
                 "env",
                 continuation::ALLOC_HELPER,
                 move |mut caller: Caller<'_, HostState>, size: i32| -> wasmtime::Result<i32> {
-                    let state = caller.data_mut();
-                    let at = state.heap_next.next_multiple_of(16);
-                    let end = at
-                        .checked_add(size as u32)
-                        .filter(|&end| end <= state.heap_end)
-                        .ok_or_else(|| {
-                            wasmtime::Error::msg(format!(
-                                "continuation of {} bytes: the heap is exhausted",
-                                size as u32
-                            ))
-                        })?;
-                    state.heap_next = end;
-                    memory.data_mut(&mut caller)[at as usize..end as usize].fill(0);
-                    Ok(at as i32)
+                    let (data, state) = memory.data_and_store_mut(&mut caller);
+                    Ok(state.alloc(data, size as u32, "continuation")? as i32)
                 },
             )
             .map_err(wasm)?;

@@ -126,6 +126,26 @@ pub enum LoadError {
         /// The field's token.
         token: u32,
     },
+    /// A `VirtualEntry` cell (fixup kind 0x16) asked of the loader: which override a virtual
+    /// call runs depends on each call's receiver, so the executor's virtual-entry helper asks
+    /// the embedder per call ([`Loader::virtual_entry_code`]).
+    #[error(
+        "virtual calls of 0x{token:08x} are dispatched per receiver (Interpreter::virtual_target), not resolved by the loader"
+    )]
+    VirtualEntry {
+        /// The virtual method's token.
+        token: u32,
+    },
+    /// A virtual-entry helper's cell that is not a `VirtualEntry` cell.
+    #[error("module {module}, import section {section}, cell {cell} is not a VirtualEntry cell")]
+    NotVirtualEntry {
+        /// Module index.
+        module: usize,
+        /// Import section index.
+        section: u32,
+        /// Cell index.
+        cell: u32,
+    },
 }
 
 /// Finds the image in a module written by the object writer: the active data segment whose
@@ -537,10 +557,45 @@ impl Loader {
             FixupSignature::FieldAddress(token) => {
                 return Err(LoadError::StaticField { token: *token });
             }
+            FixupSignature::VirtualEntry(method) => {
+                return Err(LoadError::VirtualEntry {
+                    token: method.token,
+                });
+            }
         };
         // Resolution is idempotent, so a race stores the same value twice.
         slot.store(value, Ordering::Release);
         Ok(value)
+    }
+
+    /// The code a virtual call through the `VirtualEntry` cell `cell` of import section
+    /// `section` of `module` (ReadyToRun fixup 0x16) runs once the embedder has named the
+    /// override the receiver's type runs, `target`: the target's R2R code when an image has
+    /// it, else the cell's R2R -> interpreter thunk (its initial value: an override shares
+    /// its virtual method's signature). An absolute table index.
+    ///
+    /// # Errors
+    /// [`LoadError::NoSuchCell`]; [`LoadError::NotVirtualEntry`] for a cell of another kind.
+    pub fn virtual_entry_code(
+        &self,
+        module: usize,
+        section: u32,
+        cell: u32,
+        target: MethodRef,
+    ) -> Result<CodeRef, LoadError> {
+        let loaded = self.module_with_cell(module, section, cell)?;
+        let found = &loaded.image.import_sections[section as usize].cells[cell as usize];
+        if !matches!(found.signature, FixupSignature::VirtualEntry(_)) {
+            return Err(LoadError::NotVirtualEntry {
+                module,
+                section,
+                cell,
+            });
+        }
+        Ok(match self.r2r_method(target) {
+            Ok(method) => method.code,
+            Err(_) => CodeRef(loaded.table_base + found.initial),
+        })
     }
 
     /// The method whose R2R code is at table index `code`, if any (several methods may share

@@ -315,6 +315,7 @@ fn image_strategy() -> impl Strategy<Value = Image> {
         });
     let signature = prop_oneof![
         method.clone().prop_map(FixupSignature::MethodEntry),
+        method.clone().prop_map(FixupSignature::VirtualEntry),
         any::<u32>().prop_map(FixupSignature::Helper),
         any::<u32>().prop_map(FixupSignature::StringHandle),
         any::<u32>().prop_map(FixupSignature::NewObject),
@@ -541,6 +542,7 @@ fn the_committed_fuzz_seeds_decode_and_cover_every_fixup_kind() {
         kinds.into_iter().collect::<Vec<u8>>(),
         [
             fixup_kind::METHOD_ENTRY,
+            fixup_kind::VIRTUAL_ENTRY,
             fixup_kind::HELPER,
             fixup_kind::STRING_HANDLE,
             fixup_kind::NEW_OBJECT,

@@ -82,6 +82,16 @@ fn image() -> Image {
                     cell(FixupSignature::ChkCast(0x0100_0005)),
                 ],
             },
+            ImportSection {
+                flags: ImportSectionFlags::NONE,
+                kind: ImportSectionType::STUB_DISPATCH,
+                entry_size: 4,
+                cells: vec![ImportCell {
+                    // The R2R -> interpreter thunk of the method's signature.
+                    initial: 3,
+                    signature: FixupSignature::VirtualEntry(method(0x0600_0004)),
+                }],
+            },
         ],
         method_entry_points: vec![
             MethodEntryPoint {
@@ -302,4 +312,39 @@ fn string_handle_new_object_new_array_type_check_and_field_address_cells_are_the
         Err(LoadError::TypeCheck { token: 0x0100_0005 })
     ));
     assert_eq!(loader.resolve_cell(handle, 2, 2).unwrap(), 12288);
+}
+
+#[test]
+fn virtual_entry_cells_give_the_overrides_code_or_the_cells_thunk() {
+    let (loader, handle) = loader();
+    // Which override runs depends on each call's receiver: not the loader's to resolve.
+    assert!(matches!(
+        loader.resolve_cell(handle, 3, 0),
+        Err(LoadError::VirtualEntry { token: 0x0600_0004 })
+    ));
+    // An override with R2R code runs it; one without runs the cell's thunk.
+    assert_eq!(
+        loader
+            .virtual_entry_code(handle, 3, 0, method(0x0600_0001))
+            .unwrap(),
+        CodeRef(TABLE_BASE + 1)
+    );
+    assert_eq!(
+        loader
+            .virtual_entry_code(handle, 3, 0, method(0x0600_0009))
+            .unwrap(),
+        CodeRef(TABLE_BASE + 3)
+    );
+    assert!(matches!(
+        loader.virtual_entry_code(handle, 2, 0, method(0x0600_0001)),
+        Err(LoadError::NotVirtualEntry {
+            section: 2,
+            cell: 0,
+            ..
+        })
+    ));
+    assert!(matches!(
+        loader.virtual_entry_code(handle, 3, 1, method(0x0600_0001)),
+        Err(LoadError::NoSuchCell { .. })
+    ));
 }

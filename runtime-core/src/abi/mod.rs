@@ -36,6 +36,17 @@ pub const NEW_ARRAY_HELPER: &str = "crossgraph_new_array";
 /// non-null object (InvalidCastException, III.4.3).
 pub const IS_INSTANCE_HELPER: &str = "crossgraph_is_instance";
 
+/// Import name (module `env`) of the runtime's virtual-entry helper, `[object i32, cell i32]
+/// -> [i32]`: compiled code's `callvirt` of a virtual method calls it with the receiver (not
+/// null: the code checks first) and the address of the method's `VirtualEntry` cell
+/// (ReadyToRun fixup 0x16; crossgen2's `DelayLoad_Helper_Obj`). The embedder names the
+/// override the receiver's type runs; the helper returns the address of that method's
+/// portable entry point `[code, handle]` (two `i32` words: a table slot relative to
+/// `__table_base`, then the entry-point handle the callee gets as its `PE` argument), which
+/// the code calls like a managed `calli`. Entry points are made once per (code, handle) and
+/// live as long as the module.
+pub const VIRTUAL_ENTRY_HELPER: &str = "crossgraph_virtual_entry";
+
 /// Single-dimension, zero-based arrays as compiled code reads them on wasm32 (CoreCLR's layout
 /// on 32-bit targets): the object header (4 bytes), the element count (`u32`), then the
 /// elements, each at `DATA_OFFSET + index * element size`. The embedder allocates them

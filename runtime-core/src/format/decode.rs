@@ -260,6 +260,7 @@ fn decode_signature(r: &Reader<'_>, at: u64) -> Result<FixupSignature, FormatErr
     let payload = at + 1;
     Ok(match kind {
         fixup_kind::METHOD_ENTRY => FixupSignature::MethodEntry(decode_method(r, payload)?),
+        fixup_kind::VIRTUAL_ENTRY => FixupSignature::VirtualEntry(decode_method(r, payload)?),
         fixup_kind::HELPER => FixupSignature::Helper(r.u32("helper fixup", payload)?),
         fixup_kind::STRING_HANDLE => {
             FixupSignature::StringHandle(r.u32("string handle fixup", payload)?)

@@ -299,6 +299,7 @@ fn code_sites(
             }
         }
         FixupSignature::MethodEntry(_)
+        | FixupSignature::VirtualEntry(_)
         | FixupSignature::Helper(_)
         | FixupSignature::StringHandle(_)
         | FixupSignature::NewObject(_)
@@ -317,7 +318,7 @@ fn signature_bytes(signature: &FixupSignature) -> Vec<u8> {
         out.extend_from_slice(&m.token.to_le_bytes());
     };
     match signature {
-        FixupSignature::MethodEntry(m) => method(&mut out, m),
+        FixupSignature::MethodEntry(m) | FixupSignature::VirtualEntry(m) => method(&mut out, m),
         FixupSignature::Helper(id)
         | FixupSignature::StringHandle(id)
         | FixupSignature::NewObject(id)

@@ -125,6 +125,8 @@ pub struct MethodRef {
 pub mod fixup_kind {
     /// `MethodEntry` (0x13): the entry point of a method.
     pub const METHOD_ENTRY: u8 = 0x13;
+    /// `VirtualEntry` (0x16): a virtual method, the receiver's override of which a call runs.
+    pub const VIRTUAL_ENTRY: u8 = 0x16;
     /// `Helper` (0x1A): a runtime helper.
     pub const HELPER: u8 = 0x1A;
     /// `StringHandle` (0x1B): the string object of a string literal (`ldstr`).
@@ -150,6 +152,15 @@ pub mod fixup_kind {
 pub enum FixupSignature {
     /// 0x13, payload `flags: u32, token: u32`.
     MethodEntry(MethodRef),
+    /// 0x16, payload `flags: u32, token: u32`: a virtual method (`MethodDef` or `MemberRef`
+    /// token of the image's assembly) that `callvirt` calls. The code calls the runtime's
+    /// virtual-entry helper with the receiver and the cell's address; the helper asks the
+    /// embedder which override the receiver's type runs and returns that method's portable
+    /// entry point (crossgen2 reaches it through a `DelayLoad_Helper_Obj` import of the same
+    /// fixup). The cell's initial value is the code reference of the R2R -> interpreter thunk
+    /// of the method's signature (crossgraph's: the code for an override without R2R code);
+    /// the runtime never overwrites it.
+    VirtualEntry(MethodRef),
     /// 0x1A, payload `helper: u32`.
     Helper(u32),
     /// 0x1B, payload `token: u32`: a user-string token (0x70xxxxxx, the operand of `ldstr`)
@@ -194,6 +205,7 @@ impl FixupSignature {
     pub fn kind(&self) -> u8 {
         match self {
             FixupSignature::MethodEntry(_) => fixup_kind::METHOD_ENTRY,
+            FixupSignature::VirtualEntry(_) => fixup_kind::VIRTUAL_ENTRY,
             FixupSignature::Helper(_) => fixup_kind::HELPER,
             FixupSignature::StringHandle(_) => fixup_kind::STRING_HANDLE,
             FixupSignature::NewObject(_) => fixup_kind::NEW_OBJECT,
