@@ -337,6 +337,12 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                         FixupSignature::FieldAddress(token) => {
                             writeln!(out, "  [{c}] FieldAddress (0x20) 0x{token:08x}")?;
                         }
+                        FixupSignature::TypeHandle(token) => {
+                            writeln!(out, "  [{c}] TypeHandle (0x10) 0x{token:08x}")?;
+                        }
+                        FixupSignature::FieldHandle(token) => {
+                            writeln!(out, "  [{c}] FieldHandle (0x12) 0x{token:08x}")?;
+                        }
                         FixupSignature::ResumptionStubEntryPoint { method, stub } => writeln!(
                             out,
                             "  [{c}] ResumptionStubEntryPoint (0x38) 0x{:08x}{} stub slot {stub}",

@@ -1872,3 +1872,103 @@ fn virtual_calls_reach_the_receivers_override_through_virtual_entry_cells() {
     let err = call(&mut bare, "AreaOf", &[a_square as i32]).unwrap_err();
     assert!(err.to_string().contains("no object model"), "{err}");
 }
+
+/// An embedder that owns runtime handles: one per token, counting the questions.
+struct HandleInterpreter {
+    asks: std::sync::Mutex<Vec<u32>>,
+}
+
+impl HandleInterpreter {
+    /// The handle of `token`: any non-zero word the embedder chooses.
+    fn handle(token: u32) -> u32 {
+        token ^ 0x5000_0000
+    }
+}
+
+impl Interpreter for HandleInterpreter {
+    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
+        Err(format!("{entry:#x} was not expected in the interpreter"))
+    }
+
+    fn runtime_handle(&self, _: &mut [u8], token: u32) -> Result<u32, String> {
+        self.asks.lock().unwrap().push(token);
+        Ok(Self::handle(token))
+    }
+}
+
+#[test]
+fn ldtoken_loads_runtime_handles_the_embedder_resolves_once() {
+    let output = compile(&assemble("handles.il"));
+    for name in ["OwnType", "StringType", "CounterField", "ThroughLocal"] {
+        token_of(&output, &format!("Fixture.Handles::{name}"));
+    }
+    let refused = output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Handles::OwnMethod")
+        .expect("a method's handle stays interpreted");
+    assert!(
+        refused.reason.contains("ldtoken of a method"),
+        "{}",
+        refused.reason
+    );
+
+    // One lazy cell per token (ilasm names `string` with a TypeSpec), the field's of its own
+    // kind.
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let mut types = Vec::new();
+    let mut fields = Vec::new();
+    for section in &image.import_sections {
+        for cell in &section.cells {
+            match cell.signature {
+                FixupSignature::TypeHandle(t) => types.push(t),
+                FixupSignature::FieldHandle(f) => fields.push(f),
+                _ => continue,
+            }
+            assert_eq!(cell.initial, 0, "lazy: 0 until resolved");
+            assert!(
+                !section
+                    .flags
+                    .contains(crossgraph::runtime_core::format::ImportSectionFlags::EAGER)
+            );
+        }
+    }
+    types.sort_unstable();
+    assert_eq!(types.len(), 2, "{types:?}");
+    assert_eq!(types[0] >> 24, 0x02, "Fixture.Handles is a TypeDef");
+    assert_eq!(types[1] >> 24, 0x1b, "string is a TypeSpec");
+    assert_eq!(fields.len(), 1);
+    assert_eq!(fields[0] >> 24, 0x04);
+
+    let embedder = Arc::new(HandleInterpreter {
+        asks: Default::default(),
+    });
+    let mut exec = instantiate(&output, embedder.clone());
+    let call = |exec: &mut Executor, name: &str| {
+        run_i32(exec, &format!("Fixture.Handles::{name}"), "ip", &[]) as u32
+    };
+    let own = HandleInterpreter::handle(types[0]);
+    assert_eq!(call(&mut exec, "OwnType"), own);
+    assert_eq!(call(&mut exec, "ThroughLocal"), own);
+    assert_eq!(call(&mut exec, "OwnType"), own);
+    assert_eq!(
+        call(&mut exec, "StringType"),
+        HandleInterpreter::handle(types[1])
+    );
+    assert_eq!(
+        call(&mut exec, "CounterField"),
+        HandleInterpreter::handle(fields[0])
+    );
+    // Each cell asked once: later loads find the handle in the cell.
+    assert_eq!(
+        *embedder.asks.lock().unwrap(),
+        [types[0], types[1], fields[0]]
+    );
+
+    // An embedder without handles: the load traps with its message.
+    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
+    let err = bare
+        .invoke_by_name("Fixture.Handles::OwnType", &sig("ip"), &[])
+        .unwrap_err();
+    assert!(err.to_string().contains("no runtime handles"), "{err}");
+}

@@ -18,6 +18,9 @@
 //! [`crossgraph_runtime_core::abi::array`]), type tests (`isinst`, and `castclass`, which traps
 //! when the test fails on a non-null object: the runtime's type-check helper asks the embedder,
 //! through the type's `IsInstanceOf` or `ChkCast` cell, [`type_check_through_cell`]),
+//! `ldtoken` of types and fields (the handle in the token's lazy `TypeHandle` or `FieldHandle`
+//! cell, resolved through the runtime's helper on first use, [`runtime_handle_through_cell`];
+//! a `RuntimeTypeHandle` or `RuntimeFieldHandle` is one pointer to the ABI),
 //! integer and float arithmetic and bitwise operations, the overflow-checking `add.ovf`, `sub.ovf`,
 //! `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions
 //! (`conv.*`, and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores
@@ -164,6 +167,15 @@ pub enum CallTarget {
     Unsupported(String),
 }
 
+/// The kind of runtime handle an `ldtoken` loads ([`JitInterface::runtime_handle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandleKind {
+    /// A `RuntimeTypeHandle` (ReadyToRun fixup `TypeHandle`, 0x10).
+    Type,
+    /// A `RuntimeFieldHandle` (ReadyToRun fixup `FieldHandle`, 0x12).
+    Field,
+}
+
 /// What `newobj` of a constructor does ([`JitInterface::new_object`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NewObject {
@@ -262,6 +274,16 @@ pub trait JitInterface {
         Err(format!(
             "type test against 0x{token:08x} is not supported here"
         ))
+    }
+
+    /// What `ldtoken token` loads: the runtime handle of a type (`TypeDef`, `TypeRef` or
+    /// `TypeSpec`) or of a field, which names the token's `TypeHandle` or `FieldHandle` cell
+    /// ([`CompiledBody::type_handle_sites`], [`CompiledBody::field_handle_sites`]).
+    ///
+    /// # Errors
+    /// The reason it cannot be compiled (a method's handle, say). The default refuses.
+    fn runtime_handle(&mut self, token: u32) -> Result<HandleKind, String> {
+        Err(format!("ldtoken 0x{token:08x} is not supported here"))
     }
 
     /// Whether `newarr token` can be compiled: the element type `token` (`TypeDef`, `TypeRef`
@@ -416,6 +438,13 @@ pub struct CompiledBody {
     /// method's token; the compilation replaces each with [`virtual_entry_through_cell`] once
     /// the method's `VirtualEntry` cell has its offset.
     pub virtual_sites: Vec<(usize, u32)>,
+    /// `ldtoken` sites of types: the index in `code.ops` of each placeholder `unreachable` and
+    /// the type's token; the compilation replaces each with [`runtime_handle_through_cell`]
+    /// once the type's `TypeHandle` cell has its offset.
+    pub type_handle_sites: Vec<(usize, u32)>,
+    /// `ldtoken` sites of fields: as [`CompiledBody::type_handle_sites`], with the field's
+    /// `FieldHandle` cell.
+    pub field_handle_sites: Vec<(usize, u32)>,
     /// Whether it calls the throw helper ([`JitInterface::throw_helper`]).
     pub throws: bool,
     /// The resumption stub the body stores into its continuations, when it can suspend.
@@ -440,6 +469,8 @@ impl CompiledBody {
             &mut self.isinst_sites,
             &mut self.castclass_sites,
             &mut self.virtual_sites,
+            &mut self.type_handle_sites,
+            &mut self.field_handle_sites,
         ];
         let mut keep: Vec<usize> = lists
             .iter()
@@ -523,6 +554,15 @@ pub fn type_check_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
 /// offset `cell_rva` (ReadyToRun fixup 0x16). `[object i32] -> [i32]`.
 pub fn virtual_entry_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
     vec![Op::ImageAddress(cell_rva), Op::Call(helper)]
+}
+
+/// The operations replacing an `ldtoken` placeholder: the runtime handle in the token's lazy
+/// `TypeHandle` or `FieldHandle` cell at image offset `cell_rva` (ReadyToRun fixups 0x10,
+/// 0x12), `[] -> [i32]`. The cell holds 0 until resolved: then the code calls `helper` (the
+/// runtime's `crossgraph_runtime_handle`, `[cell i32] -> [i32]`), which asks the embedder and
+/// stores the handle.
+pub fn runtime_handle_through_cell(cell_rva: u32, helper: SymbolId) -> Vec<Op> {
+    lazy_cell_value(cell_rva, helper)
 }
 
 /// The value of the lazy cell at image offset `cell_rva`, `[] -> [i32]`: its contents, or,
@@ -688,6 +728,8 @@ pub fn compile(
         isinst_sites: Vec::new(),
         castclass_sites: Vec::new(),
         virtual_sites: Vec::new(),
+        type_handle_sites: Vec::new(),
+        field_handle_sites: Vec::new(),
         throws: false,
         suspend: None,
         frame: None,
@@ -841,6 +883,8 @@ pub fn compile(
         isinst_sites: body.isinst_sites,
         castclass_sites: body.castclass_sites,
         virtual_sites: body.virtual_sites,
+        type_handle_sites: body.type_handle_sites,
+        field_handle_sites: body.field_handle_sites,
         throws: body.throws,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
@@ -924,6 +968,8 @@ struct Body {
     isinst_sites: Vec<(usize, u32)>,
     castclass_sites: Vec<(usize, u32)>,
     virtual_sites: Vec<(usize, u32)>,
+    type_handle_sites: Vec<(usize, u32)>,
+    field_handle_sites: Vec<(usize, u32)>,
     throws: bool,
     /// Suspension points, in an async variant that awaits.
     suspend: Option<Suspend>,
@@ -2309,6 +2355,26 @@ impl Body {
             }
             _ if op.starts_with("ldind.") => self.load_indirect(op, pointer)?,
             _ if op.starts_with("stind.") => self.store_indirect(op, pointer)?,
+            "ldtoken" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err("ldtoken without a token".into());
+                };
+                let kind = jit
+                    .runtime_handle(token)
+                    .map_err(|reason| format!("ldtoken 0x{token:08x}: {reason}"))?;
+                if pointer != I32 {
+                    return Err("ldtoken: handles are 32-bit here".into());
+                }
+                let sites = match kind {
+                    HandleKind::Type => &mut self.type_handle_sites,
+                    HandleKind::Field => &mut self.field_handle_sites,
+                };
+                sites.push((self.ops.len(), token));
+                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the handle
+                // A RuntimeTypeHandle or RuntimeFieldHandle: a struct of one pointer, which
+                // the ABI passes as that pointer.
+                self.stack.push(I32);
+            }
             "isinst" | "castclass" => {
                 let IlOperand::Token(token) = ins.operand else {
                     return Err(format!("{op} without a token"));

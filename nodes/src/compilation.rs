@@ -41,11 +41,11 @@ use std::sync::{Mutex, OnceLock};
 
 use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
-    CallTarget, CompiledBody, FieldAccess, FunctionPointer, JitInterface, NewObject, NotCompiled,
-    Suspension, ValueAccess, call_through_cell, compile, field_address_through_cell,
+    CallTarget, CompiledBody, FieldAccess, FunctionPointer, HandleKind, JitInterface, NewObject,
+    NotCompiled, Suspension, ValueAccess, call_through_cell, compile, field_address_through_cell,
     function_pointer_through_cell, new_array_through_cell, new_object_through_cell,
-    portable_entry_point_address, string_through_cell, type_check_through_cell,
-    virtual_entry_through_cell,
+    portable_entry_point_address, runtime_handle_through_cell, string_through_cell,
+    type_check_through_cell, virtual_entry_through_cell,
 };
 use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
 use crossgraph_codegen::thunk::{
@@ -62,7 +62,7 @@ use crossgraph_graph::{
 };
 use crossgraph_runtime_core::abi::{
     FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER,
-    STRING_LITERAL_HELPER, THROW_HELPER, VIRTUAL_ENTRY_HELPER,
+    RUNTIME_HANDLE_HELPER, STRING_LITERAL_HELPER, THROW_HELPER, VIRTUAL_ENTRY_HELPER,
 };
 use crossgraph_runtime_core::format::{
     CodeRefSite, FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
@@ -133,6 +133,13 @@ pub enum NodeKey {
     /// `VirtualEntry` signature in its dispatch imports): the runtime's helper finds the
     /// receiver's override through it.
     VirtualEntryImport(u32),
+    /// The lazy `TypeHandle` import cell (fixup kind 0x10) of a type `ldtoken` loads, by
+    /// `TypeDef`, `TypeRef` or `TypeSpec` token (crossgen2's `DelayLoadHelperImport` of a
+    /// type-handle signature).
+    TypeHandleImport(u32),
+    /// The lazy `FieldHandle` import cell (fixup kind 0x12) of a field `ldtoken` loads (an
+    /// array initializer's data, say), by `Field` or `MemberRef` token.
+    FieldHandleImport(u32),
 }
 
 /// A kind of import cell compiled code reaches through one of the runtime's helpers: `ldstr`'s
@@ -148,11 +155,13 @@ enum HelperCell {
     Cast,
     Field,
     Virtual,
+    TypeHandle,
+    FieldHandle,
 }
 
 impl HelperCell {
     /// Every kind, in the order their sections and helpers are written.
-    const ALL: [HelperCell; 7] = [
+    const ALL: [HelperCell; 9] = [
         HelperCell::Literal,
         HelperCell::Class,
         HelperCell::Array,
@@ -160,6 +169,8 @@ impl HelperCell {
         HelperCell::Cast,
         HelperCell::Field,
         HelperCell::Virtual,
+        HelperCell::TypeHandle,
+        HelperCell::FieldHandle,
     ];
 
     /// The kind and token of a node that is such a cell.
@@ -172,6 +183,8 @@ impl HelperCell {
             NodeKey::TypeCheckImport { cast: true, token } => (HelperCell::Cast, token),
             NodeKey::FieldAddressImport(token) => (HelperCell::Field, token),
             NodeKey::VirtualEntryImport(token) => (HelperCell::Virtual, token),
+            NodeKey::TypeHandleImport(token) => (HelperCell::TypeHandle, token),
+            NodeKey::FieldHandleImport(token) => (HelperCell::FieldHandle, token),
             _ => return None,
         })
     }
@@ -189,6 +202,8 @@ impl HelperCell {
                 flags: MethodSigFlags::NONE,
                 token,
             }),
+            HelperCell::TypeHandle => FixupSignature::TypeHandle(token),
+            HelperCell::FieldHandle => FixupSignature::FieldHandle(token),
         }
     }
 
@@ -212,6 +227,7 @@ impl HelperCell {
             HelperCell::IsInstance | HelperCell::Cast => (IS_INSTANCE_HELPER, 2),
             HelperCell::Field => (FIELD_ADDRESS_HELPER, 1),
             HelperCell::Virtual => (VIRTUAL_ENTRY_HELPER, 2),
+            HelperCell::TypeHandle | HelperCell::FieldHandle => (RUNTIME_HANDLE_HELPER, 1),
         }
     }
 
@@ -224,6 +240,9 @@ impl HelperCell {
             HelperCell::IsInstance | HelperCell::Cast => type_check_through_cell(cell_rva, helper),
             HelperCell::Field => field_address_through_cell(cell_rva, helper),
             HelperCell::Virtual => virtual_entry_through_cell(cell_rva, helper),
+            HelperCell::TypeHandle | HelperCell::FieldHandle => {
+                runtime_handle_through_cell(cell_rva, helper)
+            }
         }
     }
 
@@ -243,6 +262,11 @@ impl HelperCell {
                 "DelayLoadHelperImport",
                 factory.name(&NodeKey::VirtualEntryImport(token)),
             ),
+            HelperCell::TypeHandle => (
+                "DelayLoadHelperImport",
+                format!("TypeHandle {}", type_token_name(view, token)),
+            ),
+            HelperCell::FieldHandle => ("DelayLoadHelperImport", field_handle_name(view, token)),
         }
     }
 }
@@ -266,7 +290,9 @@ impl NodeKey {
             | NodeKey::FieldAddressImport(_)
             | NodeKey::NewArrayImport(_)
             | NodeKey::TypeCheckImport { .. }
-            | NodeKey::VirtualEntryImport(_) => "DelayLoadHelperImport",
+            | NodeKey::VirtualEntryImport(_)
+            | NodeKey::TypeHandleImport(_)
+            | NodeKey::FieldHandleImport(_) => "DelayLoadHelperImport",
         }
     }
 }
@@ -905,6 +931,21 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
         }
     }
 
+    fn runtime_handle(&mut self, token: u32) -> Result<HandleKind, String> {
+        // The embedder resolves the type or field from the token.
+        match token >> 24 {
+            0x01 | 0x02 | 0x1b => Ok(HandleKind::Type),
+            0x04 | 0x0a => {
+                self.factory
+                    .ts
+                    .resolve_field(0, token)
+                    .map_err(|e| short(&e))?;
+                Ok(HandleKind::Field)
+            }
+            _ => Err("ldtoken of a method".into()),
+        }
+    }
+
     fn new_array(&mut self, token: u32) -> Result<(), String> {
         // The embedder resolves the element type from the token; it must be one.
         match token >> 24 {
@@ -1081,6 +1122,12 @@ impl NodeSource for Factory<'_, '_, '_> {
                     for &(_, method) in &body.virtual_sites {
                         deps.add(NodeKey::VirtualEntryImport(method), "virtual call");
                     }
+                    for &(_, ty) in &body.type_handle_sites {
+                        deps.add(NodeKey::TypeHandleImport(ty), "ldtoken");
+                    }
+                    for &(_, field) in &body.field_handle_sites {
+                        deps.add(NodeKey::FieldHandleImport(field), "ldtoken");
+                    }
                     for &(_, target) in &body.entry_point_sites {
                         if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
                             deps.add(NodeKey::Method(target), "ldftn target");
@@ -1162,7 +1209,9 @@ impl NodeSource for Factory<'_, '_, '_> {
             | NodeKey::NewObjectImport(_)
             | NodeKey::FieldAddressImport(_)
             | NodeKey::NewArrayImport(_)
-            | NodeKey::TypeCheckImport { .. } => {}
+            | NodeKey::TypeCheckImport { .. }
+            | NodeKey::TypeHandleImport(_)
+            | NodeKey::FieldHandleImport(_) => {}
         }
     }
 
@@ -1214,6 +1263,10 @@ impl NodeSource for Factory<'_, '_, '_> {
                 type_check_name(self.ts.view(0), *cast, *token)
             }
             NodeKey::VirtualEntryImport(token) => format!("VirtualEntry {}", method(token)),
+            NodeKey::TypeHandleImport(token) => {
+                format!("TypeHandle {}", type_token_name(self.ts.view(0), *token))
+            }
+            NodeKey::FieldHandleImport(token) => field_handle_name(self.ts.view(0), *token),
         }
     }
 }
@@ -1293,6 +1346,16 @@ fn field_address_name(view: &AssemblyView<'_>, token: u32) -> String {
         Some(name) => format!("FieldAddress {name}"),
         None => format!("FieldAddress 0x{token:08x}"),
     }
+}
+
+/// `FieldHandle Namespace.Type::field` of a `Field` or `MemberRef` token of `view` (the token
+/// when it has no name).
+fn field_handle_name(view: &AssemblyView<'_>, token: u32) -> String {
+    let address = field_address_name(view, token);
+    format!(
+        "FieldHandle {}",
+        address.strip_prefix("FieldAddress ").unwrap_or(&address)
+    )
 }
 
 /// Compiles the methods of an assembly view into a module (no references: calls into other
@@ -1989,7 +2052,7 @@ fn emit(
             .into_par_iter()
             .map(|(m, mut body)| {
                 let plan = &factory.plans[&m.token];
-                let lists: [(&[(usize, u32)], Site); 11] = [
+                let lists: [(&[(usize, u32)], Site); 13] = [
                     (&body.call_sites, Site::Call),
                     (&body.address_sites, Site::Address),
                     (&body.entry_point_sites, Site::EntryPoint),
@@ -2001,6 +2064,14 @@ fn emit(
                     (&body.isinst_sites, Site::Helper(HelperCell::IsInstance)),
                     (&body.castclass_sites, Site::Helper(HelperCell::Cast)),
                     (&body.virtual_sites, Site::Helper(HelperCell::Virtual)),
+                    (
+                        &body.type_handle_sites,
+                        Site::Helper(HelperCell::TypeHandle),
+                    ),
+                    (
+                        &body.field_handle_sites,
+                        Site::Helper(HelperCell::FieldHandle),
+                    ),
                 ];
                 let sites: Vec<(usize, u32, Site)> = lists
                     .into_iter()

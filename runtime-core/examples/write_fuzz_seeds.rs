@@ -292,6 +292,34 @@ fn virtual_entries() -> Image {
     }
 }
 
+/// A lazy section of `TypeHandle` and `FieldHandle` cells (fixups 0x10, 0x12): the runtime
+/// handles `ldtoken` loads (a `TypeDef`, a `TypeSpec`, a `Field`).
+fn runtime_handles() -> Image {
+    Image {
+        compiler: Some("crossgraph handles".into()),
+        import_sections: vec![ImportSection {
+            flags: ImportSectionFlags::NONE,
+            kind: ImportSectionType::UNKNOWN,
+            entry_size: 4,
+            cells: vec![
+                ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::TypeHandle(0x0200_0002),
+                },
+                ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::TypeHandle(0x1b00_0001),
+                },
+                ImportCell {
+                    initial: 0,
+                    signature: FixupSignature::FieldHandle(0x0400_0005),
+                },
+            ],
+        }],
+        ..Image::default()
+    }
+}
+
 /// Both entry-point tables, records with several fixups and with none.
 fn entry_points() -> Image {
     Image {
@@ -400,6 +428,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("new_objects", new_objects()),
         ("static_fields", static_fields()),
         ("virtual_entries", virtual_entries()),
+        ("runtime_handles", runtime_handles()),
     ];
     for (name, image) in seeds {
         let bytes = image.encode()?;

@@ -19,8 +19,8 @@ use wasmtime::{
 use crate::abi::continuation;
 use crate::abi::{
     ArgLayout, FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER,
-    RetSlot, STRING_LITERAL_HELPER, SlotKind, THROW_HELPER, ThunkDirection, VIRTUAL_ENTRY_HELPER,
-    WasmSignature, WasmValueType,
+    RUNTIME_HANDLE_HELPER, RetSlot, STRING_LITERAL_HELPER, SlotKind, THROW_HELPER, ThunkDirection,
+    VIRTUAL_ENTRY_HELPER, WasmSignature, WasmValueType,
 };
 use crate::format::{FixupSignature, MethodRef};
 use crate::loader::{CallKind, LoadError, Loader, image_from_module};
@@ -138,6 +138,22 @@ pub trait Interpreter: Send + Sync + 'static {
         let _ = memory;
         Err(format!(
             "this interpreter has no object model (virtual call of 0x{token:08x} on {object:#x})"
+        ))
+    }
+
+    /// The runtime handle of the type or field `token` (the operand of an `ldtoken`: a
+    /// `TypeDef`, `TypeRef` or `TypeSpec` token, or a `Field` or `MemberRef` token of a field,
+    /// of the image's assembly; ReadyToRun fixups `TypeHandle` 0x10, `FieldHandle` 0x12): the
+    /// value of its `RuntimeTypeHandle` or `RuntimeFieldHandle`, a pointer-sized word, never 0.
+    /// The embedder owns the type system at run time. Called once per handle cell, the first
+    /// time code loads it (lazily). The default has no handles.
+    ///
+    /// # Errors
+    /// A message, surfaced as a trap of the calling wasm code.
+    fn runtime_handle(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
+        let _ = memory;
+        Err(format!(
+            "this interpreter has no runtime handles (ldtoken 0x{token:08x})"
         ))
     }
 
@@ -424,6 +440,7 @@ impl Executor {
         let arrays = Arc::clone(&interpreter);
         let types = Arc::clone(&interpreter);
         let dispatch = Arc::clone(&interpreter);
+        let handles = Arc::clone(&interpreter);
         let engine = Engine::default();
         let compiled = wasmtime::Module::new(&engine, module).map_err(wasm)?;
         let slots = compiled
@@ -549,6 +566,26 @@ impl Executor {
                         Ok(false) => Ok(0),
                         Err(e) => Err(wasmtime::Error::msg(format!("interpreter: {e}"))),
                     }
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                RUNTIME_HANDLE_HELPER,
+                move |mut caller: Caller<'_, HostState>, cell: i32| -> wasmtime::Result<i32> {
+                    resolve_lazy_cell(&mut caller, memory, cell, |memory, signature| {
+                        let (FixupSignature::TypeHandle(token)
+                        | FixupSignature::FieldHandle(token)) = *signature
+                        else {
+                            return Err(wasmtime::Error::msg(format!(
+                                "cell at {cell:#x} is not a TypeHandle or FieldHandle cell"
+                            )));
+                        };
+                        embedder_reference(handles.runtime_handle(memory, token), || {
+                            format!("runtime handle of 0x{token:08x}")
+                        })
+                    })
                 },
             )
             .map_err(wasm)?;

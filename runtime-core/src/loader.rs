@@ -126,6 +126,16 @@ pub enum LoadError {
         /// The field's token.
         token: u32,
     },
+    /// A `TypeHandle` or `FieldHandle` cell (fixup kinds 0x10, 0x12) asked of the loader: the
+    /// embedder owns the runtime handles, so the executor resolves these cells
+    /// ([`Loader::store_cell`]).
+    #[error(
+        "the runtime handle of 0x{token:08x} is resolved by the embedder (Interpreter::runtime_handle), not the loader"
+    )]
+    RuntimeHandle {
+        /// The type or field token.
+        token: u32,
+    },
     /// A `VirtualEntry` cell (fixup kind 0x16) asked of the loader: which override a virtual
     /// call runs depends on each call's receiver, so the executor's virtual-entry helper asks
     /// the embedder per call ([`Loader::virtual_entry_code`]).
@@ -556,6 +566,9 @@ impl Loader {
             }
             FixupSignature::FieldAddress(token) => {
                 return Err(LoadError::StaticField { token: *token });
+            }
+            FixupSignature::TypeHandle(token) | FixupSignature::FieldHandle(token) => {
+                return Err(LoadError::RuntimeHandle { token: *token });
             }
             FixupSignature::VirtualEntry(method) => {
                 return Err(LoadError::VirtualEntry {

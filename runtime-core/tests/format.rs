@@ -323,6 +323,8 @@ fn image_strategy() -> impl Strategy<Value = Image> {
         any::<u32>().prop_map(FixupSignature::IsInstanceOf),
         any::<u32>().prop_map(FixupSignature::ChkCast),
         any::<u32>().prop_map(FixupSignature::FieldAddress),
+        any::<u32>().prop_map(FixupSignature::TypeHandle),
+        any::<u32>().prop_map(FixupSignature::FieldHandle),
         (method.clone(), any::<u32>())
             .prop_map(|(method, stub)| FixupSignature::ResumptionStubEntryPoint { method, stub }),
         thunks.prop_map(FixupSignature::InjectStringThunks),
@@ -541,6 +543,8 @@ fn the_committed_fuzz_seeds_decode_and_cover_every_fixup_kind() {
     assert_eq!(
         kinds.into_iter().collect::<Vec<u8>>(),
         [
+            fixup_kind::TYPE_HANDLE,
+            fixup_kind::FIELD_HANDLE,
             fixup_kind::METHOD_ENTRY,
             fixup_kind::VIRTUAL_ENTRY,
             fixup_kind::HELPER,

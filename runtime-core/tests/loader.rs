@@ -80,6 +80,7 @@ fn image() -> Image {
                     cell(FixupSignature::FieldAddress(0x0400_0003)),
                     cell(FixupSignature::NewArray(0x0100_0004)),
                     cell(FixupSignature::ChkCast(0x0100_0005)),
+                    cell(FixupSignature::TypeHandle(0x0200_0006)),
                 ],
             },
             ImportSection {
@@ -287,7 +288,7 @@ fn string_handle_new_object_new_array_type_check_and_field_address_cells_are_the
     assert_eq!(loader.store_cell(handle, 2, 0, 8192).unwrap(), 4096);
     assert_eq!(loader.resolve_cell(handle, 2, 0).unwrap(), 4096);
     assert!(matches!(
-        loader.store_cell(handle, 2, 5, 1),
+        loader.store_cell(handle, 2, 6, 1),
         Err(LoadError::NoSuchCell { .. })
     ));
     // Allocations too are the embedder's: a NewObject cell only names the class.
@@ -312,6 +313,18 @@ fn string_handle_new_object_new_array_type_check_and_field_address_cells_are_the
         Err(LoadError::TypeCheck { token: 0x0100_0005 })
     ));
     assert_eq!(loader.resolve_cell(handle, 2, 2).unwrap(), 12288);
+}
+
+#[test]
+fn type_handle_cells_are_the_embedders() {
+    let (loader, handle) = loader();
+    assert!(matches!(
+        loader.resolve_cell(handle, 2, 5),
+        Err(LoadError::RuntimeHandle { token: 0x0200_0006 })
+    ));
+    // Resolved by the executor through the embedder, then stored for good.
+    assert_eq!(loader.store_cell(handle, 2, 5, 0x77).unwrap(), 0x77);
+    assert_eq!(loader.resolve_cell(handle, 2, 5).unwrap(), 0x77);
 }
 
 #[test]

@@ -65,6 +65,13 @@ pub mod array {
 /// class needs it), stores it in the cell and returns it.
 pub const FIELD_ADDRESS_HELPER: &str = "crossgraph_field_address";
 
+/// Import name (module `env`) of the runtime's runtime-handle helper, `[cell i32] -> [i32]`:
+/// compiled code's `ldtoken` calls it with the address of the token's lazy `TypeHandle` or
+/// `FieldHandle` cell (ReadyToRun fixups 0x10, 0x12) while the cell holds 0; the runtime asks
+/// the embedder for the handle (the value of a `RuntimeTypeHandle` or `RuntimeFieldHandle`, a
+/// pointer-sized word), stores it in the cell and returns it.
+pub const RUNTIME_HANDLE_HELPER: &str = "crossgraph_runtime_handle";
+
 /// Import name (module `env`) of the runtime's throw helper, `[object i32] -> []`, which
 /// never returns: compiled code's `throw` calls it with the exception object, and the
 /// exception leaves every compiled frame up to the nearest host frame (the interpreter, or

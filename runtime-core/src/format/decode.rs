@@ -259,6 +259,10 @@ fn decode_signature(r: &Reader<'_>, at: u64) -> Result<FixupSignature, FormatErr
     let kind = r.u8("fixup signature", at)?;
     let payload = at + 1;
     Ok(match kind {
+        fixup_kind::TYPE_HANDLE => FixupSignature::TypeHandle(r.u32("type handle fixup", payload)?),
+        fixup_kind::FIELD_HANDLE => {
+            FixupSignature::FieldHandle(r.u32("field handle fixup", payload)?)
+        }
         fixup_kind::METHOD_ENTRY => FixupSignature::MethodEntry(decode_method(r, payload)?),
         fixup_kind::VIRTUAL_ENTRY => FixupSignature::VirtualEntry(decode_method(r, payload)?),
         fixup_kind::HELPER => FixupSignature::Helper(r.u32("helper fixup", payload)?),

@@ -300,6 +300,8 @@ fn code_sites(
         }
         FixupSignature::MethodEntry(_)
         | FixupSignature::VirtualEntry(_)
+        | FixupSignature::TypeHandle(_)
+        | FixupSignature::FieldHandle(_)
         | FixupSignature::Helper(_)
         | FixupSignature::StringHandle(_)
         | FixupSignature::NewObject(_)
@@ -320,6 +322,8 @@ fn signature_bytes(signature: &FixupSignature) -> Vec<u8> {
     match signature {
         FixupSignature::MethodEntry(m) | FixupSignature::VirtualEntry(m) => method(&mut out, m),
         FixupSignature::Helper(id)
+        | FixupSignature::TypeHandle(id)
+        | FixupSignature::FieldHandle(id)
         | FixupSignature::StringHandle(id)
         | FixupSignature::NewObject(id)
         | FixupSignature::NewArray(id)

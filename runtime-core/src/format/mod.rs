@@ -123,6 +123,10 @@ pub struct MethodRef {
 
 /// ReadyToRun fixup kinds used by the image (`ReadyToRunFixupKind`).
 pub mod fixup_kind {
+    /// `TypeHandle` (0x10): the runtime handle of a type (`ldtoken` of a type).
+    pub const TYPE_HANDLE: u8 = 0x10;
+    /// `FieldHandle` (0x12): the runtime handle of a field (`ldtoken` of a field).
+    pub const FIELD_HANDLE: u8 = 0x12;
     /// `MethodEntry` (0x13): the entry point of a method.
     pub const METHOD_ENTRY: u8 = 0x13;
     /// `VirtualEntry` (0x16): a virtual method, the receiver's override of which a call runs.
@@ -150,6 +154,15 @@ pub mod fixup_kind {
 /// A fixup signature: kind byte + payload.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FixupSignature {
+    /// 0x10, payload `token: u32`: a type token (`TypeDef`, `TypeRef` or `TypeSpec`) of the
+    /// image's assembly, an `ldtoken` operand. The cell holds the type's runtime handle (the
+    /// value of its `RuntimeTypeHandle`) once resolved (0 before; lazy: resolved by the code
+    /// on first use, through the embedder, which owns the type handles).
+    TypeHandle(u32),
+    /// 0x12, payload `token: u32`: a field token (`Field` or `MemberRef`) of the image's
+    /// assembly, an `ldtoken` operand (e.g. the data of an array initializer). As `TypeHandle`,
+    /// for the field's `RuntimeFieldHandle`.
+    FieldHandle(u32),
     /// 0x13, payload `flags: u32, token: u32`.
     MethodEntry(MethodRef),
     /// 0x16, payload `flags: u32, token: u32`: a virtual method (`MethodDef` or `MemberRef`
@@ -204,6 +217,8 @@ impl FixupSignature {
     /// The fixup kind byte.
     pub fn kind(&self) -> u8 {
         match self {
+            FixupSignature::TypeHandle(_) => fixup_kind::TYPE_HANDLE,
+            FixupSignature::FieldHandle(_) => fixup_kind::FIELD_HANDLE,
             FixupSignature::MethodEntry(_) => fixup_kind::METHOD_ENTRY,
             FixupSignature::VirtualEntry(_) => fixup_kind::VIRTUAL_ENTRY,
             FixupSignature::Helper(_) => fixup_kind::HELPER,
