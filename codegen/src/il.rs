@@ -13,8 +13,9 @@
 //! [`field_address_through_cell`]; the embedder owns the statics and runs class constructors),
 //! single-dimension arrays (`newarr` through the runtime's array helper and the element type's
 //! `NewArray` cell, [`new_array_through_cell`]; `ldlen`; `ldelem.*`, `ldelem`, `ldelema` and
-//! `stelem.*`, `stelem` of primitive and, for loads, reference elements, with null and bounds
-//! checks that trap; not `stelem.ref`, which needs the array covariance check; layout in
+//! `stelem.*`, `stelem` of primitive and reference elements (`ldelema` of primitive ones),
+//! with null and bounds checks that trap; a reference store asks the runtime's array-store
+//! check, which asks the embedder (array covariance), and traps on a misfit; layout in
 //! [`crossgraph_runtime_core::abi::array`]), type tests (`isinst`, and `castclass`, which traps
 //! when the test fails on a non-null object: the runtime's type-check helper asks the embedder,
 //! through the type's `IsInstanceOf` or `ChkCast` cell, [`type_check_through_cell`]),
@@ -346,6 +347,17 @@ pub trait JitInterface {
         Err("throw is outside the baseline subset".into())
     }
 
+    /// The symbol of the runtime's array-store check (`crossgraph_array_store_check`,
+    /// `[array i32, value i32] -> [i32]`), which `stelem.ref` calls for a non-null reference;
+    /// the compilation imports it when a compiled body uses it
+    /// ([`CompiledBody::checks_array_stores`]).
+    ///
+    /// # Errors
+    /// The reason `stelem.ref` cannot be compiled. The default refuses.
+    fn array_store_helper(&mut self) -> Result<SymbolId, String> {
+        Err("stelem.ref of a reference (array covariance check)".into())
+    }
+
     /// What `newobj ctor` does. The default refuses.
     fn new_object(&mut self, ctor: u32) -> NewObject {
         let _ = ctor;
@@ -447,6 +459,8 @@ pub struct CompiledBody {
     pub field_handle_sites: Vec<(usize, u32)>,
     /// Whether it calls the throw helper ([`JitInterface::throw_helper`]).
     pub throws: bool,
+    /// Whether it calls the array-store check ([`JitInterface::array_store_helper`]).
+    pub checks_array_stores: bool,
     /// The resumption stub the body stores into its continuations, when it can suspend.
     pub resumption_stub: Option<SymbolId>,
 }
@@ -731,6 +745,7 @@ pub fn compile(
         type_handle_sites: Vec::new(),
         field_handle_sites: Vec::new(),
         throws: false,
+        checks_array_stores: false,
         suspend: None,
         frame: None,
     };
@@ -886,6 +901,7 @@ pub fn compile(
         type_handle_sites: body.type_handle_sites,
         field_handle_sites: body.field_handle_sites,
         throws: body.throws,
+        checks_array_stores: body.checks_array_stores,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
 }
@@ -971,6 +987,7 @@ struct Body {
     type_handle_sites: Vec<(usize, u32)>,
     field_handle_sites: Vec<(usize, u32)>,
     throws: bool,
+    checks_array_stores: bool,
     /// Suspension points, in an async variant that awaits.
     suspend: Option<Suspend>,
     /// The shadow-stack frame of address-taken locals and arguments.
@@ -1832,8 +1849,9 @@ impl Body {
     /// `[array index] -> [address]` of element `index` of an array of `size`-byte elements,
     /// minus [`array::DATA_OFFSET`] (the loads and stores add it as their offset): traps when
     /// the array is null (NullReferenceException) or the index is not below its length
-    /// (IndexOutOfRangeException; compared unsigned, so a negative index traps too).
-    fn element_address(&mut self, size: u32, taken: &mut Vec<u32>) -> Result<(), String> {
+    /// (IndexOutOfRangeException; compared unsigned, so a negative index traps too). Returns
+    /// the local holding the array.
+    fn element_address(&mut self, size: u32, taken: &mut Vec<u32>) -> Result<u32, String> {
         use WasmValueType::I32;
         if self.pointer != I32 {
             return Err("arrays are laid out for wasm32 here".into());
@@ -1861,7 +1879,7 @@ impl Body {
         }
         self.push(Instruction::I32Add);
         self.stack.push(I32);
-        Ok(())
+        Ok(array)
     }
 
     /// `conv.ovf.<target>[.un]` (III.3.19, III.3.20): traps when the value does not fit.
@@ -2476,15 +2494,32 @@ impl Body {
                     let Some(access) = access else {
                         return Err(format!("{op} of a struct element"));
                     };
-                    if access == "ref" {
-                        // III.4.27: storing a reference checks it against the array's element
-                        // type (ArrayTypeMismatchException), which needs the object model.
-                        return Err(format!("{op} of a reference (array covariance check)"));
-                    }
+                    // III.4.27: storing a reference checks it against the array's element
+                    // type (ArrayTypeMismatchException), which needs the object model.
+                    let check = if access == "ref" {
+                        Some(jit.array_store_helper()?)
+                    } else {
+                        None
+                    };
                     let ty = self.pop()?;
                     let value = self.scratch(ty, &mut taken);
                     self.push(Instruction::LocalSet(value));
-                    self.element_address(size, &mut taken)?;
+                    let array = self.element_address(size, &mut taken)?;
+                    if let Some(helper) = check {
+                        if ty != I32 {
+                            return Err(format!("{op} of a non-reference"));
+                        }
+                        // After the null and bounds checks; null always fits.
+                        self.push(Instruction::LocalGet(value));
+                        self.push(Instruction::If(wasm_encoder::BlockType::Empty));
+                        self.push(Instruction::LocalGet(array));
+                        self.push(Instruction::LocalGet(value));
+                        self.ops.push(Op::Call(helper));
+                        self.push(Instruction::I32Eqz);
+                        self.trap_if();
+                        self.push(Instruction::End);
+                        self.checks_array_stores = true;
+                    }
                     self.push(Instruction::LocalGet(value));
                     self.stack.push(ty);
                     let store = format!("stind.{}", store_suffix(access));

@@ -61,8 +61,9 @@ use crossgraph_graph::{
     MarkStrategy, NoLog, NodeId, NodeSource, write_dgml, write_dot,
 };
 use crossgraph_runtime_core::abi::{
-    FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER,
-    RUNTIME_HANDLE_HELPER, STRING_LITERAL_HELPER, THROW_HELPER, VIRTUAL_ENTRY_HELPER,
+    ARRAY_STORE_HELPER, FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER,
+    NEW_OBJECT_HELPER, RUNTIME_HANDLE_HELPER, STRING_LITERAL_HELPER, THROW_HELPER,
+    VIRTUAL_ENTRY_HELPER,
 };
 use crossgraph_runtime_core::format::{
     CodeRefSite, FixupRef, FixupSignature, Image, ImportCell, ImportSection, ImportSectionFlags,
@@ -510,6 +511,9 @@ struct Factory<'t, 'v, 'a> {
     async_helpers: AsyncHelpers,
     /// The runtime's throw helper (imported if a compiled body throws).
     throw_helper: SymbolId,
+    /// The runtime's array-store check (imported if a compiled body stores references into
+    /// arrays).
+    array_store_helper: SymbolId,
     /// `MemberRef` callees, by row: resolved and lowered once, lock-free reads.
     externals: Vec<OnceLock<External>>,
     /// Compile results by `MethodDef` row (set once by the compute routine).
@@ -781,6 +785,10 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
 
     fn throw_helper(&mut self) -> Result<SymbolId, String> {
         Ok(self.factory.throw_helper)
+    }
+
+    fn array_store_helper(&mut self) -> Result<SymbolId, String> {
+        Ok(self.factory.array_store_helper)
     }
 
     fn new_object(&mut self, ctor: u32) -> NewObject {
@@ -1435,6 +1443,7 @@ fn run<M: MarkStrategy>(
         stubs: ByMethodDef::new(),
         async_helpers: AsyncHelpers::intern(&mut object),
         throw_helper: object.symbol(THROW_HELPER),
+        array_store_helper: object.symbol(ARRAY_STORE_HELPER),
         externals: {
             let rows = view
                 .metadata()
@@ -1961,6 +1970,15 @@ fn emit(
             })
         })
         .collect();
+    if bodies.iter().any(|(_, body)| body.checks_array_stores) {
+        object.import_env(
+            ARRAY_STORE_HELPER,
+            WasmFuncType {
+                params: vec![WasmValueType::I32; 2],
+                results: vec![WasmValueType::I32],
+            },
+        );
+    }
     if bodies.iter().any(|(_, body)| body.throws) {
         object.import_env(
             THROW_HELPER,

@@ -18,9 +18,9 @@ use wasmtime::{
 
 use crate::abi::continuation;
 use crate::abi::{
-    ArgLayout, FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER, NEW_OBJECT_HELPER,
-    RUNTIME_HANDLE_HELPER, RetSlot, STRING_LITERAL_HELPER, SlotKind, THROW_HELPER, ThunkDirection,
-    VIRTUAL_ENTRY_HELPER, WasmSignature, WasmValueType,
+    ARRAY_STORE_HELPER, ArgLayout, FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER,
+    NEW_OBJECT_HELPER, RUNTIME_HANDLE_HELPER, RetSlot, STRING_LITERAL_HELPER, SlotKind,
+    THROW_HELPER, ThunkDirection, VIRTUAL_ENTRY_HELPER, WasmSignature, WasmValueType,
 };
 use crate::format::{FixupSignature, MethodRef};
 use crate::loader::{CallKind, LoadError, Loader, image_from_module};
@@ -138,6 +138,21 @@ pub trait Interpreter: Send + Sync + 'static {
         let _ = memory;
         Err(format!(
             "this interpreter has no object model (virtual call of 0x{token:08x} on {object:#x})"
+        ))
+    }
+
+    /// Whether the array `array` (never 0) can hold the reference `value` (never 0): whether
+    /// `value`'s type is assignment compatible with the array's element type (ECMA-335
+    /// III.4.27; arrays of references are covariant, so a `string[]` seen as `object[]`
+    /// refuses other objects). Asked by every `stelem.ref` of a non-null reference in compiled
+    /// code; `false` traps (ArrayTypeMismatchException). The default has no object model.
+    ///
+    /// # Errors
+    /// A message, surfaced as a trap of the calling wasm code.
+    fn can_store_element(&self, memory: &mut [u8], array: u32, value: u32) -> Result<bool, String> {
+        let _ = memory;
+        Err(format!(
+            "this interpreter has no object model (store of {value:#x} into array {array:#x})"
         ))
     }
 
@@ -441,6 +456,7 @@ impl Executor {
         let types = Arc::clone(&interpreter);
         let dispatch = Arc::clone(&interpreter);
         let handles = Arc::clone(&interpreter);
+        let stores = Arc::clone(&interpreter);
         let engine = Engine::default();
         let compiled = wasmtime::Module::new(&engine, module).map_err(wasm)?;
         let slots = compiled
@@ -566,6 +582,21 @@ impl Executor {
                         Ok(false) => Ok(0),
                         Err(e) => Err(wasmtime::Error::msg(format!("interpreter: {e}"))),
                     }
+                },
+            )
+            .map_err(wasm)?;
+        linker
+            .func_wrap(
+                "env",
+                ARRAY_STORE_HELPER,
+                move |mut caller: Caller<'_, HostState>,
+                      array: i32,
+                      value: i32|
+                      -> wasmtime::Result<i32> {
+                    stores
+                        .can_store_element(memory.data_mut(&mut caller), array as u32, value as u32)
+                        .map(i32::from)
+                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))
                 },
             )
             .map_err(wasm)?;

@@ -72,6 +72,14 @@ pub const FIELD_ADDRESS_HELPER: &str = "crossgraph_field_address";
 /// pointer-sized word), stores it in the cell and returns it.
 pub const RUNTIME_HANDLE_HELPER: &str = "crossgraph_runtime_handle";
 
+/// Import name (module `env`) of the runtime's array-store check, `[array i32, value i32] ->
+/// [i32]`: compiled code's `stelem.ref` calls it, after the null and bounds checks, with the
+/// array and the non-null reference it stores; it returns 1 when the reference's type is
+/// assignment compatible with the array's element type (ECMA-335 III.4.27: arrays are
+/// covariant, so only the object model can tell) and 0 otherwise, when the code traps
+/// (ArrayTypeMismatchException). crossgen2's code calls the `StelemRef` helper the same way.
+pub const ARRAY_STORE_HELPER: &str = "crossgraph_array_store_check";
+
 /// Import name (module `env`) of the runtime's throw helper, `[object i32] -> []`, which
 /// never returns: compiled code's `throw` calls it with the exception object, and the
 /// exception leaves every compiled frame up to the nearest host frame (the interpreter, or
