@@ -2025,3 +2025,157 @@ fn ldtoken_loads_runtime_handles_the_embedder_resolves_once() {
         .unwrap_err();
     assert!(err.to_string().contains("no runtime handles"), "{err}");
 }
+
+/// An embedder that allocates boxes (a 4-byte header holding the type token, then 8 bytes
+/// for the value) and answers type tests from the header; a few string handles it knows by
+/// number.
+struct BoxInterpreter {
+    next: std::sync::Mutex<u32>,
+    /// Boxes made: (type token, reference).
+    boxes: std::sync::Mutex<Vec<(u32, u32)>>,
+    strings: Vec<u32>,
+    /// The token the fixture names `string` with.
+    string: u32,
+}
+
+impl Interpreter for BoxInterpreter {
+    fn execute(&self, entry: u32, _: &mut [u8], _: u32, _: u32, _: u32) -> Result<(), String> {
+        Err(format!("{entry:#x} was not expected in the interpreter"))
+    }
+
+    fn new_object(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
+        let mut next = self.next.lock().unwrap();
+        let object = *next;
+        *next += 16;
+        let at = object as usize;
+        memory[at..at + 16].fill(0);
+        memory[at..at + 4].copy_from_slice(&token.to_le_bytes());
+        self.boxes.lock().unwrap().push((token, object));
+        Ok(object)
+    }
+
+    fn is_instance_of(&self, memory: &mut [u8], object: u32, token: u32) -> Result<bool, String> {
+        if self.strings.contains(&object) {
+            return Ok(token == self.string);
+        }
+        let at = object as usize;
+        Ok(memory[at..at + 4] == token.to_le_bytes())
+    }
+}
+
+#[test]
+fn box_and_unbox_any_go_through_the_embedders_allocation_and_type_test() {
+    let output = compile(&assemble("boxing.il"));
+    for name in [
+        "BoxInt",
+        "BoxLong",
+        "BoxColor",
+        "BoxString",
+        "UnboxInt",
+        "UnboxLong",
+        "UnboxColor",
+        "UnboxString",
+        "RoundTrip",
+    ] {
+        token_of(&output, &format!("Fixture.Boxes::{name}"));
+    }
+    // A NewObject cell per boxed value type (Int32, Int64, Color; not String), a ChkCast
+    // cell per unboxed type (String's included).
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let cells: Vec<&FixupSignature> = image
+        .import_sections
+        .iter()
+        .flat_map(|s| &s.cells)
+        .map(|c| &c.signature)
+        .collect();
+    let boxed: Vec<u32> = cells
+        .iter()
+        .filter_map(|s| match s {
+            FixupSignature::NewObject(t) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    let casts: Vec<u32> = cells
+        .iter()
+        .filter_map(|s| match s {
+            FixupSignature::ChkCast(t) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(boxed.len(), 3, "{boxed:x?}");
+    assert_eq!(casts.len(), 4, "{casts:x?}");
+    let string = *casts
+        .iter()
+        .find(|t| !boxed.contains(t))
+        .expect("String is cast to, never boxed");
+    let color = *boxed
+        .iter()
+        .find(|&&t| t >> 24 == 0x02)
+        .expect("Color is a TypeDef");
+
+    let embedder = Arc::new(BoxInterpreter {
+        next: std::sync::Mutex::new(4096),
+        boxes: Default::default(),
+        strings: vec![0x9000],
+        string,
+    });
+    let mut exec = instantiate(&output, embedder.clone());
+    let call = |exec: &mut Executor, name: &str, signature: &str, arg: Val| {
+        exec.invoke_by_name(&format!("Fixture.Boxes::{name}"), &sig(signature), &[arg])
+            .map(|v| v.unwrap())
+    };
+    let i32_of = |v: Val| v.unwrap_i32();
+    // A box holds the type token in its header (the embedder's) and the value after it.
+    let int_box = i32_of(call(&mut exec, "BoxInt", "iip", Val::I32(-42)).unwrap()) as u32;
+    let bytes = exec.read_bytes(int_box as usize, 8).unwrap();
+    assert_eq!(bytes[4..8], (-42i32).to_le_bytes());
+    let long_box = i32_of(call(&mut exec, "BoxLong", "ilp", Val::I64(1 << 40)).unwrap()) as u32;
+    let color_box = i32_of(call(&mut exec, "BoxColor", "iip", Val::I32(-3)).unwrap()) as u32;
+    let bytes = exec.read_bytes(color_box as usize, 8).unwrap();
+    assert_eq!(bytes[0..4], color.to_le_bytes());
+    assert_eq!(
+        bytes[4..6],
+        (-3i16).to_le_bytes(),
+        "an int16 enum stores 2 bytes"
+    );
+    assert_eq!(embedder.boxes.lock().unwrap().len(), 3);
+    // Boxing a reference is the reference; nothing is allocated.
+    assert_eq!(
+        i32_of(call(&mut exec, "BoxString", "iip", Val::I32(0x9000)).unwrap()),
+        0x9000
+    );
+    assert_eq!(embedder.boxes.lock().unwrap().len(), 3);
+
+    // unbox.any reads the value back; the wrong box or null traps.
+    assert_eq!(
+        i32_of(call(&mut exec, "UnboxInt", "iip", Val::I32(int_box as i32)).unwrap()),
+        -42
+    );
+    assert_eq!(
+        call(&mut exec, "UnboxLong", "lip", Val::I32(long_box as i32))
+            .unwrap()
+            .unwrap_i64(),
+        1 << 40
+    );
+    assert_eq!(
+        i32_of(call(&mut exec, "UnboxColor", "iip", Val::I32(color_box as i32)).unwrap()),
+        -3
+    );
+    assert!(call(&mut exec, "UnboxInt", "iip", Val::I32(long_box as i32)).is_err());
+    assert!(call(&mut exec, "UnboxInt", "iip", Val::I32(0)).is_err());
+    assert!(call(&mut exec, "UnboxLong", "lip", Val::I32(0x9000)).is_err());
+    // Of a reference type, unbox.any is castclass: null passes.
+    assert_eq!(
+        i32_of(call(&mut exec, "UnboxString", "iip", Val::I32(0x9000)).unwrap()),
+        0x9000
+    );
+    assert_eq!(
+        i32_of(call(&mut exec, "UnboxString", "iip", Val::I32(0)).unwrap()),
+        0
+    );
+    assert!(call(&mut exec, "UnboxString", "iip", Val::I32(int_box as i32)).is_err());
+    assert_eq!(
+        i32_of(call(&mut exec, "RoundTrip", "iip", Val::I32(i32::MIN)).unwrap()),
+        i32::MIN
+    );
+}

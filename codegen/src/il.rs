@@ -29,7 +29,11 @@
 //! native-int or managed pointers, `ldobj`/`stobj` of primitive and reference types, `initobj` and
 //! `sizeof`, `newobj` of a class (a zeroed instance from the runtime's allocation helper through
 //! the class's `NewObject` cell, [`new_object_through_cell`], then the constructor called on it;
-//! not of value types, strings or delegates), `throw` (the runtime's throw helper takes the
+//! not of value types, strings or delegates), `box` of primitive and enum value types (a box
+//! from the same allocation helper through the type's `NewObject` cell, the value stored after
+//! its header; a reference type's `box` does nothing) and `unbox.any` (a null check and the
+//! type test through the type's `ChkCast` cell, then the value; of a reference type it is
+//! `castclass`), `throw` (the runtime's throw helper takes the
 //! exception object, and the exception leaves this and every compiled frame, none of which has a
 //! handler), `dup`, `pop`, calls to methods the JIT interface
 //! can call directly or through an import cell (`tail.` calls run as plain calls; `callvirt` too
@@ -62,7 +66,7 @@
 //! (a table slot relative to `__table_base`) and passes `handle` as the callee's `PE`
 //! argument, exactly what a direct call passes.
 
-use crossgraph_runtime_core::abi::array;
+use crossgraph_runtime_core::abi::{array, boxed};
 use wasm_encoder::Instruction;
 
 use crate::abi::WasmValueType;
@@ -231,6 +235,9 @@ pub struct ValueAccess {
     /// The `ldind`/`stind` suffix that loads and stores it (as in [`FieldAccess`]), or `None`
     /// for a struct.
     pub access: Option<&'static str>,
+    /// Whether it is a reference type (a class, interface or array), which `box` leaves as it
+    /// is and `unbox.any` casts to.
+    pub reference: bool,
 }
 
 /// What the compiler asks the type system (crossgen2's `ICorJitInfo`, reduced).
@@ -1818,6 +1825,54 @@ impl Body {
         Ok(())
     }
 
+    /// `isinst` or `castclass` (`op`) of the type `token`: `[object] -> [object or 0]`, the
+    /// test asked of the runtime's type-check helper through the type's `IsInstanceOf` or
+    /// `ChkCast` cell (a placeholder in [`CompiledBody::isinst_sites`] or
+    /// [`CompiledBody::castclass_sites`]); `castclass` traps when the test fails on a
+    /// non-null object. Scratch locals in `taken` stay untouched.
+    fn type_test(
+        &mut self,
+        op: &str,
+        token: u32,
+        jit: &mut dyn JitInterface,
+        taken: &mut Vec<u32>,
+    ) -> Result<(), String> {
+        use WasmValueType::I32;
+        jit.type_check(token)
+            .map_err(|reason| format!("{op} 0x{token:08x}: {reason}"))?;
+        if self.pointer != I32 {
+            return Err(format!("{op}: references are 32-bit here"));
+        }
+        if self.pop()? != I32 {
+            return Err(format!("{op} of a non-reference"));
+        }
+        let object = self.scratch(I32, taken);
+        if op == "castclass" {
+            self.push(Instruction::LocalTee(object));
+        }
+        let sites = if op == "isinst" {
+            &mut self.isinst_sites
+        } else {
+            &mut self.castclass_sites
+        };
+        sites.push((self.ops.len(), token));
+        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the test
+        if op == "castclass" {
+            // InvalidCastException (III.4.3): the test failed on a non-null object.
+            let result = self.scratch(I32, taken);
+            self.push(Instruction::LocalTee(result));
+            self.push(Instruction::I32Eqz);
+            self.push(Instruction::LocalGet(object));
+            self.push(Instruction::I32Const(0));
+            self.push(Instruction::I32Ne);
+            self.push(Instruction::I32And);
+            self.trap_if();
+            self.push(Instruction::LocalGet(result));
+        }
+        self.stack.push(I32);
+        Ok(())
+    }
+
     fn trap_if(&mut self) {
         self.push(Instruction::If(wasm_encoder::BlockType::Empty));
         self.push(Instruction::Unreachable);
@@ -2393,43 +2448,84 @@ impl Body {
                 // the ABI passes as that pointer.
                 self.stack.push(I32);
             }
+            "box" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err("box without a token".into());
+                };
+                let value = jit
+                    .value_type(token)
+                    .map_err(|reason| format!("box 0x{token:08x}: {reason}"))?;
+                if value.reference {
+                    // III.4.1: boxing a reference type does nothing.
+                    if self.stack.last() != Some(&pointer) {
+                        return Err("box of a reference type with no reference".into());
+                    }
+                    return Ok(());
+                }
+                let Some(access) = value.access else {
+                    return Err(format!("box 0x{token:08x}: a struct value"));
+                };
+                if pointer != I32 {
+                    return Err("box: references are 32-bit here".into());
+                }
+                // A new box of the type from the embedder (through the type's NewObject
+                // cell), the value stored after its header.
+                let ty = self.pop()?;
+                let mut taken = Vec::new();
+                let value = self.scratch(ty, &mut taken);
+                let object = self.scratch(I32, &mut taken);
+                self.push(Instruction::LocalSet(value));
+                self.new_object_sites.push((self.ops.len(), token));
+                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+                self.push(Instruction::LocalTee(object));
+                self.stack.push(I32);
+                self.push(Instruction::LocalGet(value));
+                self.stack.push(ty);
+                self.store_at(
+                    &format!("stind.{}", store_suffix(access)),
+                    pointer,
+                    boxed::DATA_OFFSET,
+                )?;
+                self.push(Instruction::LocalGet(object));
+                self.stack.push(I32);
+            }
+            "unbox.any" => {
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err("unbox.any without a token".into());
+                };
+                let value = jit
+                    .value_type(token)
+                    .map_err(|reason| format!("unbox.any 0x{token:08x}: {reason}"))?;
+                if value.reference {
+                    // III.4.33: of a reference type, unbox.any is castclass.
+                    return self.type_test("castclass", token, jit, &mut Vec::new());
+                }
+                let Some(access) = value.access else {
+                    return Err(format!("unbox.any 0x{token:08x}: a struct value"));
+                };
+                // NullReferenceException for null, InvalidCastException unless the object is
+                // a box of the type (the embedder's type test, through the ChkCast cell); then
+                // the value after the header.
+                if self.stack.last() != Some(&I32) {
+                    return Err("unbox.any of a non-reference".into());
+                }
+                let mut taken = Vec::new();
+                let object = self.scratch(I32, &mut taken);
+                self.push(Instruction::LocalTee(object));
+                self.trap_if_null();
+                self.push(Instruction::LocalGet(object));
+                self.type_test("castclass", token, jit, &mut taken)?;
+                self.pop()?;
+                self.push(Instruction::Drop);
+                self.push(Instruction::LocalGet(object));
+                self.stack.push(I32);
+                self.load_at(&format!("ldind.{access}"), pointer, boxed::DATA_OFFSET)?;
+            }
             "isinst" | "castclass" => {
                 let IlOperand::Token(token) = ins.operand else {
                     return Err(format!("{op} without a token"));
                 };
-                jit.type_check(token)
-                    .map_err(|reason| format!("{op} 0x{token:08x}: {reason}"))?;
-                if pointer != I32 {
-                    return Err(format!("{op}: references are 32-bit here"));
-                }
-                if self.pop()? != I32 {
-                    return Err(format!("{op} of a non-reference"));
-                }
-                let mut taken = Vec::new();
-                let object = self.scratch(I32, &mut taken);
-                if op == "castclass" {
-                    self.push(Instruction::LocalTee(object));
-                }
-                let sites = if op == "isinst" {
-                    &mut self.isinst_sites
-                } else {
-                    &mut self.castclass_sites
-                };
-                sites.push((self.ops.len(), token));
-                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the test
-                if op == "castclass" {
-                    // InvalidCastException (III.4.3): the test failed on a non-null object.
-                    let result = self.scratch(I32, &mut taken);
-                    self.push(Instruction::LocalTee(result));
-                    self.push(Instruction::I32Eqz);
-                    self.push(Instruction::LocalGet(object));
-                    self.push(Instruction::I32Const(0));
-                    self.push(Instruction::I32Ne);
-                    self.push(Instruction::I32And);
-                    self.trap_if();
-                    self.push(Instruction::LocalGet(result));
-                }
-                self.stack.push(I32);
+                self.type_test(op, token, jit, &mut Vec::new())?;
             }
             "newarr" => {
                 let IlOperand::Token(token) = ins.operand else {

@@ -204,10 +204,12 @@ impl JitInterface for TwoTypes {
             1 => Ok(ValueAccess {
                 size: 8,
                 access: Some("i8"),
+                reference: false,
             }),
             2 => Ok(ValueAccess {
                 size: 16,
                 access: None,
+                reference: false,
             }),
             _ => Err("unknown type".into()),
         }

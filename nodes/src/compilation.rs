@@ -1030,6 +1030,10 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
         Ok(ValueAccess {
             size: ty.size(POINTER),
             access: access_of(&ty),
+            reference: matches!(
+                ty,
+                AbiType::Pointer(crossgraph_codegen::abi::PointerKind::ObjectRef)
+            ),
         })
     }
 }

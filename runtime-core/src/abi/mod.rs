@@ -58,6 +58,15 @@ pub mod array {
     pub const DATA_OFFSET: u32 = 8;
 }
 
+/// Boxed value types as compiled code reads them on wasm32 (CoreCLR's layout): the object
+/// header (4 bytes), then the value. `box` of a value type allocates through the type's
+/// `NewObject` cell ([`NEW_OBJECT_HELPER`]: the embedder sizes the box) and stores the value
+/// at [`boxed::DATA_OFFSET`]; `unbox.any` loads it from there.
+pub mod boxed {
+    /// Offset of the value, bytes from the box's reference.
+    pub const DATA_OFFSET: u32 = 4;
+}
+
 /// Import name (module `env`) of the runtime's static-field helper, `[cell i32] -> [i32]`:
 /// compiled code's `ldsfld`, `stsfld` and `ldsflda` call it with the address of the field's
 /// lazy `FieldAddress` cell (ReadyToRun fixup 0x20) while it still holds 0; it asks the

@@ -181,7 +181,9 @@ pub enum FixupSignature {
     /// (0 before; lazy: resolved by the code on first use, through the embedder).
     StringHandle(u32),
     /// 0x1C, payload `token: u32`: a `TypeDef` or `TypeRef` token (0x02xxxxxx, 0x01xxxxxx) of
-    /// the image's assembly, a reference type that `newobj` allocates. The code calls the
+    /// the image's assembly, a reference type that `newobj` allocates, or a value type (also
+    /// a `TypeSpec`, 0x1Bxxxxxx) that `box` boxes (the value then goes after the header,
+    /// [`crate::abi::boxed`]). The code calls the
     /// runtime's allocation helper with the cell's address; the cell holds no value.
     NewObject(u32),
     /// 0x1D, payload `token: u32`: the element type's token (`TypeDef`, `TypeRef` or `TypeSpec`,
