@@ -84,6 +84,22 @@ fn token_of(output: &CompileOutput, name: &str) -> u32 {
         .unwrap_or_else(|| panic!("{name} not compiled: {:#?}", output.not_compiled))
 }
 
+/// Calls `name` with an embedder that has no object model and checks that the call fails
+/// with the default answer naming what is missing (`message`).
+fn fails_without_an_embedder(
+    output: &CompileOutput,
+    name: &str,
+    signature: &str,
+    args: &[Val],
+    message: &str,
+) {
+    let mut bare = instantiate(output, Arc::new(NoInterpreter));
+    let err = bare
+        .invoke_by_name(name, &sig(signature), args)
+        .unwrap_err();
+    assert!(err.to_string().contains(message), "{name}: {err}");
+}
+
 fn sig(s: &str) -> WasmSignature {
     WasmSignature::parse(s, PointerWidth::Wasm32).unwrap()
 }
@@ -866,11 +882,13 @@ fn ldstr_loads_a_lazy_string_handle_cell_the_embedder_resolves_once() {
     assert_eq!(calls(), 3);
 
     // An embedder without string literals: the ldstr traps with its message.
-    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
-    let err = bare
-        .invoke_by_name("Fixture.Strings::Hello", &sig("ip"), &[])
-        .unwrap_err();
-    assert!(err.to_string().contains("no string literals"), "{err}");
+    fails_without_an_embedder(
+        &output,
+        "Fixture.Strings::Hello",
+        "ip",
+        &[],
+        "no string literals",
+    );
 }
 
 /// An embedder with objects laid out as the compiler lays them out (a 4-byte header holding
@@ -1052,11 +1070,13 @@ fn newobj_allocates_through_the_embedder_and_throw_leaves_the_compiled_frames() 
     );
 
     // An embedder without objects: newobj traps with its message.
-    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
-    let err = bare
-        .invoke_by_name("Fixture.Objects::Make", &sig("iip"), &[Val::I32(1)])
-        .unwrap_err();
-    assert!(err.to_string().contains("allocates no objects"), "{err}");
+    fails_without_an_embedder(
+        &output,
+        "Fixture.Objects::Make",
+        "iip",
+        &[Val::I32(1)],
+        "allocates no objects",
+    );
 }
 
 /// An embedder owning the statics of statics.il: an 8-byte slot per field, from an arena at
@@ -1292,11 +1312,13 @@ fn static_fields_go_through_lazy_field_address_cells_the_embedder_resolves_once(
     assert_eq!(once.len(), 8);
 
     // An embedder without statics: the access traps with its message.
-    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
-    let err = bare
-        .invoke_by_name("Fixture.Statics::Bump", &sig("iip"), &[Val::I32(1)])
-        .unwrap_err();
-    assert!(err.to_string().contains("no statics"), "{err}");
+    fails_without_an_embedder(
+        &output,
+        "Fixture.Statics::Bump",
+        "iip",
+        &[Val::I32(1)],
+        "no statics",
+    );
 }
 
 /// An embedder whose arrays are laid out as the runtime's ABI says
@@ -1558,11 +1580,13 @@ fn arrays_are_allocated_by_the_embedder_and_indexed_with_checks() {
     assert_eq!(arrays.store_checks.lock().unwrap().len(), asked);
 
     // An embedder without arrays: newarr traps with its message.
-    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
-    let err = bare
-        .invoke_by_name("Fixture.Arrays::Make", &sig("iip"), &[Val::I32(1)])
-        .unwrap_err();
-    assert!(err.to_string().contains("allocates no arrays"), "{err}");
+    fails_without_an_embedder(
+        &output,
+        "Fixture.Arrays::Make",
+        "iip",
+        &[Val::I32(1)],
+        "allocates no arrays",
+    );
     // Nor an object model: its answer to a reference store is an error (a trap).
     let err = NoInterpreter
         .can_store_element(&mut [], 4096, 0x7000)
@@ -2019,11 +2043,13 @@ fn ldtoken_loads_runtime_handles_the_embedder_resolves_once() {
     );
 
     // An embedder without handles: the load traps with its message.
-    let mut bare = instantiate(&output, Arc::new(NoInterpreter));
-    let err = bare
-        .invoke_by_name("Fixture.Handles::OwnType", &sig("ip"), &[])
-        .unwrap_err();
-    assert!(err.to_string().contains("no runtime handles"), "{err}");
+    fails_without_an_embedder(
+        &output,
+        "Fixture.Handles::OwnType",
+        "ip",
+        &[],
+        "no runtime handles",
+    );
 }
 
 /// An embedder that allocates boxes (a 4-byte header holding the type token, then 8 bytes
