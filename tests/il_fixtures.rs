@@ -2205,3 +2205,46 @@ fn box_and_unbox_any_go_through_the_embedders_allocation_and_type_test() {
         i32::MIN
     );
 }
+
+#[test]
+fn newobj_of_a_value_type_constructs_it_in_a_zeroed_frame_slot() {
+    let output = compile(&assemble("inplace.il"));
+    for name in [
+        "Fixture.Build::Make",
+        "Fixture.Build::Sum",
+        "Fixture.Meters::.ctor",
+        "Fixture.Meters::Get",
+    ] {
+        token_of(&output, name);
+    }
+    // No allocation: no NewObject cell.
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    assert!(
+        !image
+            .import_sections
+            .iter()
+            .flat_map(|s| &s.cells)
+            .any(|c| matches!(c.signature, FixupSignature::NewObject(_)))
+    );
+    let mut exec = instantiate(&output, Arc::new(NoInterpreter));
+    let make = |exec: &mut Executor, v: i64| {
+        exec.invoke_by_name("Fixture.Build::Make", &sig("llp"), &[Val::I64(v)])
+            .unwrap()
+            .unwrap()
+            .unwrap_i64()
+    };
+    // The constructor adds to what the slot held: 0 every time (III.4.21).
+    assert_eq!(make(&mut exec, 21), 42);
+    assert_eq!(make(&mut exec, 21), 42);
+    assert_eq!(make(&mut exec, -1 << 40), -2 << 40);
+    let sum = exec
+        .invoke_by_name(
+            "Fixture.Build::Sum",
+            &sig("lllp"),
+            &[Val::I64(5), Val::I64(100)],
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap_i64();
+    assert_eq!(sum, 210);
+}

@@ -29,7 +29,9 @@
 //! native-int or managed pointers, `ldobj`/`stobj` of primitive and reference types, `initobj` and
 //! `sizeof`, `newobj` of a class (a zeroed instance from the runtime's allocation helper through
 //! the class's `NewObject` cell, [`new_object_through_cell`], then the constructor called on it;
-//! not of value types, strings or delegates), `box` of primitive and enum value types (a box
+//! not of strings or delegates; a value type of one primitive or reference is constructed in
+//! place: in a zeroed slot of the frame, its address the constructor's `this`, then loaded),
+//! `box` of primitive and enum value types (a box
 //! from the same allocation helper through the type's `NewObject` cell, the value stored after
 //! its header; a reference type's `box` does nothing) and `unbox.any` (a null check and the
 //! type test through the type's `ChkCast` cell, then the value; of a reference type it is
@@ -190,6 +192,15 @@ pub enum NewObject {
     Class {
         /// The class token.
         type_token: u32,
+        /// The constructor.
+        ctor: CallTarget,
+    },
+    /// Construct a value type in place (III.4.21): in a zeroed slot of the method's frame,
+    /// whose address the constructor gets as `this`, then load the value. Only for value
+    /// types that are one primitive or reference (`access`, at most 8 bytes).
+    Value {
+        /// The `ldind`/`stind` suffix of the value.
+        access: &'static str,
         /// The constructor.
         ctor: CallTarget,
     },
@@ -1012,6 +1023,9 @@ struct Frame {
     locals: std::collections::BTreeMap<u32, (u32, &'static str)>,
     /// Slot offset and `ldind` suffix of each address-taken argument.
     args: std::collections::BTreeMap<u32, (u32, &'static str)>,
+    /// Slot offset of the 8-byte slot value types are constructed in (`newobj` of a value
+    /// type: each is complete before the next starts, so one slot serves them all).
+    value_slot: Option<u32>,
 }
 
 impl Body {
@@ -1592,23 +1606,30 @@ impl Body {
     ) -> Result<(), String> {
         use std::collections::{BTreeMap, BTreeSet};
         let (mut locals, mut args) = (BTreeSet::new(), BTreeSet::new());
+        let mut values = false;
         for ins in il {
-            if let (opcode, IlOperand::Var(n)) = (ins.opcode, &ins.operand) {
-                match opcode {
-                    "ldloca" | "ldloca.s" => locals.insert(u32::from(*n)),
-                    "ldarga" | "ldarga.s" => args.insert(u32::from(*n)),
-                    _ => false,
-                };
+            match (ins.opcode, &ins.operand) {
+                ("ldloca" | "ldloca.s", IlOperand::Var(n)) => {
+                    locals.insert(u32::from(*n));
+                }
+                ("ldarga" | "ldarga.s", IlOperand::Var(n)) => {
+                    args.insert(u32::from(*n));
+                }
+                ("newobj", IlOperand::Token(token)) => {
+                    values |= matches!(jit.new_object(*token), NewObject::Value { .. });
+                }
+                _ => {}
             }
         }
-        if locals.is_empty() && args.is_empty() {
+        if locals.is_empty() && args.is_empty() && !values {
             return Ok(());
         }
+        // The frame: address-taken locals and arguments, the slot values are built in.
         if !self.managed {
-            return Err("address of a local in an UnmanagedCallersOnly method".into());
+            return Err("a frame (address of a local, value built in place) in an UnmanagedCallersOnly method".into());
         }
         if self.suspend.is_some() {
-            return Err("address of a local in an async variant that awaits".into());
+            return Err("a frame (address of a local, value built in place) in an async variant that awaits".into());
         }
         let mut offset = 0;
         let mut slots = |set: BTreeSet<u32>,
@@ -1627,6 +1648,10 @@ impl Body {
         };
         let locals = slots(locals, &mut |n| jit.local_access(n), "local")?;
         let args = slots(args, &mut |n| jit.arg_access(n), "argument")?;
+        let value_slot = values.then(|| {
+            offset += 8;
+            offset - 8
+        });
         if let Some((&n, _)) = locals
             .iter()
             .find(|(n, _)| self.extra_locals.len() <= **n as usize)
@@ -1664,7 +1689,12 @@ impl Body {
                 .push(self.params[self.arg_params[n as usize] as usize]);
             self.store_at(&format!("stind.{}", store_suffix(access)), pointer, slot)?;
         }
-        self.frame = Some(Frame { fp, locals, args });
+        self.frame = Some(Frame {
+            fp,
+            locals,
+            args,
+            value_slot,
+        });
         Ok(())
     }
 
@@ -2922,8 +2952,9 @@ impl Body {
                 let IlOperand::Token(token) = ins.operand else {
                     return Err("newobj without a token".into());
                 };
-                let (type_token, target) = match jit.new_object(token) {
-                    NewObject::Class { type_token, ctor } => (type_token, ctor),
+                let (class, target) = match jit.new_object(token) {
+                    NewObject::Class { type_token, ctor } => (Ok(type_token), ctor),
+                    NewObject::Value { access, ctor } => (Err(access), ctor),
                     NewObject::Unsupported(reason) => {
                         return Err(format!("newobj 0x{token:08x}: {reason}"));
                     }
@@ -2960,9 +2991,34 @@ impl Body {
                     self.push(Instruction::LocalSet(local));
                     args.push((local, ty));
                 }
+                // `this`: a new object, or the address of the zeroed value slot.
                 let object = self.scratch(I32, &mut taken);
-                self.new_object_sites.push((self.ops.len(), type_token));
-                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+                let value_slot = match class {
+                    Ok(type_token) => {
+                        self.new_object_sites.push((self.ops.len(), type_token));
+                        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+                        None
+                    }
+                    Err(access) => {
+                        let frame = self.frame.as_ref().expect("the prologue saw this newobj");
+                        let (fp, slot) = (
+                            frame.fp,
+                            frame.value_slot.expect("the prologue made the slot"),
+                        );
+                        let zero = wasm_encoder::MemArg {
+                            offset: u64::from(slot),
+                            align: 3,
+                            memory_index: 0,
+                        };
+                        self.push(Instruction::LocalGet(fp));
+                        self.push(Instruction::I64Const(0));
+                        self.push(Instruction::I64Store(zero));
+                        self.push(Instruction::LocalGet(fp));
+                        self.push(Instruction::I32Const(slot as i32));
+                        self.push(Instruction::I32Add);
+                        Some((fp, slot, access))
+                    }
+                };
                 self.push(Instruction::LocalTee(object));
                 self.stack.push(I32);
                 for &(local, ty) in args.iter().rev() {
@@ -2978,8 +3034,13 @@ impl Body {
                     None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
                 });
                 self.callees.push(token);
-                self.push(Instruction::LocalGet(object));
-                self.stack.push(I32);
+                match value_slot {
+                    None => {
+                        self.push(Instruction::LocalGet(object));
+                        self.stack.push(I32);
+                    }
+                    Some((fp, slot, access)) => self.load_slot(fp, slot, access)?,
+                }
             }
             "throw" => {
                 // The exception leaves this frame (compiled methods have no handlers): the

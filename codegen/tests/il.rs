@@ -284,7 +284,7 @@ fn address_taken_locals_and_arguments_get_frame_slots() {
     let err = compile(&unmanaged, &[wasm, wasm], &body, &mut FrameJit).unwrap_err();
     assert_eq!(
         err.reason,
-        "address of a local in an UnmanagedCallersOnly method"
+        "a frame (address of a local, value built in place) in an UnmanagedCallersOnly method"
     );
     let structs = il(&[
         ("ldloca.s", Var(1)),

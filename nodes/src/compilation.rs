@@ -686,10 +686,11 @@ impl Factory<'_, '_, '_> {
         Ok(flags & VIRTUAL == 0 || flags & FINAL != 0)
     }
 
-    /// The class `newobj ctor` allocates, as a token of the input assembly (`TypeDef`, or
-    /// `TypeRef` for another assembly's class), once the type system agrees it is a plain
-    /// class ([`TypeSystem::plain_class`]); otherwise the reason.
-    fn new_object_type(&self, ctor: u32) -> Result<u32, String> {
+    /// What `newobj ctor` constructs: the class it allocates, as a token of the input
+    /// assembly (`TypeDef`, or `TypeRef` for another assembly's class), once the type system
+    /// agrees it is a plain class ([`TypeSystem::plain_class`]); or a value type that is one
+    /// primitive or reference, constructed in place. Otherwise the reason.
+    fn new_object_type(&self, ctor: u32) -> Result<Constructed, String> {
         use cildec::{Rid, TableId, Token};
         let tables = self.ts.view(0).metadata().tables();
         let owner = match ctor >> 24 {
@@ -712,8 +713,15 @@ impl Factory<'_, '_, '_> {
             _ => return Err("newobj through a method instantiation".into()),
         };
         let class = self.ts.resolve_type(0, owner).map_err(|e| short(&e))?;
+        if self.ts.layout(class).map_err(|e| short(&e))?.is_value_type {
+            let abi = self.ts.abi_of_def(class).map_err(|e| short(&e))?;
+            return match access_of(&abi) {
+                Some(access) if abi.size(POINTER) <= 8 => Ok(Constructed::Value(access)),
+                _ => Err("newobj of a value type (constructed in place)".into()),
+            };
+        }
         self.ts.plain_class(class)?;
-        Ok(owner.value())
+        Ok(Constructed::Class(owner.value()))
     }
 
     /// Whether a same-assembly callee is called directly (it may still fail to compile;
@@ -724,6 +732,15 @@ impl Factory<'_, '_, '_> {
             !plan.uco && !plan.is_async
         }
     }
+}
+
+/// What a `newobj` constructs ([`Factory::new_object_type`]).
+enum Constructed {
+    /// A class, by token: allocated through its `NewObject` cell.
+    Class(u32),
+    /// A value type of one primitive or reference, by its `ldind` suffix: constructed in a
+    /// frame slot.
+    Value(&'static str),
 }
 
 /// A type-system error without the file prefix (reasons are per method, the file is known).
@@ -793,8 +810,12 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
 
     fn new_object(&mut self, ctor: u32) -> NewObject {
         match self.factory.new_object_type(ctor) {
-            Ok(type_token) => NewObject::Class {
+            Ok(Constructed::Class(type_token)) => NewObject::Class {
                 type_token,
+                ctor: self.call_target(ctor),
+            },
+            Ok(Constructed::Value(access)) => NewObject::Value {
+                access,
                 ctor: self.call_target(ctor),
             },
             Err(reason) => NewObject::Unsupported(reason),
