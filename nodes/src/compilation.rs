@@ -2070,10 +2070,6 @@ fn emit(
 
     // Functions: compiled methods (calls to callees without R2R code here rerouted through
     // their cells), then the thunks, then the cells' import thunks.
-    let mut name_counts: FxHashMap<&str, usize> = FxHashMap::default();
-    for m in methods {
-        *name_counts.entry(m.name.as_str()).or_default() += 1;
-    }
     /// What an op of a compiled body becomes once the image is laid out.
     #[derive(Clone, Copy)]
     enum Site {
@@ -2136,9 +2132,12 @@ fn emit(
                     };
                     body.code.ops[index] = crossgraph_codegen::Op::Sequence(sequence);
                 }
+                // Like a ReadyToRun image, the module exports no methods but the native entry
+                // points asked for: the runtime finds code through the entry-point tables
+                // (and a method by name through the name section).
                 let export = match &m.unmanaged_callers_only {
-                    Some(uco) if uco.entry_point.is_some() => uco.entry_point.clone(),
-                    _ => (name_counts[m.name.as_str()] == 1).then(|| m.name.clone()),
+                    Some(uco) => uco.entry_point.clone(),
+                    None => None,
                 };
                 let function = DefinedFunction {
                     ty: plan

@@ -218,9 +218,10 @@ pub enum ExecError {
         /// Lookup string.
         key: String,
     },
-    /// A name the module does not export (or exports without a table slot, so it is no
-    /// method entry).
-    #[error("the module exports no method named {name:?}")]
+    /// A name the module does not give a method (neither an export nor, in the name
+    /// section, one compiled method alone under that name), or gives one without a table
+    /// slot, so it is no method entry.
+    #[error("the module names no method {name:?}")]
     MissingExport {
         /// The name asked for.
         name: String,
@@ -416,8 +417,8 @@ pub struct Executor {
     interpreter: Arc<dyn Interpreter>,
     store: Store<HostState>,
     instance: Instance,
-    /// Exported name -> table slot, for calls by name.
-    exports: Vec<(String, Option<u32>)>,
+    /// Method name -> table slot, for calls by name ([`crate::loader::named_slots`]).
+    exports: rustc_hash::FxHashMap<String, u32>,
     table_base: u32,
     memory: Memory,
     table: Table,
@@ -812,7 +813,10 @@ impl Executor {
             interpreter: interpreter_for_invoke,
             store,
             instance,
-            exports: crate::loader::exported_slots(module)?,
+            exports: crate::loader::named_slots(module)?
+                .into_iter()
+                .filter_map(|(name, slot)| Some((name, slot?)))
+                .collect(),
             table_base: config.table_base,
             memory,
             table,
@@ -1065,13 +1069,13 @@ impl Executor {
         }
     }
 
-    /// Calls a method by its exported name through the same path as [`Executor::invoke`]:
-    /// the export's table slot names the method's R2R code, whose entry point in the image
-    /// names the method.
+    /// Calls a method by name (`Namespace.Type::Method`, or an export's name) through the same
+    /// path as [`Executor::invoke`]: the name's table slot ([`crate::loader::named_slots`])
+    /// names the method's R2R code, whose entry point in the image names the method.
     ///
     /// # Errors
-    /// [`ExecError::MissingExport`] when the module does not export `name` as a method with a
-    /// table slot, or no image entry point has that code; as [`Executor::invoke`].
+    /// [`ExecError::MissingExport`] when the module names no method `name` with a table slot,
+    /// or no image entry point has that code; as [`Executor::invoke`].
     pub fn invoke_by_name(
         &mut self,
         name: &str,
@@ -1081,12 +1085,7 @@ impl Executor {
         let missing = || ExecError::MissingExport {
             name: name.to_string(),
         };
-        let slot = self
-            .exports
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|&(_, slot)| slot)
-            .ok_or_else(missing)?;
+        let slot = *self.exports.get(name).ok_or_else(missing)?;
         let code = crate::string_thunks::CodeRef(self.table_base + slot);
         let method = self.loader.method_at(code).ok_or_else(missing)?;
         self.invoke(method, signature, args)

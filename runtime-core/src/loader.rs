@@ -238,18 +238,24 @@ fn code_references(image: &Image) -> impl Iterator<Item = u32> + '_ {
     entries.chain(fixups)
 }
 
-/// The module's exported function names and the table slot (relative to `__table_base`) of
-/// each exported function that has one, read from its export and element sections.
+/// The methods a module names and the table slot (relative to `__table_base`) of each that
+/// has one: its function exports (an `UnmanagedCallersOnly(EntryPoint = ...)` method, say),
+/// then the compiled methods of its name section, which the object writer names
+/// `Namespace.Type::Method@06xxxxxx` (crossgraph exports no other methods: like a ReadyToRun
+/// image, the runtime finds code through the entry-point tables), by the name before the `@`
+/// when no other method has it (overloads share names). Read from the export, element and
+/// name sections.
 ///
 /// # Errors
 /// [`LoadError::Module`] for unparsable wasm.
-pub fn exported_slots(module: &[u8]) -> Result<Vec<(String, Option<u32>)>, LoadError> {
-    use wasmparser::{ElementItems, ElementKind, ExternalKind, Parser, Payload};
+pub fn named_slots(module: &[u8]) -> Result<Vec<(String, Option<u32>)>, LoadError> {
+    use wasmparser::{ElementItems, ElementKind, ExternalKind, KnownCustom, Name, Parser, Payload};
     let fail = |e: wasmparser::BinaryReaderError| LoadError::Module {
         offset: e.offset(),
         message: e.message().to_string(),
     };
     let mut exports = Vec::new();
+    let mut methods: Vec<(String, u32)> = Vec::new();
     let mut slot_of_function: FxHashMap<u32, u32> = FxHashMap::default();
     for payload in Parser::new(0).parse_all(module) {
         match payload.map_err(fail)? {
@@ -258,6 +264,25 @@ pub fn exported_slots(module: &[u8]) -> Result<Vec<(String, Option<u32>)>, LoadE
                     let export = export.map_err(fail)?;
                     if export.kind == ExternalKind::Func {
                         exports.push((export.name.to_string(), export.index));
+                    }
+                }
+            }
+            Payload::CustomSection(section) => {
+                if let KnownCustom::Name(names) = section.as_known() {
+                    for name in names {
+                        let Name::Function(map) = name.map_err(fail)? else {
+                            continue;
+                        };
+                        for naming in map {
+                            let naming = naming.map_err(fail)?;
+                            if let Some((method, token)) = naming.name.rsplit_once('@')
+                                && token.len() == 8
+                                && token.starts_with("06")
+                                && u32::from_str_radix(token, 16).is_ok()
+                            {
+                                methods.push((method.to_string(), naming.index));
+                            }
+                        }
                     }
                 }
             }
@@ -279,8 +304,20 @@ pub fn exported_slots(module: &[u8]) -> Result<Vec<(String, Option<u32>)>, LoadE
             _ => {}
         }
     }
+    let mut count: FxHashMap<&str, usize> = FxHashMap::default();
+    for (name, _) in &methods {
+        *count.entry(name.as_str()).or_default() += 1;
+    }
+    let exported: std::collections::HashSet<String> =
+        exports.iter().map(|(name, _)| name.clone()).collect();
+    let unique: Vec<(String, u32)> = methods
+        .iter()
+        .filter(|(name, _)| count[name.as_str()] == 1 && !exported.contains(name))
+        .cloned()
+        .collect();
     Ok(exports
         .into_iter()
+        .chain(unique)
         .map(|(name, function)| {
             let slot = slot_of_function.get(&function).copied();
             (name, slot)
