@@ -64,6 +64,7 @@ impl Summary {
 }
 
 fn main() {
+    crossgraph::allocator::keep_freed_memory();
     assert!(
         std::path::Path::new(MSCORLIB).exists(),
         "{MSCORLIB} is missing: run `bash scripts/install-mono.sh`"

@@ -19,6 +19,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod allocator;
+
 pub use crossgraph_codegen as codegen;
 pub use crossgraph_graph as graph;
 pub use crossgraph_nodes as nodes;

@@ -114,6 +114,7 @@ fn write_atomically(path: &PathBuf, bytes: &[u8]) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    crossgraph::allocator::keep_freed_memory();
     let mut out = String::new();
     let result = run(Cli::parse().command, &mut out);
     // Print what was produced even on error; a closed pipe (`| head`) is not an error.
