@@ -2248,3 +2248,46 @@ fn newobj_of_a_value_type_constructs_it_in_a_zeroed_frame_slot() {
         .unwrap_i64();
     assert_eq!(sum, 210);
 }
+
+#[test]
+fn a_struct_argument_is_the_address_of_the_callers_copy() {
+    let output = compile(&assemble("inplace.il"));
+    token_of(&output, "Fixture.Build::Combine");
+    token_of(&output, "Fixture.Build::Clear");
+    let copy = output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Build::Copy")
+        .expect("a struct copied onto the stack stays interpreted");
+    assert!(
+        copy.reason.contains("ldarg of a struct argument"),
+        "{}",
+        copy.reason
+    );
+
+    let mut exec = instantiate(&output, Arc::new(NoInterpreter));
+    // Pair { a: 7, b: -5 } somewhere in memory; invoke copies it into the argument block.
+    let pair = 2048;
+    let bytes: Vec<u8> = [7i64, -5].iter().flat_map(|v| v.to_le_bytes()).collect();
+    exec.write_bytes(pair, &bytes).unwrap();
+    let combine = |exec: &mut Executor, k: i64| {
+        exec.invoke_by_name(
+            "Fixture.Build::Combine",
+            &sig("lS16lp"),
+            &[Val::I32(pair as i32), Val::I64(k)],
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap_i64()
+    };
+    assert_eq!(combine(&mut exec, 3), 7 * 3 - 5);
+    // The callee writes its own copy, never the caller's bytes.
+    exec.invoke_by_name(
+        "Fixture.Build::Clear",
+        &sig("vS16p"),
+        &[Val::I32(pair as i32)],
+    )
+    .unwrap();
+    assert_eq!(exec.read_bytes(pair as usize, 16).unwrap(), bytes);
+    assert_eq!(combine(&mut exec, -2), 7 * -2 - 5);
+}

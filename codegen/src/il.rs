@@ -3,7 +3,9 @@
 //!
 //! Supported subset (everything else is "not compiled", with the reason recorded; the method then
 //! runs in the interpreter, as crossgen2 leaves such methods to the JIT): `nop`, arguments
-//! (`ldarg*`, `starg*`), locals (`ldloc*`, `stloc*`), their addresses (`ldloca`, `ldarga`: such
+//! (`ldarg*`, `starg*`; a struct argument, which the ABI passes as the address of the caller's
+//! copy, only through `ldarga`, which pushes that address), locals (`ldloc*`, `stloc*`), their
+//! addresses (`ldloca`, `ldarga`: such
 //! locals and arguments live in an 8-byte slot of the method's frame on the shadow stack, below the
 //! incoming SP, and callees get the frame's bottom as their SP), constants (`ldc.*`, `ldnull`),
 //! string literals (`ldstr`: the reference in the literal's lazy `StringHandle` import cell,
@@ -711,10 +713,12 @@ pub fn compile(
     // dispatch reads it.
     let mut args: Vec<WasmValueType> = Vec::new();
     let mut arg_params: Vec<u32> = Vec::new();
+    let mut struct_args: Vec<bool> = Vec::new();
     let mut next = u32::from(parts.managed);
     if parts.has_this {
         args.push(sig.pointer().value_type());
         arg_params.push(next);
+        struct_args.push(false);
         next += 1;
     }
     let continuation = parts.async_continuation.then_some(next);
@@ -725,11 +729,16 @@ pub fn compile(
         match p {
             ParamAbi::Value(v) => {
                 args.push(*v);
-                arg_params.push(next);
-                next += 1;
+                struct_args.push(false);
             }
-            _ => return Err(refuse("struct or empty-struct parameter")),
+            ParamAbi::ByRef { .. } | ParamAbi::ByRefOverAligned { .. } => {
+                args.push(sig.pointer().value_type());
+                struct_args.push(true);
+            }
+            _ => return Err(refuse("empty-struct parameter")),
         }
+        arg_params.push(next);
+        next += 1;
     }
     let ret = match parts.ret {
         ReturnAbi::Value(v) => Some(v),
@@ -746,6 +755,7 @@ pub fn compile(
         params: sig.func_type().params,
         ret,
         arg_params,
+        struct_args,
         pointer: sig.pointer().value_type(),
         scratch: Vec::new(),
         callees: Vec::new(),
@@ -813,6 +823,10 @@ pub fn compile(
                 il[i].offset
             )));
         }
+    }
+    if !awaits.is_empty() && body.struct_args.contains(&true) {
+        // The caller's copy need not outlive a suspension.
+        return Err(refuse("struct argument in an async variant that awaits"));
     }
     if !awaits.is_empty() {
         let suspension = jit.suspension().map_err(refuse)?;
@@ -986,6 +1000,9 @@ struct Body {
     ret: Option<WasmValueType>,
     /// The wasm parameter of each IL argument.
     arg_params: Vec<u32>,
+    /// By IL argument: a struct passed by reference to the caller's copy (`S<N>`, `A<N>`):
+    /// its parameter is the copy's address, which `ldarga` pushes (the callee owns the copy).
+    struct_args: Vec<bool>,
     /// The pointer-sized value type (`native int`, addresses, table indices).
     pointer: WasmValueType,
     /// Scratch locals `(type, index)`, reused across instructions.
@@ -1612,7 +1629,14 @@ impl Body {
                 ("ldloca" | "ldloca.s", IlOperand::Var(n)) => {
                     locals.insert(u32::from(*n));
                 }
-                ("ldarga" | "ldarga.s", IlOperand::Var(n)) => {
+                // A struct argument's address is its parameter: no slot.
+                ("ldarga" | "ldarga.s", IlOperand::Var(n))
+                    if !self
+                        .struct_args
+                        .get(usize::from(*n))
+                        .copied()
+                        .unwrap_or(false) =>
+                {
                     args.insert(u32::from(*n));
                 }
                 ("newobj", IlOperand::Token(token)) => {
@@ -2280,6 +2304,9 @@ impl Body {
                     None => var()?,
                 };
                 let ty = *args.get(n as usize).ok_or("ldarg beyond the arguments")?;
+                if self.struct_args[n as usize] {
+                    return Err("ldarg of a struct argument (a struct value on the stack)".into());
+                }
                 if let Some((fp, slot, access)) = self.slot(true, n) {
                     self.load_slot(fp, slot, access)?;
                 } else {
@@ -2290,6 +2317,9 @@ impl Body {
             "starg.s" | "starg" => {
                 let n = var()?;
                 let ty = *args.get(n as usize).ok_or("starg beyond the arguments")?;
+                if self.struct_args[n as usize] {
+                    return Err("starg of a struct argument".into());
+                }
                 if *self.stack.last().ok_or("evaluation stack underflow")? != ty {
                     return Err("starg of the wrong type".into());
                 }
@@ -2334,6 +2364,17 @@ impl Body {
                     self.pop()?;
                     self.push(Instruction::LocalSet(self.first_local + n));
                 }
+            }
+            "ldarga" | "ldarga.s"
+                if self
+                    .struct_args
+                    .get(var()? as usize)
+                    .copied()
+                    .unwrap_or(false) =>
+            {
+                // The address of the caller's copy: a managed pointer.
+                self.push(Instruction::LocalGet(self.arg_params[var()? as usize]));
+                self.stack.push(pointer);
             }
             "ldloca" | "ldloca.s" | "ldarga" | "ldarga.s" => {
                 let n = var()?;

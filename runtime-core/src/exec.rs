@@ -858,11 +858,12 @@ impl Executor {
     /// thunk of its signature (its fixups resolved first); a method without R2R code that the
     /// interpreter knows runs in the [`Interpreter`] (its entry point is the method token).
     /// `args` are the explicit arguments (and `this` first for instance methods), as wasm
-    /// values.
+    /// values; a struct argument (`S<N>`, `A<N>`) as the address (`i32`) of its bytes in the
+    /// instance's memory, which are copied into the argument block.
     ///
     /// # Errors
     /// [`ExecError::Load`] if no image has the method; [`ExecError::MissingThunk`];
-    /// [`ExecError::Arguments`] for a signature with struct arguments, a generic context or an
+    /// [`ExecError::Arguments`] for a signature with a struct return, a generic context or an
     /// async continuation (not marshalled yet) or a wrong argument count; [`ExecError::Wasm`]
     /// for a trap.
     pub fn invoke(
@@ -906,6 +907,13 @@ impl Executor {
                 let at = (block + slot.offset) as usize;
                 let bytes = match (slot.kind, value_bytes(arg)) {
                     (SlotKind::Value(ty), Some((given, bytes))) if given == ty => bytes,
+                    // A struct: the address of its bytes, copied into the block.
+                    (SlotKind::Struct { size }, Some((WasmValueType::I32, _))) => {
+                        let from = arg.unwrap_i32() as u32 as usize;
+                        data.get(from..from + size as usize)
+                            .ok_or_else(|| bad("a struct argument is outside memory"))?
+                            .to_vec()
+                    }
                     _ => return Err(bad("an argument does not match its slot")),
                 };
                 data.get_mut(at..at + bytes.len())
@@ -972,8 +980,12 @@ impl Executor {
         })
     }
 
-    /// Writes `bytes` at `address` in the instance's memory.
-    fn write_bytes(&mut self, address: u32, bytes: &[u8]) -> Result<(), ExecError> {
+    /// Writes `bytes` at `address` in the instance's memory (a struct argument for
+    /// [`Executor::invoke`], say).
+    ///
+    /// # Errors
+    /// [`ExecError::Wasm`] when the bytes do not fit in memory.
+    pub fn write_bytes(&mut self, address: u32, bytes: &[u8]) -> Result<(), ExecError> {
         let at = address as usize;
         self.memory
             .data_mut(&mut self.store)
