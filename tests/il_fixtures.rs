@@ -2250,7 +2250,7 @@ fn newobj_of_a_value_type_constructs_it_in_a_zeroed_frame_slot() {
 }
 
 #[test]
-fn a_struct_argument_is_the_address_of_the_callers_copy() {
+fn struct_arguments_and_locals_are_reached_through_their_addresses() {
     let output = compile(&assemble("inplace.il"));
     token_of(&output, "Fixture.Build::Combine");
     token_of(&output, "Fixture.Build::Clear");
@@ -2290,4 +2290,27 @@ fn a_struct_argument_is_the_address_of_the_callers_copy() {
     .unwrap();
     assert_eq!(exec.read_bytes(pair as usize, 16).unwrap(), bytes);
     assert_eq!(combine(&mut exec, -2), 7 * -2 - 5);
+
+    // A struct local lives in the frame: zeroed, written and read through its address.
+    token_of(&output, "Fixture.Build::Local");
+    let local = exec
+        .invoke_by_name(
+            "Fixture.Build::Local",
+            &sig("lllp"),
+            &[Val::I64(1 << 33), Val::I64(-9)],
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap_i64();
+    assert_eq!(local, (1 << 34) - 9);
+    let copy = output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Build::LocalCopy")
+        .expect("a struct local copied onto the stack stays interpreted");
+    assert!(
+        copy.reason.contains("ldloc of a struct local"),
+        "{}",
+        copy.reason
+    );
 }

@@ -4,8 +4,8 @@
 //! Supported subset (everything else is "not compiled", with the reason recorded; the method then
 //! runs in the interpreter, as crossgen2 leaves such methods to the JIT): `nop`, arguments
 //! (`ldarg*`, `starg*`; a struct argument, which the ABI passes as the address of the caller's
-//! copy, only through `ldarga`, which pushes that address), locals (`ldloc*`, `stloc*`), their
-//! addresses (`ldloca`, `ldarga`: such
+//! copy, only through `ldarga`, which pushes that address), locals (`ldloc*`, `stloc*`; a
+//! struct local, only through `ldloca`: it lives in the frame), their addresses (`ldloca`, `ldarga`: such
 //! locals and arguments live in an 8-byte slot of the method's frame on the shadow stack, below the
 //! incoming SP, and callees get the frame's bottom as their SP), constants (`ldc.*`, `ldnull`),
 //! string literals (`ldstr`: the reference in the literal's lazy `StringHandle` import cell,
@@ -338,6 +338,14 @@ pub trait JitInterface {
     /// address is taken (`ldloca`): they live in the method's shadow-stack frame. The default:
     /// unknown, which refuses the method.
     fn local_access(&mut self, index: u32) -> Option<&'static str> {
+        let _ = index;
+        None
+    }
+
+    /// The size in bytes of IL local `index` when it is a struct the ABI does not pass as one
+    /// value (alignment at most 8): such a local lives in the method's frame, reached only
+    /// through `ldloca`; its wasm local is a placeholder. The default: none.
+    fn local_struct(&mut self, index: u32) -> Option<u32> {
         let _ = index;
         None
     }
@@ -756,6 +764,9 @@ pub fn compile(
         ret,
         arg_params,
         struct_args,
+        struct_locals: (0..locals.len() as u32)
+            .map(|i| jit.local_struct(i))
+            .collect(),
         pointer: sig.pointer().value_type(),
         scratch: Vec::new(),
         callees: Vec::new(),
@@ -1003,6 +1014,9 @@ struct Body {
     /// By IL argument: a struct passed by reference to the caller's copy (`S<N>`, `A<N>`):
     /// its parameter is the copy's address, which `ldarga` pushes (the callee owns the copy).
     struct_args: Vec<bool>,
+    /// By IL local: the size of a struct local, which lives in the frame (only `ldloca`
+    /// reaches it).
+    struct_locals: Vec<Option<u32>>,
     /// The pointer-sized value type (`native int`, addresses, table indices).
     pointer: WasmValueType,
     /// Scratch locals `(type, index)`, reused across instructions.
@@ -1670,15 +1684,28 @@ impl Body {
             }
             Ok(slots)
         };
-        let locals = slots(locals, &mut |n| jit.local_access(n), "local")?;
+        // Struct locals get slots of their size (8-aligned); no access: only their address is
+        // used.
+        let (structs, values_locals): (BTreeSet<u32>, BTreeSet<u32>) =
+            locals.into_iter().partition(|&n| {
+                self.struct_locals
+                    .get(n as usize)
+                    .is_some_and(|s| s.is_some())
+            });
+        let mut locals = slots(values_locals, &mut |n| jit.local_access(n), "local")?;
         let args = slots(args, &mut |n| jit.arg_access(n), "argument")?;
+        for n in structs {
+            let size = self.struct_locals[n as usize].expect("partitioned");
+            locals.insert(n, (offset, ""));
+            offset += size.next_multiple_of(8);
+        }
         let value_slot = values.then(|| {
             offset += 8;
             offset - 8
         });
         if let Some((&n, _)) = locals
             .iter()
-            .find(|(n, _)| self.extra_locals.len() <= **n as usize)
+            .find(|(n, _)| self.struct_locals.len() <= **n as usize)
         {
             return Err(format!("ldloca of local {n} beyond the locals"));
         }
@@ -2335,10 +2362,15 @@ impl Body {
                     Some(n) => n,
                     None => var()?,
                 };
+                // IL locals only: scratch locals follow them in `extra_locals`.
                 let ty = *self
                     .extra_locals
                     .get(n as usize)
+                    .filter(|_| (n as usize) < self.struct_locals.len())
                     .ok_or("ldloc beyond the locals")?;
+                if self.struct_locals[n as usize].is_some() {
+                    return Err("ldloc of a struct local (a struct value on the stack)".into());
+                }
                 if let Some((fp, slot, access)) = self.slot(false, n) {
                     self.load_slot(fp, slot, access)?;
                 } else {
@@ -2354,7 +2386,11 @@ impl Body {
                 let ty = *self
                     .extra_locals
                     .get(n as usize)
+                    .filter(|_| (n as usize) < self.struct_locals.len())
                     .ok_or("stloc beyond the locals")?;
+                if self.struct_locals[n as usize].is_some() {
+                    return Err("stloc of a struct local".into());
+                }
                 if *self.stack.last().ok_or("evaluation stack underflow")? != ty {
                     return Err("stloc of the wrong type".into());
                 }

@@ -638,12 +638,19 @@ impl Factory<'_, '_, '_> {
             .ts
             .locals_abi(0, token)
             .map_err(|e| refuse(short(&e)))?;
+        // A struct local lives in the frame (`Jit::local_struct`); its wasm local, a
+        // placeholder, is never read.
         let locals = local_types
             .iter()
             .enumerate()
             .map(|(i, ty)| match ty.lower(POINTER, "local") {
                 Ok(Lowered::Value(v)) => Ok(v),
-                _ => Err(refuse(format!("local {i} is a struct"))),
+                Ok(Lowered::ByRef { size, align }) if size > 0 && align <= 8 => {
+                    Ok(POINTER.value_type())
+                }
+                _ => Err(refuse(format!(
+                    "local {i} is an empty or over-aligned struct"
+                ))),
             })
             .collect::<Result<Vec<WasmValueType>, _>>()?;
         let mut compiled = compile(
@@ -1001,6 +1008,13 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
 
     fn local_access(&mut self, index: u32) -> Option<&'static str> {
         access_of(self.locals.get(index as usize)?)
+    }
+
+    fn local_struct(&mut self, index: u32) -> Option<u32> {
+        match self.locals.get(index as usize)?.lower(POINTER, "local") {
+            Ok(Lowered::ByRef { size, .. }) => Some(size),
+            _ => None,
+        }
     }
 
     fn arg_access(&mut self, index: u32) -> Option<&'static str> {
