@@ -2314,3 +2314,143 @@ fn struct_arguments_and_locals_are_reached_through_their_addresses() {
         copy.reason
     );
 }
+
+/// An embedder that owns delegates: it allocates them, runs their runtime-provided
+/// constructor (recording the target and the function pointer) and their `Invoke`, which
+/// reads the portable entry point the function pointer addresses and runs the method it
+/// names (natively here: `Twice`, by its token).
+struct DelegateInterpreter {
+    ctor: u32,
+    invoke: u32,
+    twice: u32,
+    next: std::sync::Mutex<u32>,
+    /// Delegate -> (target, function pointer).
+    delegates: std::sync::Mutex<std::collections::HashMap<u32, (u32, u32)>>,
+}
+
+impl Interpreter for DelegateInterpreter {
+    fn execute(
+        &self,
+        entry: u32,
+        memory: &mut [u8],
+        args: u32,
+        _: u32,
+        ret: u32,
+    ) -> Result<(), String> {
+        let word = |memory: &[u8], at: u32| {
+            u32::from_le_bytes(memory[at as usize..at as usize + 4].try_into().unwrap())
+        };
+        let arg = |memory: &[u8], signature: &str, role: ArgRole| {
+            let layout = ArgLayout::of(&sig(signature)).unwrap();
+            let slot = layout.args.iter().find(|a| a.role == role).unwrap();
+            word(memory, args + slot.offset)
+        };
+        if entry == self.ctor {
+            let this = arg(memory, "vTiip", ArgRole::This);
+            let target = arg(memory, "vTiip", ArgRole::Param(0));
+            let method = arg(memory, "vTiip", ArgRole::Param(1));
+            self.delegates
+                .lock()
+                .unwrap()
+                .insert(this, (target, method));
+            return Ok(());
+        }
+        if entry == self.invoke {
+            let this = arg(memory, "iTip", ArgRole::This);
+            let x = arg(memory, "iTip", ArgRole::Param(0)) as i32;
+            let (_, method) = *self
+                .delegates
+                .lock()
+                .unwrap()
+                .get(&this)
+                .ok_or("not a delegate")?;
+            // A portable entry point: [code, handle]; the handle is the method's token.
+            let handle = word(memory, method + 4);
+            if handle != self.twice {
+                return Err(format!("the delegate's method is {handle:#x}"));
+            }
+            let r = ret as usize;
+            memory[r..r + 4].copy_from_slice(&(x * 2).to_le_bytes());
+            return Ok(());
+        }
+        Err(format!("{entry:#x} was not expected in the interpreter"))
+    }
+
+    fn new_object(&self, memory: &mut [u8], _: u32) -> Result<u32, String> {
+        let mut next = self.next.lock().unwrap();
+        let object = *next;
+        *next += 16;
+        memory[object as usize..object as usize + 16].fill(0);
+        Ok(object)
+    }
+
+    fn virtual_target(&self, _: &mut [u8], _: u32, token: u32) -> Result<u32, String> {
+        Ok(token)
+    }
+}
+
+#[test]
+fn delegates_are_constructed_and_invoked_by_the_embedder() {
+    let output = compile(&assemble("delegates.il"));
+    let twice = token_of(&output, "Fixture.Delegates::Twice");
+    token_of(&output, "Fixture.Delegates::Make");
+    token_of(&output, "Fixture.Delegates::Call");
+    let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
+    let cells: Vec<&FixupSignature> = image
+        .import_sections
+        .iter()
+        .flat_map(|s| &s.cells)
+        .map(|c| &c.signature)
+        .collect();
+    // The constructor through its MethodEntry cell, Invoke through its VirtualEntry cell.
+    let ctor = cells
+        .iter()
+        .find_map(|s| match s {
+            FixupSignature::MethodEntry(m) if m.token != twice => Some(m.token),
+            _ => None,
+        })
+        .expect("a MethodEntry cell of the constructor");
+    let invoke = cells
+        .iter()
+        .find_map(|s| match s {
+            FixupSignature::VirtualEntry(m) => Some(m.token),
+            _ => None,
+        })
+        .expect("a VirtualEntry cell of Invoke");
+    let embedder = Arc::new(DelegateInterpreter {
+        ctor,
+        invoke,
+        twice,
+        next: std::sync::Mutex::new(4096),
+        delegates: Default::default(),
+    });
+    let mut exec = instantiate(&output, embedder.clone());
+    // The embedder runs the constructor (a call through its cell); Invoke is found per call.
+    exec.loader().register_interpreted(
+        MethodRef {
+            flags: MethodSigFlags::NONE,
+            token: ctor,
+        },
+        InterpretedMethod {
+            thunk_key: "IvTiip".into(),
+        },
+    );
+    let op = run_i32(&mut exec, "Fixture.Delegates::Make", "ip", &[]);
+    let (target, method) = embedder.delegates.lock().unwrap()[&(op as u32)];
+    assert_eq!(target, 0, "a static method's delegate has no target");
+    let entry = exec.read_bytes(method as usize, 8).unwrap();
+    assert_eq!(
+        entry[4..8],
+        twice.to_le_bytes(),
+        "the function pointer names Twice"
+    );
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Delegates::Call",
+            "iiip",
+            &[Val::I32(op), Val::I32(21)]
+        ),
+        42
+    );
+}

@@ -31,7 +31,8 @@
 //! native-int or managed pointers, `ldobj`/`stobj` of primitive and reference types, `initobj` and
 //! `sizeof`, `newobj` of a class (a zeroed instance from the runtime's allocation helper through
 //! the class's `NewObject` cell, [`new_object_through_cell`], then the constructor called on it;
-//! not of strings or delegates; a value type of one primitive or reference is constructed in
+//! not of strings; a delegate's runtime-provided constructor is the embedder's, given the
+//! target and the function pointer; a value type of one primitive or reference is constructed in
 //! place: in a zeroed slot of the frame, its address the constructor's `this`, then loaded),
 //! `box` of primitive and enum value types (a box
 //! from the same allocation helper through the type's `NewObject` cell, the value stored after

@@ -412,8 +412,10 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
 
     /// Whether `newobj` can allocate `id` as a plain object and run a constructor on it: a
     /// class (`TypeAttributes`: not an interface 0x20, not abstract 0x80; not a value type)
-    /// that is not `System.String` (its constructors make the string from their arguments) and
-    /// not a delegate (made from a target and a function pointer). Otherwise the reason.
+    /// that is not `System.String` (its constructors make the string from their arguments).
+    /// A delegate is one: its constructor is provided by the runtime (the embedder runs it,
+    /// given the target and the function pointer, a portable entry point's address).
+    /// Otherwise the reason.
     ///
     /// # Errors
     /// The reason, as text (for a method's not-compiled record).
@@ -433,9 +435,6 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
             match self.row_name(c).map_err(|e| e.to_string())? {
                 (ns, n) if ns == "System" && n == "String" => {
                     return Err("newobj of System.String (made from its arguments)".into());
-                }
-                (ns, n) if ns == "System" && (n == "Delegate" || n == "MulticastDelegate") => {
-                    return Err("delegate construction".into());
                 }
                 _ => {}
             }
