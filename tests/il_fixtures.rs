@@ -2326,6 +2326,9 @@ struct DelegateInterpreter {
     next: std::sync::Mutex<u32>,
     /// Delegate -> (target, function pointer).
     delegates: std::sync::Mutex<std::collections::HashMap<u32, (u32, u32)>>,
+    /// The `Scale` override `ldvirtftn` finds, and the one object of its type.
+    scale: u32,
+    scaler: u32,
 }
 
 impl Interpreter for DelegateInterpreter {
@@ -2366,11 +2369,13 @@ impl Interpreter for DelegateInterpreter {
                 .ok_or("not a delegate")?;
             // A portable entry point: [code, handle]; the handle is the method's token.
             let handle = word(memory, method + 4);
-            if handle != self.twice {
-                return Err(format!("the delegate's method is {handle:#x}"));
-            }
+            let result = match handle {
+                h if h == self.twice => x * 2,
+                h if h == self.scale => x * 3,
+                _ => return Err(format!("the delegate's method is {handle:#x}")),
+            };
             let r = ret as usize;
-            memory[r..r + 4].copy_from_slice(&(x * 2).to_le_bytes());
+            memory[r..r + 4].copy_from_slice(&result.to_le_bytes());
             return Ok(());
         }
         Err(format!("{entry:#x} was not expected in the interpreter"))
@@ -2384,8 +2389,13 @@ impl Interpreter for DelegateInterpreter {
         Ok(object)
     }
 
-    fn virtual_target(&self, _: &mut [u8], _: u32, token: u32) -> Result<u32, String> {
-        Ok(token)
+    fn virtual_target(&self, _: &mut [u8], object: u32, token: u32) -> Result<u32, String> {
+        // A Scaler's Scale is its own; anything else is a delegate's Invoke.
+        Ok(if object == self.scaler {
+            self.scale
+        } else {
+            token
+        })
     }
 }
 
@@ -2393,7 +2403,9 @@ impl Interpreter for DelegateInterpreter {
 fn delegates_are_constructed_and_invoked_by_the_embedder() {
     let output = compile(&assemble("delegates.il"));
     let twice = token_of(&output, "Fixture.Delegates::Twice");
+    let scale = token_of(&output, "Fixture.Scaler::Scale");
     token_of(&output, "Fixture.Delegates::Make");
+    token_of(&output, "Fixture.Delegates::Bind");
     token_of(&output, "Fixture.Delegates::Call");
     let image = Image::decode(image_from_module(&output.module).unwrap()).unwrap();
     let cells: Vec<&FixupSignature> = image
@@ -2413,7 +2425,7 @@ fn delegates_are_constructed_and_invoked_by_the_embedder() {
     let invoke = cells
         .iter()
         .find_map(|s| match s {
-            FixupSignature::VirtualEntry(m) => Some(m.token),
+            FixupSignature::VirtualEntry(m) if m.token != scale => Some(m.token),
             _ => None,
         })
         .expect("a VirtualEntry cell of Invoke");
@@ -2423,6 +2435,8 @@ fn delegates_are_constructed_and_invoked_by_the_embedder() {
         twice,
         next: std::sync::Mutex::new(4096),
         delegates: Default::default(),
+        scale,
+        scaler: 0x3000,
     });
     let mut exec = instantiate(&output, embedder.clone());
     // The embedder runs the constructor (a call through its cell); Invoke is found per call.
@@ -2452,5 +2466,32 @@ fn delegates_are_constructed_and_invoked_by_the_embedder() {
             &[Val::I32(op), Val::I32(21)]
         ),
         42
+    );
+    // ldvirtftn: the override's entry point, bound to its object.
+    let bound = run_i32(
+        &mut exec,
+        "Fixture.Delegates::Bind",
+        "iip",
+        &[Val::I32(0x3000)],
+    );
+    let (target, method) = embedder.delegates.lock().unwrap()[&(bound as u32)];
+    assert_eq!(target, 0x3000);
+    assert_eq!(
+        exec.read_bytes(method as usize + 4, 4).unwrap(),
+        scale.to_le_bytes()
+    );
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Delegates::Call",
+            "iiip",
+            &[Val::I32(bound), Val::I32(5)]
+        ),
+        15
+    );
+    // A null object: NullReferenceException before any dispatch.
+    assert!(
+        exec.invoke_by_name("Fixture.Delegates::Bind", &sig("iip"), &[Val::I32(0)])
+            .is_err()
     );
 }

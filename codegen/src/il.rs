@@ -46,7 +46,8 @@
 //! `this` that traps), virtual calls (`callvirt` of a virtual method, an interface method
 //! included: after the null check, the runtime's virtual-entry helper asks the embedder for the
 //! receiver's override through the method's `VirtualEntry` cell and returns its portable entry
-//! point, called like a managed `calli`, [`virtual_entry_through_cell`]), `ldftn` of an
+//! point, called like a managed `calli`, [`virtual_entry_through_cell`]; `ldvirtftn` pushes
+//! that entry point's address, or the method's own when no dispatch is needed), `ldftn` of an
 //! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
 //! signature, `ldftn` of a managed method (the address of its portable entry point) with `calli` of
 //! a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
@@ -2876,6 +2877,46 @@ impl Body {
                         return Err(format!("ldftn 0x{token:08x}: {reason}"));
                     }
                 }
+            }
+            "ldvirtftn" => {
+                // [object] -> [function pointer]: the portable entry point of the override
+                // the object's type runs (from the virtual-entry helper), or of the method
+                // itself when no dispatch is needed; the object is checked for null first.
+                let IlOperand::Token(token) = ins.operand else {
+                    return Err("ldvirtftn without a token".into());
+                };
+                if pointer != I32 || self.pop()? != I32 {
+                    return Err("ldvirtftn of a non-reference".into());
+                }
+                let mut taken = Vec::new();
+                let object = self.scratch(I32, &mut taken);
+                self.push(Instruction::LocalTee(object));
+                self.trap_if_null();
+                match jit.callvirt_target(token) {
+                    CallTarget::Virtual { .. } => {
+                        self.push(Instruction::LocalGet(object));
+                        self.virtual_sites.push((self.ops.len(), token));
+                        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the entry
+                    }
+                    CallTarget::Unsupported(reason) => {
+                        return Err(format!("ldvirtftn 0x{token:08x}: {reason}"));
+                    }
+                    CallTarget::Direct { .. } | CallTarget::Import { .. } => {
+                        match jit.function_pointer(token) {
+                            FunctionPointer::Managed => {
+                                self.entry_point_sites.push((self.ops.len(), token));
+                                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced
+                            }
+                            FunctionPointer::Unmanaged { .. } => {
+                                return Err("ldvirtftn of an UnmanagedCallersOnly method".into());
+                            }
+                            FunctionPointer::Unsupported(reason) => {
+                                return Err(format!("ldvirtftn 0x{token:08x}: {reason}"));
+                            }
+                        }
+                    }
+                }
+                self.stack.push(I32);
             }
             "calli" => {
                 let IlOperand::Token(token) = ins.operand else {
