@@ -24,7 +24,7 @@ pub const NEW_OBJECT_HELPER: &str = "crossgraph_new_object";
 /// Import name (module `env`) of the runtime's array helper, `[length i32, cell i32] -> [i32]`:
 /// compiled code's `newarr` calls it with the element count and the address of the element
 /// type's `NewArray` cell (ReadyToRun fixup 0x1D); it asks the embedder for a new, zeroed
-/// array laid out as [`array`] says and returns its reference. A negative length traps
+/// array laid out as [`array`](mod@array) says and returns its reference. A negative length traps
 /// (`OverflowException`, ECMA-335 III.4.20).
 pub const NEW_ARRAY_HELPER: &str = "crossgraph_new_array";
 
