@@ -58,7 +58,7 @@ use crossgraph_codegen::{
 };
 use crossgraph_graph::{
     AnalysisError, AnalysisStats, Analyzer, AnalyzerOptions, Dependencies, FirstMark, FullGraph,
-    MarkStrategy, NoLog, NodeId, NodeSource, write_dgml, write_dot,
+    MarkStrategy, NoLog, NodeId, NodeSource, Reason, write_dgml, write_dot,
 };
 use crossgraph_runtime_core::abi::{
     ARRAY_STORE_HELPER, FIELD_ADDRESS_HELPER, IS_INSTANCE_HELPER, NEW_ARRAY_HELPER,
@@ -188,6 +188,37 @@ impl HelperCell {
             NodeKey::FieldHandleImport(token) => (HelperCell::FieldHandle, token),
             _ => return None,
         })
+    }
+
+    /// The sites of a compiled body that use cells of this kind.
+    fn sites(self, body: &CompiledBody) -> &[(usize, u32)] {
+        match self {
+            HelperCell::Literal => &body.string_sites,
+            HelperCell::Class => &body.new_object_sites,
+            HelperCell::Array => &body.new_array_sites,
+            HelperCell::IsInstance => &body.isinst_sites,
+            HelperCell::Cast => &body.castclass_sites,
+            HelperCell::Field => &body.static_field_sites,
+            HelperCell::Virtual => &body.virtual_sites,
+            HelperCell::TypeHandle => &body.type_handle_sites,
+            HelperCell::FieldHandle => &body.field_handle_sites,
+        }
+    }
+
+    /// The node of this kind's cell of `token` (the inverse of [`HelperCell::of`]), and why a
+    /// body that uses it depends on it.
+    fn node(self, token: u32) -> (NodeKey, Reason) {
+        match self {
+            HelperCell::Literal => (NodeKey::StringImport(token), "ldstr"),
+            HelperCell::Class => (NodeKey::NewObjectImport(token), "newobj"),
+            HelperCell::Array => (NodeKey::NewArrayImport(token), "newarr"),
+            HelperCell::IsInstance => (NodeKey::TypeCheckImport { cast: false, token }, "isinst"),
+            HelperCell::Cast => (NodeKey::TypeCheckImport { cast: true, token }, "castclass"),
+            HelperCell::Field => (NodeKey::FieldAddressImport(token), "static field access"),
+            HelperCell::Virtual => (NodeKey::VirtualEntryImport(token), "virtual call"),
+            HelperCell::TypeHandle => (NodeKey::TypeHandleImport(token), "ldtoken"),
+            HelperCell::FieldHandle => (NodeKey::FieldHandleImport(token), "ldtoken"),
+        }
     }
 
     /// The cell's fixup signature.
@@ -1148,32 +1179,11 @@ impl NodeSource for Factory<'_, '_, '_> {
                     if body.resumption_stub.is_some() {
                         deps.add(NodeKey::ResumptionStub(*token), "the variant can suspend");
                     }
-                    for &(_, literal) in &body.string_sites {
-                        deps.add(NodeKey::StringImport(literal), "ldstr");
-                    }
-                    for &(_, class) in &body.new_object_sites {
-                        deps.add(NodeKey::NewObjectImport(class), "newobj");
-                    }
-                    for &(_, element) in &body.new_array_sites {
-                        deps.add(NodeKey::NewArrayImport(element), "newarr");
-                    }
-                    for &(_, token) in &body.isinst_sites {
-                        deps.add(NodeKey::TypeCheckImport { cast: false, token }, "isinst");
-                    }
-                    for &(_, token) in &body.castclass_sites {
-                        deps.add(NodeKey::TypeCheckImport { cast: true, token }, "castclass");
-                    }
-                    for &(_, field) in &body.static_field_sites {
-                        deps.add(NodeKey::FieldAddressImport(field), "static field access");
-                    }
-                    for &(_, method) in &body.virtual_sites {
-                        deps.add(NodeKey::VirtualEntryImport(method), "virtual call");
-                    }
-                    for &(_, ty) in &body.type_handle_sites {
-                        deps.add(NodeKey::TypeHandleImport(ty), "ldtoken");
-                    }
-                    for &(_, field) in &body.field_handle_sites {
-                        deps.add(NodeKey::FieldHandleImport(field), "ldtoken");
+                    for kind in HelperCell::ALL {
+                        for &(_, token) in kind.sites(body) {
+                            let (key, reason) = kind.node(token);
+                            deps.add(key, reason);
+                        }
                     }
                     for &(_, target) in &body.entry_point_sites {
                         if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
@@ -2105,29 +2115,17 @@ fn emit(
             .into_par_iter()
             .map(|(m, mut body)| {
                 let plan = &factory.plans[&m.token];
-                let lists: [(&[(usize, u32)], Site); 13] = [
+                let lists: [(&[(usize, u32)], Site); 4] = [
                     (&body.call_sites, Site::Call),
                     (&body.address_sites, Site::Address),
                     (&body.entry_point_sites, Site::EntryPoint),
                     (&body.async_call_sites, Site::AsyncCall),
-                    (&body.string_sites, Site::Helper(HelperCell::Literal)),
-                    (&body.new_object_sites, Site::Helper(HelperCell::Class)),
-                    (&body.static_field_sites, Site::Helper(HelperCell::Field)),
-                    (&body.new_array_sites, Site::Helper(HelperCell::Array)),
-                    (&body.isinst_sites, Site::Helper(HelperCell::IsInstance)),
-                    (&body.castclass_sites, Site::Helper(HelperCell::Cast)),
-                    (&body.virtual_sites, Site::Helper(HelperCell::Virtual)),
-                    (
-                        &body.type_handle_sites,
-                        Site::Helper(HelperCell::TypeHandle),
-                    ),
-                    (
-                        &body.field_handle_sites,
-                        Site::Helper(HelperCell::FieldHandle),
-                    ),
                 ];
+                let helper_lists =
+                    HelperCell::ALL.map(|kind| (kind.sites(&body), Site::Helper(kind)));
                 let sites: Vec<(usize, u32, Site)> = lists
                     .into_iter()
+                    .chain(helper_lists)
                     .flat_map(|(list, site)| list.iter().map(move |&(i, t)| (i, t, site)))
                     .collect();
                 for (index, target, site) in sites {
