@@ -161,6 +161,7 @@ fn run(command: Command, out: &mut String) -> Result<()> {
                 shuffle_seed: None,
                 log,
                 why,
+                map: map.is_some(),
             };
             let several = inputs.len() > 1;
             if several {

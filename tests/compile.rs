@@ -378,6 +378,39 @@ fn the_output_does_not_depend_on_the_thread_count() {
 }
 
 #[test]
+fn the_map_is_built_only_when_asked_for_and_does_not_change_the_module() {
+    let dll = build_dll();
+    let assembly = Assembly::load(&dll).unwrap();
+    let view = assembly.view().unwrap();
+    let plain = compile_assembly(&view, &CompileOptions::default()).unwrap();
+    assert!(plain.map.is_empty(), "{:?}", plain.map);
+    let mapped = compile_assembly(
+        &view,
+        &CompileOptions {
+            map: true,
+            ..CompileOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(plain.module, mapped.module);
+    // One code entry per compiled method, named by its symbol.
+    let methods = mapped
+        .map
+        .iter()
+        .filter(|e| e.kind == "MethodWithGCInfo" && e.section == "code")
+        .count();
+    assert_eq!(methods, mapped.compiled.len());
+    assert!(
+        mapped
+            .map
+            .iter()
+            .any(|e| e.name.starts_with("Demo.Calc::Add@06")),
+        "{:#?}",
+        mapped.map
+    );
+}
+
+#[test]
 fn callvirt_of_a_non_virtual_method_is_a_direct_call_that_checks_this() {
     let output = compile_demo();
     // A virtual method's call is dispatched (tests/il_fixtures.rs runs it); a non-virtual

@@ -57,7 +57,12 @@ fn compile(dll: &Path) -> CompileOutput {
     let corlib = Assembly::load(MSCORLIB).unwrap();
     let (a, b) = (input.view().unwrap(), corlib.view().unwrap());
     let ts = TypeSystem::new(vec![&a, &b]).unwrap();
-    compile_input(&ts, &CompileOptions::default()).unwrap()
+    // The tests read the map too.
+    let options = CompileOptions {
+        map: true,
+        ..CompileOptions::default()
+    };
+    compile_input(&ts, &options).unwrap()
 }
 
 struct NoInterpreter;

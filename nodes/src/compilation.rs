@@ -368,6 +368,10 @@ pub struct CompileOptions {
     pub log: GraphLog,
     /// Node names to explain (`why`); needs a log.
     pub why: Vec<String>,
+    /// Fill [`CompileOutput::map`] (crossgen2's `--map`): one entry per emitted node. Off by
+    /// default, as in crossgen2: naming some 60,000 nodes of mscorlib is a visible part of
+    /// emission.
+    pub map: bool,
 }
 
 /// A method that stays interpreted, and why.
@@ -422,12 +426,14 @@ pub struct CompileOutput {
     /// `intern symbols`, `analysis` (broken down in [`CompileOutput::analysis`]), `log
     /// exports`, `drop analyzer`, then emission's `emit: layout` (outcomes, import sections,
     /// the image), `emit: call sites` (bodies rewritten for the image), `emit: thunks`,
-    /// `emit: encode module`, `emit: validate module`, `emit: map`. Together they are the
+    /// `emit: encode module`, `emit: validate module`, `emit: map` (the map when
+    /// [`CompileOptions::map`] asks for it; freeing the emitted bodies). Together they are the
     /// compile's wall time less reading the assembly and building the type system, which the
     /// caller does. Per phase, a 1-thread and a 2-thread compile show what scales
     /// (`cargo bench --bench compile` prints both).
     pub phases: Vec<(&'static str, std::time::Duration)>,
-    /// Emitted nodes with offsets and sizes, in output order.
+    /// Emitted nodes with offsets and sizes, in output order; empty unless
+    /// [`CompileOptions::map`] asked for them.
     pub map: Vec<MapEntry>,
     /// The mark log as DGML, when a log was kept.
     pub dgml: Option<String>,
@@ -1604,7 +1610,15 @@ fn run<M: MarkStrategy>(
 
     let emit_start = clock.phases.len();
     let results = std::mem::take(&mut factory.results);
-    let mut output = emit(&factory, results, &methods, &marked, object, &mut clock)?;
+    let mut output = emit(
+        &factory,
+        results,
+        &methods,
+        &marked,
+        object,
+        options.map,
+        &mut clock,
+    )?;
     output.analysis = analysis;
     output.emit_time = clock.phases[emit_start..].iter().map(|&(_, t)| t).sum();
     output.phases = clock.phases;
@@ -1694,6 +1708,7 @@ fn emit(
     methods: &[MethodDef],
     marked: &[NodeKey],
     mut object: ObjectModule,
+    want_map: bool,
     clock: &mut PhaseClock,
 ) -> Result<CompileOutput, CompileError> {
     // Counted by variant (a hash of the discriminant), named afterwards: 45,000 string-keyed
@@ -1982,23 +1997,28 @@ fn emit(
         method_entry_points: entries,
         instance_entry_points: instance_entries,
     };
+    let section_sizes: Vec<usize> = image
+        .import_sections
+        .iter()
+        .map(|section| section.cells.len())
+        .collect();
     let (bytes, sites) = image.encode_with_code_offsets()?;
-    let initial_rva = |wanted: Option<usize>| -> FxHashMap<usize, u32> {
-        sites
-            .iter()
-            .filter_map(|&(site, offset)| match site {
-                CodeRefSite::CellInitial { section, cell } if Some(section) == wanted => {
-                    Some((cell, offset))
-                }
-                _ => None,
-            })
-            .collect()
+    // Each cell's RVA, by section and cell index (cells are numbered densely): one pass over
+    // the sites.
+    let mut cell_rvas: Vec<Vec<u32>> = section_sizes.iter().map(|&n| vec![0; n]).collect();
+    for &(site, offset) in &sites {
+        if let CodeRefSite::CellInitial { section, cell } = site {
+            cell_rvas[section][cell] = offset;
+        }
+    }
+    let initial_rva = |section: Option<usize>| -> &[u32] {
+        section.map_or(&[], |section| cell_rvas[section].as_slice())
     };
     clock.lap("emit: layout");
     let cell_rva = initial_rva(cell_section);
     let entry_point_rva = initial_rva(entry_point_section);
     let async_cell_rva = initial_rva(async_cell_section);
-    let helper_rva: Vec<FxHashMap<usize, u32>> = helper_sections
+    let helper_rva: Vec<&[u32]> = helper_sections
         .iter()
         .map(|&section| initial_rva(section))
         .collect();
@@ -2054,7 +2074,7 @@ fn emit(
         cells
             .par_iter()
             .enumerate()
-            .map(|(c, &token)| call_through_cell(cell_rva[&c], &signature_of(token)))
+            .map(|(c, &token)| call_through_cell(cell_rva[c], &signature_of(token)))
             .collect()
     };
     // What each site becomes, as one shared op sequence per cell: a body then swaps its
@@ -2064,20 +2084,20 @@ fn emit(
         .map(|ops| object.sequence(ops))
         .collect();
     let address_seqs: Vec<SequenceId> = (0..cells.len())
-        .map(|c| object.sequence(function_pointer_through_cell(cell_rva[&c])))
+        .map(|c| object.sequence(function_pointer_through_cell(cell_rva[c])))
         .collect();
     let async_seqs: Vec<SequenceId> = async_cells
         .iter()
         .enumerate()
         .map(|(c, &token)| {
             object.sequence(call_through_cell(
-                async_cell_rva[&c],
+                async_cell_rva[c],
                 &variant_signature(token),
             ))
         })
         .collect();
     let entry_seqs: Vec<SequenceId> = (0..entry_points.len())
-        .map(|c| object.sequence(portable_entry_point_address(entry_point_rva[&c])))
+        .map(|c| object.sequence(portable_entry_point_address(entry_point_rva[c])))
         .collect();
     let helper_seqs: Vec<Vec<SequenceId>> = HelperCell::ALL
         .iter()
@@ -2086,7 +2106,7 @@ fn emit(
             (0..helper_tokens[i].len())
                 .map(|c| {
                     let helper = helpers[i].expect("imported when there are cells");
-                    object.sequence(kind.sequence(helper_rva[i][&c], helper))
+                    object.sequence(kind.sequence(helper_rva[i][c], helper))
                 })
                 .collect()
         })
@@ -2186,10 +2206,10 @@ fn emit(
         });
     }
     let cell_thunks = cell_import_thunks(&mut object, cells.len(), |c| {
-        (signature_of(cells[c]), cell_rva[&c])
+        (signature_of(cells[c]), cell_rva[c])
     });
     let async_cell_thunks = cell_import_thunks(&mut object, async_cells.len(), |c| {
-        (variant_signature(async_cells[c]), async_cell_rva[&c])
+        (variant_signature(async_cells[c]), async_cell_rva[c])
     });
     if !stubs.is_empty() {
         factory.async_helpers.import(&mut object);
@@ -2207,7 +2227,7 @@ fn emit(
         stub_symbols.push(symbol);
     }
     let entry_point_thunks = cell_import_thunks(&mut object, entry_points.len(), |c| {
-        (signature_of(entry_points[c]), entry_point_rva[&c])
+        (signature_of(entry_points[c]), entry_point_rva[c])
     });
     let image_relocs = sites
         .into_iter()
@@ -2255,113 +2275,120 @@ fn emit(
     ]);
     clock.last = std::time::Instant::now();
 
-    // The map: functions in table order with their body offsets, then image items.
-    let mut kinds: FxHashMap<SymbolId, &'static str> = FxHashMap::default();
-    for (key, &symbol) in thunk_keys.iter().zip(&thunk_symbols) {
-        kinds.insert(
-            symbol,
-            if key.starts_with('M') {
-                "InterpreterToR2RThunk"
-            } else {
-                "R2RToInterpreterThunk"
-            },
-        );
-    }
-    for &symbol in &stub_symbols {
-        kinds.insert(symbol, "ResumptionStub");
-    }
-    for &symbol in cell_thunks
-        .iter()
-        .chain(&entry_point_thunks)
-        .chain(&async_cell_thunks)
-    {
-        kinds.insert(symbol, "WasmImportThunk");
-    }
-    for &symbol in method_symbols.iter().chain(&instance_symbols) {
-        kinds.insert(symbol, "MethodWithGCInfo");
-    }
-    // One entry per function (their names copied in parallel, in table order), while the
-    // bodies, emitted, are freed (in parallel too).
+    // The bodies, emitted, are freed in parallel; when the map is asked for, while its
+    // function entries are built (their names copied in parallel, in table order).
     let functions = object.take_functions();
-    let (mut map, ()): (Vec<MapEntry>, ()) = {
+    let map = if !want_map {
         use rayon::prelude::*;
-        rayon::join(
-            || {
-                emitted
-                    .function_bodies()
-                    .par_iter()
-                    .map(|&(symbol, offset, size)| MapEntry {
-                        kind: kinds.get(&symbol).copied().unwrap_or("Function"),
-                        name: object.name(symbol).to_owned(),
-                        section: "code",
-                        offset,
-                        size,
-                    })
-                    .collect()
-            },
-            || functions.into_par_iter().with_min_len(256).for_each(drop),
-        )
-    };
-    let method_name = |token: u32| {
-        factory
-            .plans
-            .get(&token)
-            .map(|p| p.name.clone())
-            .or_else(|| factory.ts.method_name(0, token))
-            .unwrap_or_default()
-    };
-    // Image entries: cells, then async cells, then portable entry points (names formatted in
-    // parallel, in order).
-    let image_entries = [
-        (
-            &cells,
-            &cell_rva,
-            "DelayLoadMethodImport",
-            "MethodEntry ",
-            POINTER.size(),
-        ),
-        (
-            &async_cells,
-            &async_cell_rva,
-            "DelayLoadMethodImport",
-            "MethodEntry [ASYNC] ",
-            POINTER.size(),
-        ),
-        (
-            &entry_points,
-            &entry_point_rva,
-            "PortableEntryPoint",
-            "PortableEntryPoint ",
-            2 * POINTER.size(),
-        ),
-    ];
-    for (tokens, rvas, kind, prefix, size) in image_entries {
-        use rayon::prelude::*;
-        map.par_extend(tokens.par_iter().enumerate().map(|(c, &token)| MapEntry {
-            kind,
-            name: format!("{prefix}{}", method_name(token)),
-            section: "image",
-            offset: rvas[&c],
-            size,
-        }));
-    }
-    {
-        use rayon::prelude::*;
-        for kind in HelperCell::ALL {
-            let i = kind as usize;
-            let rva = &helper_rva[i];
-            map.par_extend(helper_tokens[i].par_iter().enumerate().map(|(c, &token)| {
-                let (kind, name) = kind.map_entry(factory, token);
-                MapEntry {
-                    kind,
-                    name,
-                    section: "image",
-                    offset: rva[&c],
-                    size: POINTER.size(),
-                }
+        functions.into_par_iter().with_min_len(256).for_each(drop);
+        Vec::new()
+    } else {
+        // The map: functions in table order with their body offsets, then image items.
+        let mut kinds: FxHashMap<SymbolId, &'static str> = FxHashMap::default();
+        for (key, &symbol) in thunk_keys.iter().zip(&thunk_symbols) {
+            kinds.insert(
+                symbol,
+                if key.starts_with('M') {
+                    "InterpreterToR2RThunk"
+                } else {
+                    "R2RToInterpreterThunk"
+                },
+            );
+        }
+        for &symbol in &stub_symbols {
+            kinds.insert(symbol, "ResumptionStub");
+        }
+        for &symbol in cell_thunks
+            .iter()
+            .chain(&entry_point_thunks)
+            .chain(&async_cell_thunks)
+        {
+            kinds.insert(symbol, "WasmImportThunk");
+        }
+        for &symbol in method_symbols.iter().chain(&instance_symbols) {
+            kinds.insert(symbol, "MethodWithGCInfo");
+        }
+        let (mut entries, ()): (Vec<MapEntry>, ()) = {
+            use rayon::prelude::*;
+            rayon::join(
+                || {
+                    emitted
+                        .function_bodies()
+                        .par_iter()
+                        .map(|&(symbol, offset, size)| MapEntry {
+                            kind: kinds.get(&symbol).copied().unwrap_or("Function"),
+                            name: object.name(symbol).to_owned(),
+                            section: "code",
+                            offset,
+                            size,
+                        })
+                        .collect()
+                },
+                || functions.into_par_iter().with_min_len(256).for_each(drop),
+            )
+        };
+        let method_name = |token: u32| {
+            factory
+                .plans
+                .get(&token)
+                .map(|p| p.name.clone())
+                .or_else(|| factory.ts.method_name(0, token))
+                .unwrap_or_default()
+        };
+        // Image entries: cells, then async cells, then portable entry points (names formatted in
+        // parallel, in order).
+        let image_entries = [
+            (
+                &cells,
+                cell_rva,
+                "DelayLoadMethodImport",
+                "MethodEntry ",
+                POINTER.size(),
+            ),
+            (
+                &async_cells,
+                async_cell_rva,
+                "DelayLoadMethodImport",
+                "MethodEntry [ASYNC] ",
+                POINTER.size(),
+            ),
+            (
+                &entry_points,
+                entry_point_rva,
+                "PortableEntryPoint",
+                "PortableEntryPoint ",
+                2 * POINTER.size(),
+            ),
+        ];
+        for (tokens, rvas, kind, prefix, size) in image_entries {
+            use rayon::prelude::*;
+            entries.par_extend(tokens.par_iter().enumerate().map(|(c, &token)| MapEntry {
+                kind,
+                name: format!("{prefix}{}", method_name(token)),
+                section: "image",
+                offset: rvas[c],
+                size,
             }));
         }
-    }
+        {
+            use rayon::prelude::*;
+            for kind in HelperCell::ALL {
+                let i = kind as usize;
+                let rva = helper_rva[i];
+                entries.par_extend(helper_tokens[i].par_iter().enumerate().map(|(c, &token)| {
+                    let (kind, name) = kind.map_entry(factory, token);
+                    MapEntry {
+                        kind,
+                        name,
+                        section: "image",
+                        offset: rva[c],
+                        size: POINTER.size(),
+                    }
+                }));
+            }
+        }
+        entries
+    };
     clock.lap("emit: map");
     Ok(CompileOutput {
         module: emitted.bytes,
