@@ -686,14 +686,18 @@ fn mutated_assemblies_are_errors_or_compile_never_panics() {
 #[test]
 fn ldobj_stobj_initobj_and_sizeof_run_through_pointers() {
     let output = compile(&assemble("values.il"));
-    let reason = &output
-        .not_compiled
-        .iter()
-        .find(|m| m.name == "Fixture.Values::LoadPair")
-        .expect("a struct on the stack stays interpreted")
-        .reason;
-    assert!(reason.ends_with("ldobj of a struct"), "{reason}");
     let mut exec = instantiate(&output, Arc::new(NoInterpreter));
+    // ldobj of a struct: its 16 bytes copied into a frame temporary.
+    token_of(&output, "Fixture.Values::LoadPair");
+    assert_eq!(
+        run_i32(
+            &mut exec,
+            "Fixture.Values::LoadPair",
+            "iip",
+            &[Val::I32(2048)]
+        ),
+        0
+    );
     let write = |exec: &mut Executor, at: i32, v: i32| {
         exec.invoke_by_name(
             "Fixture.Values::Write",
@@ -2259,16 +2263,6 @@ fn struct_arguments_and_locals_are_reached_through_their_addresses() {
     let output = compile(&assemble("inplace.il"));
     token_of(&output, "Fixture.Build::Combine");
     token_of(&output, "Fixture.Build::Clear");
-    let copy = output
-        .not_compiled
-        .iter()
-        .find(|m| m.name == "Fixture.Build::Copy")
-        .expect("a struct copied onto the stack stays interpreted");
-    assert!(
-        copy.reason.contains("ldarg of a struct argument"),
-        "{}",
-        copy.reason
-    );
 
     let mut exec = instantiate(&output, Arc::new(NoInterpreter));
     // Pair { a: 7, b: -5 } somewhere in memory; invoke copies it into the argument block.
@@ -2308,16 +2302,79 @@ fn struct_arguments_and_locals_are_reached_through_their_addresses() {
         .unwrap()
         .unwrap_i64();
     assert_eq!(local, (1 << 34) - 9);
-    let copy = output
+}
+
+/// Struct values on the evaluation stack live in frame temporaries, one per instruction that
+/// makes one: `ldarg`/`ldloc` copy into one, `stloc`/`starg`/`stobj` copy out of one, a call
+/// passes one's address (the callee owns that copy) and gives a struct result one as its
+/// return buffer, `dup` copies, `ret` copies into the caller's return buffer.
+#[test]
+fn struct_values_on_the_stack_are_copies_in_frame_temporaries() {
+    let output = compile(&assemble("inplace.il"));
+    for name in [
+        "Copy",
+        "LocalCopy",
+        "MakePair",
+        "Swap",
+        "Bump",
+        "Chain",
+        "Assign",
+        "AssignPairs",
+    ] {
+        token_of(&output, &format!("Fixture.Build::{name}"));
+    }
+    let branchy = output
         .not_compiled
         .iter()
-        .find(|m| m.name == "Fixture.Build::LocalCopy")
-        .expect("a struct local copied onto the stack stays interpreted");
+        .find(|m| m.name == "Fixture.Build::Branchy")
+        .expect("a struct value across a branch stays interpreted");
     assert!(
-        copy.reason.contains("ldloc of a struct local"),
+        branchy
+            .reason
+            .contains("struct value on the stack at a block boundary"),
         "{}",
-        copy.reason
+        branchy.reason
     );
+
+    let mut exec = instantiate(&output, Arc::new(NoInterpreter));
+    let mut call = |name: &str, signature: &str, args: &[Val]| {
+        exec.invoke_by_name(&format!("Fixture.Build::{name}"), &sig(signature), args)
+            .unwrap()
+            .unwrap()
+            .unwrap_i64()
+    };
+    for (a, b) in [(3i64, 4i64), (-7, 1 << 40), (0, 0)] {
+        // x = Swap(MakePair(a, b)) = (b, a); Bump(x) = 100 + a; Combine(x, 1000) = b * 1000 + a.
+        let r = 100 + a + b.wrapping_mul(1000) + a;
+        assert_eq!(
+            call("Chain", "lllp", &[Val::I64(a), Val::I64(b)]),
+            r.wrapping_mul(10) + b,
+            "Chain({a}, {b})"
+        );
+        // Assign((a, b), (b, a)) = b - a.
+        assert_eq!(
+            call("AssignPairs", "lllp", &[Val::I64(a), Val::I64(b)]),
+            b - a,
+            "AssignPairs({a}, {b})"
+        );
+    }
+    assert_eq!(call("LocalCopy", "lp", &[]), 0);
+    // Copy reads its argument's copy: (7, -5) in memory, passed by address.
+    let pair = 4096;
+    let bytes: Vec<u8> = [7i64, -5].iter().flat_map(|v| v.to_le_bytes()).collect();
+    exec.write_bytes(pair, &bytes).unwrap();
+    assert_eq!(
+        exec.invoke_by_name(
+            "Fixture.Build::Copy",
+            &sig("lS16p"),
+            &[Val::I32(pair as i32)]
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap_i64(),
+        7
+    );
+    assert_eq!(exec.read_bytes(pair as usize, 16).unwrap(), bytes);
 }
 
 /// An embedder that owns delegates: it allocates them, runs their runtime-provided

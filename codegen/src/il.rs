@@ -3,11 +3,16 @@
 //!
 //! Supported subset (everything else is "not compiled", with the reason recorded; the method then
 //! runs in the interpreter, as crossgen2 leaves such methods to the JIT): `nop`, arguments
-//! (`ldarg*`, `starg*`; a struct argument, which the ABI passes as the address of the caller's
-//! copy, only through `ldarga`, which pushes that address), locals (`ldloc*`, `stloc*`; a
-//! struct local, only through `ldloca`: it lives in the frame), their addresses (`ldloca`, `ldarga`: such
-//! locals and arguments live in an 8-byte slot of the method's frame on the shadow stack, below the
-//! incoming SP, and callees get the frame's bottom as their SP), constants (`ldc.*`, `ldnull`),
+//! (`ldarg*`, `starg*`; the ABI passes a struct argument as the address of the caller's copy,
+//! which `ldarga` pushes), locals (`ldloc*`, `stloc*`; a struct local lives in the frame), their
+//! addresses (`ldloca`, `ldarga`: such locals and arguments live in an 8-byte slot of the
+//! method's frame on the shadow stack, below the incoming SP, and callees get the frame's bottom
+//! as their SP), struct values on the evaluation stack (each the address of a frame temporary
+//! of its own, one per instruction that makes one: `ldarg`, `ldloc`, `ldobj` and `dup` copy into
+//! it, a call returning a struct gets it as the return buffer; `stloc`, `starg`, `stobj` and
+//! `ret` (into the caller's return buffer) copy out of it, `ldfld` reads a field of it, a call
+//! passes its address, the callee owning that copy; a struct value still on the stack at a
+//! block boundary is not compiled), constants (`ldc.*`, `ldnull`),
 //! string literals (`ldstr`: the reference in the literal's lazy `StringHandle` import cell,
 //! resolved through the runtime's helper on first use, [`string_through_cell`]), static fields
 //! of primitive and reference types (`ldsfld`, `stsfld`, `ldsflda` of any type: the address in
@@ -713,8 +718,17 @@ pub fn compile(
     jit: &mut dyn JitInterface,
 ) -> Result<CompiledBody, NotCompiled> {
     let parts = sig.parts();
-    if parts.generic_context || !matches!(parts.ret, ReturnAbi::Void | ReturnAbi::Value(_)) {
-        return Err(refuse("hidden return buffer or generic context"));
+    if parts.generic_context {
+        return Err(refuse("hidden generic context"));
+    }
+    let ret_buffer_size = match parts.ret {
+        ReturnAbi::Buffer { size } => Some(size),
+        _ => None,
+    };
+    if ret_buffer_size.is_some() && (!parts.managed || parts.async_continuation) {
+        return Err(refuse(
+            "struct return of an UnmanagedCallersOnly method or an async variant",
+        ));
     }
     // Managed: IL argument i -> wasm parameter i + 1 (parameter 0 is SP; `this` is IL
     // argument 0). Unmanaged (`UnmanagedCallersOnly`): IL argument i -> wasm parameter i, and
@@ -723,14 +737,19 @@ pub fn compile(
     // dispatch reads it.
     let mut args: Vec<WasmValueType> = Vec::new();
     let mut arg_params: Vec<u32> = Vec::new();
-    let mut struct_args: Vec<bool> = Vec::new();
+    let mut struct_args: Vec<Option<u32>> = Vec::new();
     let mut next = u32::from(parts.managed);
     if parts.has_this {
         args.push(sig.pointer().value_type());
         arg_params.push(next);
-        struct_args.push(false);
+        struct_args.push(None);
         next += 1;
     }
+    // The caller's return buffer follows `this`.
+    let ret_buffer = ret_buffer_size.map(|size| {
+        next += 1;
+        (next - 1, size)
+    });
     let continuation = parts.async_continuation.then_some(next);
     if parts.async_continuation {
         next += 1;
@@ -739,11 +758,11 @@ pub fn compile(
         match p {
             ParamAbi::Value(v) => {
                 args.push(*v);
-                struct_args.push(false);
+                struct_args.push(None);
             }
-            ParamAbi::ByRef { .. } | ParamAbi::ByRefOverAligned { .. } => {
+            ParamAbi::ByRef { size } | ParamAbi::ByRefOverAligned { size } => {
                 args.push(sig.pointer().value_type());
-                struct_args.push(true);
+                struct_args.push(Some(*size));
             }
             _ => return Err(refuse("empty-struct parameter")),
         }
@@ -764,8 +783,10 @@ pub fn compile(
         managed: parts.managed,
         params: sig.func_type().params,
         ret,
+        ret_buffer,
         arg_params,
         struct_args,
+        structs: Vec::new(),
         struct_locals: (0..locals.len() as u32)
             .map(|i| jit.local_struct(i))
             .collect(),
@@ -837,7 +858,7 @@ pub fn compile(
             )));
         }
     }
-    if !awaits.is_empty() && body.struct_args.contains(&true) {
+    if !awaits.is_empty() && body.struct_args.iter().any(Option::is_some) {
         // The caller's copy need not outlive a suspension.
         return Err(refuse("struct argument in an async variant that awaits"));
     }
@@ -926,6 +947,18 @@ pub fn compile(
         body.ops.push(Op::Ins(Instruction::End));
         body.ops.push(Op::Ins(Instruction::Unreachable));
     }
+    // The frame's size, final now that the struct temporaries are known.
+    if let Some(frame) = &body.frame {
+        let size = frame.temps_end.next_multiple_of(16);
+        let constant = if body.pointer == WasmValueType::I64 {
+            Instruction::I64Const(i64::from(size))
+        } else {
+            Instruction::I32Const(size as i32)
+        };
+        for at in frame.size_ops {
+            body.ops[at] = Op::Ins(constant.clone());
+        }
+    }
     Ok(CompiledBody {
         code: Code {
             locals: body.extra_locals,
@@ -949,6 +982,14 @@ pub fn compile(
         checks_array_stores: body.checks_array_stores,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
+}
+
+/// What [`Body::managed_call_arguments`] set up besides pushing the arguments.
+struct CallArguments {
+    /// The local holding `this`, if the callee has one.
+    this: Option<u32>,
+    /// The return buffer of a struct result: its frame offset and size in bytes.
+    buffer: Option<(u32, u32)>,
 }
 
 /// The suspension points of an async variant and what resuming needs.
@@ -1011,11 +1052,19 @@ struct Body {
     params: Vec<WasmValueType>,
     /// The method's result type.
     ret: Option<WasmValueType>,
+    /// A struct return: the wasm parameter of the caller's return buffer, and its size in
+    /// bytes (`ret` copies the struct value there).
+    ret_buffer: Option<(u32, u32)>,
     /// The wasm parameter of each IL argument.
     arg_params: Vec<u32>,
-    /// By IL argument: a struct passed by reference to the caller's copy (`S<N>`, `A<N>`):
-    /// its parameter is the copy's address, which `ldarga` pushes (the callee owns the copy).
-    struct_args: Vec<bool>,
+    /// By IL argument: the size of a struct passed by reference to the caller's copy (`S<N>`,
+    /// `A<N>`): its parameter is the copy's address, which `ldarga` pushes (the callee owns
+    /// the copy).
+    struct_args: Vec<Option<u32>>,
+    /// The struct values on the evaluation stack: `(index in stack, size in bytes)`, in stack
+    /// order. A struct value is the address of a frame temporary holding its bytes (its type
+    /// in `stack` is the pointer type); [`Body::pop`] refuses it, [`Body::pop_struct`] takes it.
+    structs: Vec<(usize, u32)>,
     /// By IL local: the size of a struct local, which lives in the frame (only `ldloca`
     /// reaches it).
     struct_locals: Vec<Option<u32>>,
@@ -1059,6 +1108,12 @@ struct Frame {
     /// Slot offset of the 8-byte slot value types are constructed in (`newobj` of a value
     /// type: each is complete before the next starts, so one slot serves them all).
     value_slot: Option<u32>,
+    /// The end of the frame so far: struct temporaries go here, one per instruction that
+    /// makes a struct value ([`Body::temp`]), so the frame's size is final only once the body
+    /// is compiled.
+    temps_end: u32,
+    /// The prologue's two ops holding the frame's size, patched at the end.
+    size_ops: [usize; 2],
 }
 
 impl Body {
@@ -1223,6 +1278,9 @@ impl Body {
 
     /// Stores the evaluation stack into block `k`'s entry locals (emptying it).
     fn spill_to(&mut self, k: usize) -> Result<(), String> {
+        if !self.structs.is_empty() {
+            return Err("a struct value on the stack at a block boundary".into());
+        }
         let entry = self.entry_locals(k)?;
         for &(_, local) in entry.iter().rev() {
             self.push(Instruction::LocalSet(local));
@@ -1247,6 +1305,7 @@ impl Body {
         let terminated = self.cf.as_ref().is_some_and(|cf| cf.terminated);
         if terminated {
             self.stack.clear();
+            self.structs.clear();
             if self.cf.as_ref().is_some_and(|cf| cf.entry[k].is_none()) {
                 self.entry_locals(k)?; // an empty entry (III.1.7.5)
             }
@@ -1347,7 +1406,11 @@ impl Body {
         self.ops.push(Op::Ins(ins));
     }
 
+    /// Pops a scalar (a struct value is an error: see [`Body::pop_struct`]).
     fn pop(&mut self) -> Result<WasmValueType, String> {
+        if self.top_struct().is_some() {
+            return Err("a struct value where a scalar is expected".into());
+        }
         self.stack
             .pop()
             .ok_or_else(|| "evaluation stack underflow".to_string())
@@ -1640,6 +1703,10 @@ impl Body {
         use std::collections::{BTreeMap, BTreeSet};
         let (mut locals, mut args) = (BTreeSet::new(), BTreeSet::new());
         let mut values = false;
+        // Whether struct values reach the evaluation stack (they live in frame temporaries).
+        let mut temps = false;
+        let returns_struct =
+            |signature: &WasmSignature| matches!(signature.parts().ret, ReturnAbi::Buffer { .. });
         for ins in il {
             match (ins.opcode, &ins.operand) {
                 ("ldloca" | "ldloca.s", IlOperand::Var(n)) => {
@@ -1647,21 +1714,61 @@ impl Body {
                 }
                 // A struct argument's address is its parameter: no slot.
                 ("ldarga" | "ldarga.s", IlOperand::Var(n))
-                    if !self
+                    if self
                         .struct_args
                         .get(usize::from(*n))
-                        .copied()
-                        .unwrap_or(false) =>
+                        .is_none_or(Option::is_none) =>
                 {
                     args.insert(u32::from(*n));
                 }
                 ("newobj", IlOperand::Token(token)) => {
                     values |= matches!(jit.new_object(*token), NewObject::Value { .. });
                 }
+                ("call" | "callvirt", IlOperand::Token(token)) => {
+                    let target = if ins.opcode == "call" {
+                        jit.call_target(*token)
+                    } else {
+                        jit.callvirt_target(*token)
+                    };
+                    temps |= match &target {
+                        CallTarget::Direct { signature, .. }
+                        | CallTarget::Import { signature }
+                        | CallTarget::Virtual { signature } => returns_struct(signature),
+                        CallTarget::Unsupported(_) => false,
+                    };
+                }
+                ("calli", IlOperand::Token(token)) => {
+                    temps |= jit
+                        .indirect_call_signature(*token)
+                        .is_ok_and(|s| returns_struct(&s));
+                }
+                ("ldobj", IlOperand::Token(token)) => {
+                    temps |= jit.value_type(*token).is_ok_and(|v| v.access.is_none());
+                }
+                _ => {}
+            }
+            // Struct locals copied to or from the stack live in the frame, like those whose
+            // address is taken.
+            match variable_of(ins) {
+                Some(("ldarg", n)) => {
+                    temps |= self
+                        .struct_args
+                        .get(n as usize)
+                        .is_some_and(Option::is_some);
+                }
+                Some((what @ ("ldloc" | "stloc"), n))
+                    if self
+                        .struct_locals
+                        .get(n as usize)
+                        .is_some_and(Option::is_some) =>
+                {
+                    locals.insert(n);
+                    temps |= what == "ldloc";
+                }
                 _ => {}
             }
         }
-        if locals.is_empty() && args.is_empty() && !values {
+        if locals.is_empty() && args.is_empty() && !values && !temps {
             return Ok(());
         }
         // The frame: address-taken locals and arguments, the slot values are built in.
@@ -1717,11 +1824,13 @@ impl Body {
         {
             return Err(format!("ldarga of argument {n} beyond the arguments"));
         }
+        // The size: patched at the end, when the struct temporaries are known.
         let size = offset.next_multiple_of(16);
         let pointer = self.pointer;
         let fp = self.new_local(pointer);
         // fp = SP - size (parameter 0 is SP in a managed body)
         self.push(Instruction::LocalGet(0));
+        let subtrahend = self.ops.len();
         self.push_pointer_const(size);
         self.push(if pointer == WasmValueType::I64 {
             Instruction::I64Sub
@@ -1732,6 +1841,7 @@ impl Body {
         // Zero the frame (IL locals start zeroed).
         self.push(Instruction::LocalGet(fp));
         self.push(Instruction::I32Const(0));
+        let length = self.ops.len();
         self.push_pointer_const(size);
         self.push(Instruction::MemoryFill(0));
         for (&n, &(slot, access)) in &args {
@@ -1747,8 +1857,99 @@ impl Body {
             locals,
             args,
             value_slot,
+            temps_end: offset,
+            size_ops: [subtrahend, length],
         });
         Ok(())
+    }
+
+    /// A new frame temporary of `size` bytes (8-aligned): its offset in the frame.
+    fn temp(&mut self, size: u32) -> Result<u32, String> {
+        let frame = self
+            .frame
+            .as_mut()
+            .ok_or("a struct value on the stack, but no frame for it")?;
+        let slot = frame.temps_end;
+        frame.temps_end += size.next_multiple_of(8);
+        Ok(slot)
+    }
+
+    /// The address of frame offset `slot`, on the wasm stack only: `[] -> [fp + slot]`.
+    fn frame_address(&mut self, slot: u32) -> Result<(), String> {
+        let fp = self.frame.as_ref().ok_or("no frame")?.fp;
+        self.slot_address(fp, slot);
+        self.stack.pop();
+        Ok(())
+    }
+
+    /// Pushes the struct value of `size` bytes held at frame offset `slot` (its address).
+    fn push_struct(&mut self, slot: u32, size: u32) -> Result<(), String> {
+        self.frame_address(slot)?;
+        self.stack.push(self.pointer);
+        self.structs.push((self.stack.len() - 1, size));
+        Ok(())
+    }
+
+    /// The size of the struct value on top of the evaluation stack, if it is one.
+    fn top_struct(&self) -> Option<u32> {
+        match self.structs.last() {
+            Some(&(at, size)) if at + 1 == self.stack.len() => Some(size),
+            _ => None,
+        }
+    }
+
+    /// Pops a struct value of `size` bytes; its address stays on the wasm stack.
+    fn pop_struct(&mut self, size: u32) -> Result<(), String> {
+        match self.top_struct() {
+            Some(found) if found == size => {
+                self.structs.pop();
+                self.stack.pop();
+                Ok(())
+            }
+            Some(found) => Err(format!(
+                "a struct of {found} bytes where one of {size} is expected"
+            )),
+            None => Err("a scalar where a struct value is expected".into()),
+        }
+    }
+
+    /// `memory.copy` of `size` bytes: `[dst src] -> []` on the wasm stack.
+    fn copy_bytes(&mut self, size: u32) {
+        self.push_pointer_const(size);
+        self.push(Instruction::MemoryCopy {
+            src_mem: 0,
+            dst_mem: 0,
+        });
+    }
+
+    /// Copies `size` bytes from the address on top of the wasm stack to the address `dst`
+    /// pushes: `[src] -> []`.
+    fn copy_to(
+        &mut self,
+        size: u32,
+        dst: impl FnOnce(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut taken = Vec::new();
+        let src = self.scratch(self.pointer, &mut taken);
+        self.push(Instruction::LocalSet(src));
+        dst(self)?;
+        self.push(Instruction::LocalGet(src));
+        self.copy_bytes(size);
+        Ok(())
+    }
+
+    /// A struct value of `size` bytes copied from the address `src` pushes onto the wasm stack
+    /// into a new temporary: `[] -> [struct]`.
+    fn load_struct(
+        &mut self,
+        size: u32,
+        src: impl FnOnce(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let slot = self.temp(size)?;
+        self.frame_address(slot)?;
+        src(self)?;
+        self.copy_bytes(size);
+        self.push_struct(slot, size)
     }
 
     /// Pushes a pointer-sized constant.
@@ -1808,40 +2009,52 @@ impl Body {
     }
 
     /// Spills a managed call's arguments and pushes them back after the SP; with
-    /// `check_this`, traps when `this` is null first (`callvirt`, III.4.2).
+    /// `check_this`, traps when `this` is null first (`callvirt`, III.4.2). A struct argument
+    /// is passed as the address of its temporary, which the callee owns from then on; a struct
+    /// result gets a new temporary as the return buffer ([`Body::push_result`] pushes it).
     fn managed_call_arguments(
         &mut self,
         callee: &WasmSignature,
         taken: &mut Vec<u32>,
         async_call: bool,
         check_this: bool,
-    ) -> Result<Option<u32>, String> {
+    ) -> Result<CallArguments, String> {
         let cp = callee.parts();
         if cp.generic_context
             || cp.async_continuation != async_call
-            || matches!(cp.ret, ReturnAbi::Buffer { .. })
+            || (async_call && matches!(cp.ret, ReturnAbi::Buffer { .. }))
         {
             return Err("call of an unsupported callee shape".into());
         }
-        let mut callee_args: Vec<WasmValueType> = Vec::new();
+        // (type, struct size) of each argument.
+        let mut callee_args: Vec<(WasmValueType, Option<u32>)> = Vec::new();
         if cp.has_this {
-            callee_args.push(callee.pointer().value_type());
+            callee_args.push((callee.pointer().value_type(), None));
         }
         for p in &cp.params {
             match p {
-                ParamAbi::Value(v) => callee_args.push(*v),
-                _ => return Err("call with a struct argument".into()),
+                ParamAbi::Value(v) => callee_args.push((*v, None)),
+                ParamAbi::ByRef { size } => callee_args.push((self.pointer, Some(*size))),
+                _ => return Err("call with an over-aligned or empty struct argument".into()),
             }
         }
         let mut temps = Vec::new();
-        for &ty in callee_args.iter().rev() {
-            if self.pop()? != ty {
-                return Err("call argument of the wrong type".into());
+        for &(ty, size) in callee_args.iter().rev() {
+            match size {
+                Some(size) => self.pop_struct(size)?,
+                None if self.pop()? != ty => {
+                    return Err("call argument of the wrong type".into());
+                }
+                None => {}
             }
             let t = self.scratch(ty, taken);
             self.push(Instruction::LocalSet(t));
             temps.push(t);
         }
+        let buffer = match cp.ret {
+            ReturnAbi::Buffer { size } => Some((self.temp(size)?, size)),
+            _ => None,
+        };
         if check_this {
             let (Some(&this), true) = (temps.last(), cp.has_this) else {
                 return Err("callvirt of a method without `this`".into());
@@ -1856,19 +2069,38 @@ impl Body {
         } else {
             self.ops.push(Op::StackPointerGet);
         }
-        let continuation_at = usize::from(cp.has_this);
-        for (i, &t) in temps.iter().rev().enumerate() {
-            if async_call && i == continuation_at {
-                self.push(Instruction::I32Const(0));
+        // The hidden arguments after `this`: the return buffer, the continuation.
+        let hidden_at = usize::from(cp.has_this);
+        for i in 0..=temps.len() {
+            if i == hidden_at {
+                if let Some((slot, _)) = buffer {
+                    self.frame_address(slot)?;
+                }
+                if async_call {
+                    self.push(Instruction::I32Const(0));
+                }
             }
-            self.push(Instruction::LocalGet(t));
+            if let Some(&t) = temps.iter().rev().nth(i) {
+                self.push(Instruction::LocalGet(t));
+            }
         }
-        if async_call && temps.len() == continuation_at {
-            self.push(Instruction::I32Const(0));
+        Ok(CallArguments {
+            this: cp
+                .has_this
+                .then(|| *temps.last().expect("`this` was popped")),
+            buffer,
+        })
+    }
+
+    /// After a call: its result on the evaluation stack, a value or the struct in the return
+    /// buffer `arguments` made.
+    fn push_result(&mut self, ret: ReturnAbi, arguments: &CallArguments) -> Result<(), String> {
+        match (ret, arguments.buffer) {
+            (ReturnAbi::Value(v), _) => self.stack.push(v),
+            (ReturnAbi::Buffer { .. }, Some((slot, size))) => self.push_struct(slot, size)?,
+            _ => {}
         }
-        Ok(cp
-            .has_this
-            .then(|| *temps.last().expect("`this` was popped")))
+        Ok(())
     }
 
     /// `callvirt` of a virtual method (`token`, of signature `callee`): the arguments as for
@@ -1887,9 +2119,8 @@ impl Body {
             return Err("callvirt: references are 32-bit here".into());
         }
         let mut taken = Vec::new();
-        let this = self
-            .managed_call_arguments(callee, &mut taken, false, true)?
-            .expect("the callee has `this`");
+        let arguments = self.managed_call_arguments(callee, &mut taken, false, true)?;
+        let this = arguments.this.expect("the callee has `this`");
         let entry = self.scratch(WasmValueType::I32, &mut taken);
         self.push(Instruction::LocalGet(this));
         self.virtual_sites.push((self.ops.len(), token));
@@ -1901,9 +2132,7 @@ impl Body {
         self.ops.push(Op::TableBase);
         self.push(Instruction::I32Add);
         self.ops.push(Op::CallIndirect(callee.func_type()));
-        if let ReturnAbi::Value(v) = cp.ret {
-            self.stack.push(v);
-        }
+        self.push_result(cp.ret, &arguments)?;
         self.callees.push(token);
         Ok(())
     }
@@ -2333,8 +2562,13 @@ impl Body {
                     None => var()?,
                 };
                 let ty = *args.get(n as usize).ok_or("ldarg beyond the arguments")?;
-                if self.struct_args[n as usize] {
-                    return Err("ldarg of a struct argument (a struct value on the stack)".into());
+                if let Some(size) = self.struct_args[n as usize] {
+                    // A copy of the caller's copy.
+                    let param = self.arg_params[n as usize];
+                    return self.load_struct(size, |b| {
+                        b.push(Instruction::LocalGet(param));
+                        Ok(())
+                    });
                 }
                 if let Some((fp, slot, access)) = self.slot(true, n) {
                     self.load_slot(fp, slot, access)?;
@@ -2346,8 +2580,14 @@ impl Body {
             "starg.s" | "starg" => {
                 let n = var()?;
                 let ty = *args.get(n as usize).ok_or("starg beyond the arguments")?;
-                if self.struct_args[n as usize] {
-                    return Err("starg of a struct argument".into());
+                if let Some(size) = self.struct_args[n as usize] {
+                    // Into this method's own copy.
+                    self.pop_struct(size)?;
+                    let param = self.arg_params[n as usize];
+                    return self.copy_to(size, |b| {
+                        b.push(Instruction::LocalGet(param));
+                        Ok(())
+                    });
                 }
                 if *self.stack.last().ok_or("evaluation stack underflow")? != ty {
                     return Err("starg of the wrong type".into());
@@ -2370,8 +2610,10 @@ impl Body {
                     .get(n as usize)
                     .filter(|_| (n as usize) < self.struct_locals.len())
                     .ok_or("ldloc beyond the locals")?;
-                if self.struct_locals[n as usize].is_some() {
-                    return Err("ldloc of a struct local (a struct value on the stack)".into());
+                if let Some(size) = self.struct_locals[n as usize] {
+                    let (_, slot, _) =
+                        self.slot(false, n).ok_or("a struct local without a slot")?;
+                    return self.load_struct(size, |b| b.frame_address(slot));
                 }
                 if let Some((fp, slot, access)) = self.slot(false, n) {
                     self.load_slot(fp, slot, access)?;
@@ -2390,8 +2632,11 @@ impl Body {
                     .get(n as usize)
                     .filter(|_| (n as usize) < self.struct_locals.len())
                     .ok_or("stloc beyond the locals")?;
-                if self.struct_locals[n as usize].is_some() {
-                    return Err("stloc of a struct local".into());
+                if let Some(size) = self.struct_locals[n as usize] {
+                    self.pop_struct(size)?;
+                    let (_, slot, _) =
+                        self.slot(false, n).ok_or("a struct local without a slot")?;
+                    return self.copy_to(size, |b| b.frame_address(slot));
                 }
                 if *self.stack.last().ok_or("evaluation stack underflow")? != ty {
                     return Err("stloc of the wrong type".into());
@@ -2407,8 +2652,7 @@ impl Body {
                 if self
                     .struct_args
                     .get(var()? as usize)
-                    .copied()
-                    .unwrap_or(false) =>
+                    .is_some_and(Option::is_some) =>
             {
                 // The address of the caller's copy: a managed pointer.
                 self.push(Instruction::LocalGet(self.arg_params[var()? as usize]));
@@ -2799,6 +3043,15 @@ impl Body {
                 } else {
                     None
                 };
+                if op == "ldfld"
+                    && let Some(size) = self.top_struct()
+                {
+                    // A field of a struct value: at its offset in the temporary (no null check).
+                    self.pop_struct(size)?;
+                    self.stack.push(pointer);
+                    let access = field.access.ok_or("ldfld of a struct-typed field")?;
+                    return self.load_at(&format!("ldind.{access}"), pointer, field.offset);
+                }
                 if *self.stack.last().ok_or("evaluation stack underflow")? != pointer {
                     return Err(format!("{op} on a value type on the stack"));
                 }
@@ -2845,6 +3098,30 @@ impl Body {
                     // III.4.29: `[addr value] -> []`.
                     ("stobj", Some(access)) => {
                         self.store_at(&format!("stind.{}", store_suffix(access)), pointer, 0)?;
+                    }
+                    // A struct: its bytes copied into a temporary.
+                    ("ldobj", None) => {
+                        if self.pop()? != pointer {
+                            return Err("ldobj on a non-pointer".into());
+                        }
+                        let mut taken = Vec::new();
+                        let src = self.scratch(pointer, &mut taken);
+                        self.push(Instruction::LocalSet(src));
+                        self.load_struct(value.size, |b| {
+                            b.push(Instruction::LocalGet(src));
+                            Ok(())
+                        })?;
+                    }
+                    ("stobj", None) => {
+                        self.pop_struct(value.size)?;
+                        let mut taken = Vec::new();
+                        let src = self.scratch(pointer, &mut taken);
+                        self.push(Instruction::LocalSet(src));
+                        if self.pop()? != pointer {
+                            return Err("stobj on a non-pointer".into());
+                        }
+                        self.push(Instruction::LocalGet(src));
+                        self.copy_bytes(value.size);
                     }
                     // III.4.5: `[addr] -> []`, the value's bytes zeroed.
                     ("initobj", _) => {
@@ -2935,7 +3212,8 @@ impl Body {
                     let entry = self.scratch(pointer, &mut taken);
                     self.push(Instruction::LocalTee(entry));
                     self.trap_if_null();
-                    self.managed_call_arguments(&callee, &mut taken, false, false)?;
+                    let arguments =
+                        self.managed_call_arguments(&callee, &mut taken, false, false)?;
                     let word = if pointer == I64 { 8 } else { 4 };
                     self.push(Instruction::LocalGet(entry));
                     self.push(pointer_load(pointer, word)); // handle: the PE argument
@@ -2947,10 +3225,7 @@ impl Body {
                     self.ops.push(Op::TableBase);
                     self.push(Instruction::I32Add);
                     self.ops.push(Op::CallIndirect(callee.func_type()));
-                    if let ReturnAbi::Value(v) = cp.ret {
-                        self.stack.push(v);
-                    }
-                    return Ok(());
+                    return self.push_result(cp.ret, &arguments);
                 }
                 if !matches!(cp.ret, ReturnAbi::Void | ReturnAbi::Value(_)) {
                     return Err("calli with a hidden return buffer".into());
@@ -2977,6 +3252,18 @@ impl Body {
                     self.stack.push(v);
                 }
             }
+            "dup" if self.top_struct().is_some() => {
+                // A second copy: the two values may go different ways (a callee owns the copy
+                // it is given).
+                let size = self.top_struct().expect("checked");
+                let mut taken = Vec::new();
+                let src = self.scratch(pointer, &mut taken);
+                self.push(Instruction::LocalTee(src));
+                self.load_struct(size, |b| {
+                    b.push(Instruction::LocalGet(src));
+                    Ok(())
+                })?;
+            }
             "dup" => {
                 let ty = self.pop()?;
                 let mut taken = Vec::new();
@@ -2987,7 +3274,12 @@ impl Body {
                 self.stack.push(ty);
             }
             "pop" => {
-                self.pop()?;
+                match self.top_struct() {
+                    Some(size) => self.pop_struct(size)?,
+                    None => {
+                        self.pop()?;
+                    }
+                }
                 self.push(Instruction::Drop);
             }
             "call"
@@ -3041,7 +3333,12 @@ impl Body {
                 if !cp.managed {
                     return Err("call of an unsupported callee shape".into());
                 }
-                self.managed_call_arguments(&callee, &mut Vec::new(), async_call, virtual_call)?;
+                let arguments = self.managed_call_arguments(
+                    &callee,
+                    &mut Vec::new(),
+                    async_call,
+                    virtual_call,
+                )?;
                 // PE: the callee's token, the entry-point handle the interpreter gets when the
                 // call ends up in an R2R -> interpreter thunk (direct calls ignore it).
                 self.push(Instruction::I32Const(token as i32));
@@ -3055,13 +3352,8 @@ impl Body {
                     Some(symbol) => Op::Call(symbol),
                     None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
                 });
-                let value = match cp.ret {
-                    ReturnAbi::Value(v) => {
-                        self.stack.push(v);
-                        true
-                    }
-                    _ => false,
-                };
+                let value = matches!(cp.ret, ReturnAbi::Value(_));
+                self.push_result(cp.ret, &arguments)?;
                 if async_call && let Some(s) = self.suspend.as_mut() {
                     s.awaited_value = value;
                 }
@@ -3171,6 +3463,7 @@ impl Body {
                 self.ops.push(Op::Call(helper));
                 self.push(Instruction::Unreachable);
                 self.stack.clear();
+                self.structs.clear();
                 self.throws = true;
                 if let Some(cf) = self.cf.as_mut() {
                     cf.terminated = true;
@@ -3181,6 +3474,14 @@ impl Body {
                     && self.pop()? != ty
                 {
                     return Err("ret of the wrong type".into());
+                }
+                if let Some((buffer, size)) = self.ret_buffer {
+                    // Into the caller's return buffer.
+                    self.pop_struct(size)?;
+                    self.copy_to(size, |b| {
+                        b.push(Instruction::LocalGet(buffer));
+                        Ok(())
+                    })?;
                 }
                 if !self.stack.is_empty() {
                     return Err("ret with a non-empty evaluation stack".into());
@@ -3247,6 +3548,21 @@ impl Body {
         }
         Ok(())
     }
+}
+
+/// The IL argument or local an `ldarg`, `starg`, `ldloc` or `stloc` (any form) names:
+/// `(what, index)`, `what` without the form's suffix.
+fn variable_of(ins: &IlInstruction) -> Option<(&'static str, u32)> {
+    for what in ["ldarg", "starg", "ldloc", "stloc"] {
+        if let Some(form) = ins.opcode.strip_prefix(what) {
+            return match (form.as_bytes(), &ins.operand) {
+                (b"" | b".s", IlOperand::Var(n)) => Some((what, u32::from(*n))),
+                ([b'.', d], _) if d.is_ascii_digit() => Some((what, u32::from(d - b'0'))),
+                _ => None,
+            };
+        }
+    }
+    None
 }
 
 fn is_compare_branch(op: &str) -> bool {
