@@ -8,11 +8,14 @@
 //! addresses (`ldloca`, `ldarga`: such locals and arguments live in an 8-byte slot of the
 //! method's frame on the shadow stack, below the incoming SP, and callees get the frame's bottom
 //! as their SP), struct values on the evaluation stack (each the address of a frame temporary
-//! of its own, one per instruction that makes one: `ldarg`, `ldloc`, `ldobj` and `dup` copy into
-//! it, a call returning a struct gets it as the return buffer; `stloc`, `starg`, `stobj` and
-//! `ret` (into the caller's return buffer) copy out of it, `ldfld` reads a field of it, a call
-//! passes its address, the callee owning that copy; a struct value still on the stack at a
-//! block boundary is not compiled), constants (`ldc.*`, `ldnull`),
+//! of its own, one per instruction that makes one: `ldarg`, `ldloc`, `ldobj`, `ldfld` and
+//! `ldsfld` of a struct-typed field, `ldelem` of a struct element, `unbox.any` and `dup` copy
+//! into it, `newobj` of a struct constructs in it (zeroed, its address the constructor's
+//! `this`), a call returning a struct gets it as the return buffer; `stloc`, `starg`,
+//! `stobj`, `stfld`, `stsfld`, `stelem`, `box` and `ret` (into the caller's return buffer) copy
+//! out of it, `ldfld` reads a field of it, a call passes its address, the callee owning that
+//! copy; a struct value still on the stack at a block boundary is not compiled), constants
+//! (`ldc.*`, `ldnull`),
 //! string literals (`ldstr`: the reference in the literal's lazy `StringHandle` import cell,
 //! resolved through the runtime's helper on first use, [`string_through_cell`]), static fields
 //! of primitive and reference types (`ldsfld`, `stsfld`, `ldsflda` of any type: the address in
@@ -39,7 +42,7 @@
 //! not of strings; a delegate's runtime-provided constructor is the embedder's, given the
 //! target and the function pointer; a value type of one primitive or reference is constructed in
 //! place: in a zeroed slot of the frame, its address the constructor's `this`, then loaded),
-//! `box` of primitive and enum value types (a box
+//! `box` of value types (a box
 //! from the same allocation helper through the type's `NewObject` cell, the value stored after
 //! its header; a reference type's `box` does nothing) and `unbox.any` (a null check and the
 //! type test through the type's `ChkCast` cell, then the value; of a reference type it is
@@ -213,6 +216,15 @@ pub enum NewObject {
         /// The constructor.
         ctor: CallTarget,
     },
+    /// Construct a struct (a value type the ABI passes by reference) in place: in a zeroed
+    /// frame temporary of `size` bytes, whose address the constructor gets as `this`; the
+    /// temporary is the struct value on the stack.
+    Struct {
+        /// Size in bytes.
+        size: u32,
+        /// The constructor.
+        ctor: CallTarget,
+    },
     /// Not compiled yet; the reason.
     Unsupported(String),
 }
@@ -242,8 +254,10 @@ pub struct FieldAccess {
     /// Offset in bytes from the address of the object or value.
     pub offset: u32,
     /// The `ldind`/`stind` suffix of its type (`i1`, `u2`, `i4`, `i8`, `r4`, `r8`, `i`,
-    /// `ref`), or `None` for a struct-typed field (only `ldflda` reaches those).
+    /// `ref`), or `None` for a struct-typed field (copied as `size` bytes).
     pub access: Option<&'static str>,
+    /// Size of its type in bytes.
+    pub size: u32,
 }
 
 /// A type as `ldobj`, `stobj`, `initobj` and `sizeof` see it
@@ -281,14 +295,14 @@ pub trait JitInterface {
     }
 
     /// The static field `token` (`Field` or `MemberRef`) of an `ldsfld`, `stsfld` or
-    /// `ldsflda`: the `ldind`/`stind` suffix of its type (as in [`FieldAccess`]), or `None` for
-    /// a struct-typed field (only `ldsflda` reaches those). Its address comes from the
-    /// field's `FieldAddress` cell ([`CompiledBody::static_field_sites`]).
+    /// `ldsflda`: how to load it, as for [`JitInterface::instance_field`] (offset 0: its
+    /// address comes from the field's `FieldAddress` cell,
+    /// [`CompiledBody::static_field_sites`]).
     ///
     /// # Errors
     /// The reason it cannot be accessed (an instance field, a thread-static field). The
     /// default refuses.
-    fn static_field(&mut self, token: u32) -> Result<Option<&'static str>, String> {
+    fn static_field(&mut self, token: u32) -> Result<FieldAccess, String> {
         Err(format!("static field 0x{token:08x} is not supported here"))
     }
 
@@ -982,6 +996,16 @@ pub fn compile(
         checks_array_stores: body.checks_array_stores,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
     })
+}
+
+/// What `newobj` constructs (from [`NewObject`]).
+enum Constructed {
+    /// An instance of the class with this token.
+    Class(u32),
+    /// A value type of one primitive or reference, loaded with this `ldind` suffix.
+    Value(&'static str),
+    /// A struct of this many bytes.
+    Struct(u32),
 }
 
 /// What [`Body::managed_call_arguments`] set up besides pushing the arguments.
@@ -1721,9 +1745,11 @@ impl Body {
                 {
                     args.insert(u32::from(*n));
                 }
-                ("newobj", IlOperand::Token(token)) => {
-                    values |= matches!(jit.new_object(*token), NewObject::Value { .. });
-                }
+                ("newobj", IlOperand::Token(token)) => match jit.new_object(*token) {
+                    NewObject::Value { .. } => values = true,
+                    NewObject::Struct { .. } => temps = true,
+                    _ => {}
+                },
                 ("call" | "callvirt", IlOperand::Token(token)) => {
                     let target = if ins.opcode == "call" {
                         jit.call_target(*token)
@@ -1744,6 +1770,20 @@ impl Body {
                 }
                 ("ldobj", IlOperand::Token(token)) => {
                     temps |= jit.value_type(*token).is_ok_and(|v| v.access.is_none());
+                }
+                ("ldelem", IlOperand::Token(token)) => {
+                    temps |= jit.value_type(*token).is_ok_and(|v| v.access.is_none());
+                }
+                ("unbox.any", IlOperand::Token(token)) => {
+                    temps |= jit
+                        .value_type(*token)
+                        .is_ok_and(|v| v.access.is_none() && !v.reference);
+                }
+                ("ldfld", IlOperand::Token(token)) => {
+                    temps |= jit.instance_field(*token).is_ok_and(|f| f.access.is_none());
+                }
+                ("ldsfld", IlOperand::Token(token)) => {
+                    temps |= jit.static_field(*token).is_ok_and(|f| f.access.is_none());
                 }
                 _ => {}
             }
@@ -2815,12 +2855,27 @@ impl Body {
                     }
                     return Ok(());
                 }
-                let Some(access) = value.access else {
-                    return Err(format!("box 0x{token:08x}: a struct value"));
-                };
                 if pointer != I32 {
                     return Err("box: references are 32-bit here".into());
                 }
+                let Some(access) = value.access else {
+                    // A struct: its bytes copied into a new box after the header.
+                    self.pop_struct(value.size)?;
+                    let mut taken = Vec::new();
+                    let src = self.scratch(pointer, &mut taken);
+                    let object = self.scratch(I32, &mut taken);
+                    self.push(Instruction::LocalSet(src));
+                    self.new_object_sites.push((self.ops.len(), token));
+                    self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+                    self.push(Instruction::LocalTee(object));
+                    self.push(Instruction::I32Const(boxed::DATA_OFFSET as i32));
+                    self.push(Instruction::I32Add);
+                    self.push(Instruction::LocalGet(src));
+                    self.copy_bytes(value.size);
+                    self.push(Instruction::LocalGet(object));
+                    self.stack.push(I32);
+                    return Ok(());
+                };
                 // A new box of the type from the embedder (through the type's NewObject
                 // cell), the value stored after its header.
                 let ty = self.pop()?;
@@ -2853,9 +2908,6 @@ impl Body {
                     // III.4.33: of a reference type, unbox.any is castclass.
                     return self.type_test("castclass", token, jit, &mut Vec::new());
                 }
-                let Some(access) = value.access else {
-                    return Err(format!("unbox.any 0x{token:08x}: a struct value"));
-                };
                 // NullReferenceException for null, InvalidCastException unless the object is
                 // a box of the type (the embedder's type test, through the ChkCast cell); then
                 // the value after the header.
@@ -2870,9 +2922,20 @@ impl Body {
                 self.type_test("castclass", token, jit, &mut taken)?;
                 self.pop()?;
                 self.push(Instruction::Drop);
-                self.push(Instruction::LocalGet(object));
-                self.stack.push(I32);
-                self.load_at(&format!("ldind.{access}"), pointer, boxed::DATA_OFFSET)?;
+                match value.access {
+                    Some(access) => {
+                        self.push(Instruction::LocalGet(object));
+                        self.stack.push(I32);
+                        self.load_at(&format!("ldind.{access}"), pointer, boxed::DATA_OFFSET)?;
+                    }
+                    // A struct: its bytes copied out of the box.
+                    None => self.load_struct(value.size, |b| {
+                        b.push(Instruction::LocalGet(object));
+                        b.push(Instruction::I32Const(boxed::DATA_OFFSET as i32));
+                        b.push(Instruction::I32Add);
+                        Ok(())
+                    })?,
+                }
             }
             "isinst" | "castclass" => {
                 let IlOperand::Token(token) = ins.operand else {
@@ -2941,7 +3004,17 @@ impl Body {
                 let mut taken = Vec::new();
                 if op.starts_with("stelem") {
                     let Some(access) = access else {
-                        return Err(format!("{op} of a struct element"));
+                        // A struct element: the value's bytes copied in.
+                        self.pop_struct(size)?;
+                        let src = self.scratch(pointer, &mut taken);
+                        self.push(Instruction::LocalSet(src));
+                        self.element_address(size, &mut taken)?;
+                        self.pop()?;
+                        self.push(Instruction::I32Const(array::DATA_OFFSET as i32));
+                        self.push(Instruction::I32Add);
+                        self.push(Instruction::LocalGet(src));
+                        self.copy_bytes(size);
+                        return Ok(());
                     };
                     // III.4.27: storing a reference checks it against the array's element
                     // type (ArrayTypeMismatchException), which needs the object model.
@@ -2984,7 +3057,17 @@ impl Body {
                     self.push(Instruction::I32Add);
                 } else {
                     let Some(access) = access else {
-                        return Err(format!("{op} of a struct element"));
+                        // A struct element: its bytes copied into a temporary.
+                        self.element_address(size, &mut taken)?;
+                        self.pop()?;
+                        let element = self.scratch(pointer, &mut taken);
+                        self.push(Instruction::LocalSet(element));
+                        return self.load_struct(size, |b| {
+                            b.push(Instruction::LocalGet(element));
+                            b.push(Instruction::I32Const(array::DATA_OFFSET as i32));
+                            b.push(Instruction::I32Add);
+                            Ok(())
+                        });
                     };
                     self.element_address(size, &mut taken)?;
                     self.load_at(&format!("ldind.{access}"), pointer, array::DATA_OFFSET)?;
@@ -2994,13 +3077,43 @@ impl Body {
                 let IlOperand::Token(token) = ins.operand else {
                     return Err(format!("{op} without a token"));
                 };
-                let access = jit
+                let field = jit
                     .static_field(token)
                     .map_err(|reason| format!("{op} 0x{token:08x}: {reason}"))?;
+                let access = field.access;
                 if pointer != I32 {
                     return Err(format!("{op}: field cells hold 32-bit addresses"));
                 }
                 let mut taken = Vec::new();
+                if access.is_none() && op != "ldsflda" {
+                    // A struct-typed static: copied to or from its address.
+                    let size = field.size;
+                    let value = if op == "stsfld" {
+                        self.pop_struct(size)?;
+                        let src = self.scratch(pointer, &mut taken);
+                        self.push(Instruction::LocalSet(src));
+                        Some(src)
+                    } else {
+                        None
+                    };
+                    self.static_field_sites.push((self.ops.len(), token));
+                    self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the address
+                    return match value {
+                        Some(src) => {
+                            self.push(Instruction::LocalGet(src));
+                            self.copy_bytes(size);
+                            Ok(())
+                        }
+                        None => {
+                            let address = self.scratch(pointer, &mut taken);
+                            self.push(Instruction::LocalSet(address));
+                            self.load_struct(size, |b| {
+                                b.push(Instruction::LocalGet(address));
+                                Ok(())
+                            })
+                        }
+                    };
+                }
                 let value = if op == "stsfld" {
                     let ty = self.pop()?;
                     let t = self.scratch(ty, &mut taken);
@@ -3035,7 +3148,14 @@ impl Body {
                     .instance_field(token)
                     .map_err(|reason| format!("{op} 0x{token:08x}: {reason}"))?;
                 let mut taken = Vec::new();
-                let value = if op == "stfld" {
+                // A struct-typed field's value is a struct (copied by its `size` bytes).
+                let struct_field = field.access.is_none() && op != "ldflda";
+                let value = if op == "stfld" && struct_field {
+                    self.pop_struct(field.size)?;
+                    let t = self.scratch(pointer, &mut taken);
+                    self.push(Instruction::LocalSet(t));
+                    Some((pointer, t))
+                } else if op == "stfld" {
                     let ty = self.pop()?;
                     let t = self.scratch(ty, &mut taken);
                     self.push(Instruction::LocalSet(t));
@@ -3043,13 +3163,26 @@ impl Body {
                 } else {
                     None
                 };
+                let at_offset = |b: &mut Self, base: u32| {
+                    b.push(Instruction::LocalGet(base));
+                    if field.offset != 0 {
+                        b.push(Instruction::I32Const(field.offset as i32));
+                        b.push(Instruction::I32Add);
+                    }
+                    Ok(())
+                };
                 if op == "ldfld"
                     && let Some(size) = self.top_struct()
                 {
                     // A field of a struct value: at its offset in the temporary (no null check).
                     self.pop_struct(size)?;
+                    if struct_field {
+                        let base = self.scratch(pointer, &mut taken);
+                        self.push(Instruction::LocalSet(base));
+                        return self.load_struct(field.size, |b| at_offset(b, base));
+                    }
                     self.stack.push(pointer);
-                    let access = field.access.ok_or("ldfld of a struct-typed field")?;
+                    let access = field.access.expect("a scalar field");
                     return self.load_at(&format!("ldind.{access}"), pointer, field.offset);
                 }
                 if *self.stack.last().ok_or("evaluation stack underflow")? != pointer {
@@ -3058,6 +3191,18 @@ impl Body {
                 let object = self.scratch(pointer, &mut taken);
                 self.push(Instruction::LocalTee(object));
                 self.trap_if_null();
+                if struct_field {
+                    self.pop()?;
+                    return match value {
+                        Some((_, src)) => {
+                            at_offset(self, object)?;
+                            self.push(Instruction::LocalGet(src));
+                            self.copy_bytes(field.size);
+                            Ok(())
+                        }
+                        None => self.load_struct(field.size, |b| at_offset(b, object)),
+                    };
+                }
                 self.push(Instruction::LocalGet(object));
                 match (op, field.access) {
                     ("ldflda", _) => {
@@ -3364,8 +3509,9 @@ impl Body {
                     return Err("newobj without a token".into());
                 };
                 let (class, target) = match jit.new_object(token) {
-                    NewObject::Class { type_token, ctor } => (Ok(type_token), ctor),
-                    NewObject::Value { access, ctor } => (Err(access), ctor),
+                    NewObject::Class { type_token, ctor } => (Constructed::Class(type_token), ctor),
+                    NewObject::Value { access, ctor } => (Constructed::Value(access), ctor),
+                    NewObject::Struct { size, ctor } => (Constructed::Struct(size), ctor),
                     NewObject::Unsupported(reason) => {
                         return Err(format!("newobj 0x{token:08x}: {reason}"));
                     }
@@ -3390,27 +3536,50 @@ impl Body {
                 // The constructor's explicit arguments go to locals; the new object goes
                 // below them, as `this`.
                 let mut taken = Vec::new();
+                // (local, type, struct size) of each explicit argument.
                 let mut args = Vec::new();
                 for p in cp.params.iter().rev() {
-                    let ParamAbi::Value(ty) = *p else {
-                        return Err("newobj with a struct argument".into());
+                    let (ty, size) = match *p {
+                        ParamAbi::Value(ty) => (ty, None),
+                        ParamAbi::ByRef { size } => (pointer, Some(size)),
+                        _ => {
+                            return Err(
+                                "newobj with an over-aligned or empty struct argument".into()
+                            );
+                        }
                     };
-                    if self.pop()? != ty {
-                        return Err("newobj argument of the wrong type".into());
+                    match size {
+                        Some(size) => self.pop_struct(size)?,
+                        None if self.pop()? != ty => {
+                            return Err("newobj argument of the wrong type".into());
+                        }
+                        None => {}
                     }
                     let local = self.scratch(ty, &mut taken);
                     self.push(Instruction::LocalSet(local));
-                    args.push((local, ty));
+                    args.push((local, ty, size));
                 }
-                // `this`: a new object, or the address of the zeroed value slot.
+                // `this`: a new object, or the address of the zeroed value slot or struct
+                // temporary.
                 let object = self.scratch(I32, &mut taken);
+                let mut constructed_struct = None;
                 let value_slot = match class {
-                    Ok(type_token) => {
+                    Constructed::Class(type_token) => {
                         self.new_object_sites.push((self.ops.len(), type_token));
                         self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
                         None
                     }
-                    Err(access) => {
+                    Constructed::Struct(size) => {
+                        let slot = self.temp(size)?;
+                        self.frame_address(slot)?;
+                        self.push(Instruction::I32Const(0));
+                        self.push_pointer_const(size);
+                        self.push(Instruction::MemoryFill(0));
+                        self.frame_address(slot)?;
+                        constructed_struct = Some((slot, size));
+                        None
+                    }
+                    Constructed::Value(access) => {
                         let frame = self.frame.as_ref().expect("the prologue saw this newobj");
                         let (fp, slot) = (
                             frame.fp,
@@ -3432,9 +3601,12 @@ impl Body {
                 };
                 self.push(Instruction::LocalTee(object));
                 self.stack.push(I32);
-                for &(local, ty) in args.iter().rev() {
+                for &(local, ty, size) in args.iter().rev() {
                     self.push(Instruction::LocalGet(local));
                     self.stack.push(ty);
+                    if let Some(size) = size {
+                        self.structs.push((self.stack.len() - 1, size));
+                    }
                 }
                 self.managed_call_arguments(&callee, &mut taken, false, false)?;
                 // PE: the constructor's token, as for any call.
@@ -3445,12 +3617,13 @@ impl Body {
                     None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
                 });
                 self.callees.push(token);
-                match value_slot {
-                    None => {
+                match (value_slot, constructed_struct) {
+                    (Some((fp, slot, access)), _) => self.load_slot(fp, slot, access)?,
+                    (None, Some((slot, size))) => self.push_struct(slot, size)?,
+                    (None, None) => {
                         self.push(Instruction::LocalGet(object));
                         self.stack.push(I32);
                     }
-                    Some((fp, slot, access)) => self.load_slot(fp, slot, access)?,
                 }
             }
             "throw" => {

@@ -217,8 +217,10 @@ impl JitInterface for TwoTypes {
 }
 
 #[test]
-fn ldobj_stobj_initobj_and_sizeof_validate_and_structs_stay_off_the_stack() {
+fn ldobj_stobj_initobj_and_sizeof_validate_and_a_struct_value_is_no_scalar() {
     use IlOperand::{None, Token};
+    use crossgraph_codegen::Op;
+    use wasm_encoder::Instruction;
     // *p = *q (int64); *q = default(struct); return sizeof(struct)
     let sig = WasmSignature::parse("iiip", PointerWidth::Wasm32).unwrap();
     let body = il(&[
@@ -233,9 +235,33 @@ fn ldobj_stobj_initobj_and_sizeof_validate_and_structs_stay_off_the_stack() {
     ]);
     let compiled = compile(&sig, &[], &body, &mut TwoTypes).unwrap();
     validates(&sig, compiled.code);
+    // *q = *p for the struct: through a frame temporary.
+    let copy = il(&[
+        ("ldarg.1", None),
+        ("ldarg.0", None),
+        ("ldobj", Token(2)),
+        ("stobj", Token(2)),
+        ("ldc.i4.0", None),
+        ("ret", None),
+    ]);
+    let compiled = compile(&sig, &[], &copy, &mut TwoTypes).unwrap();
+    assert!(
+        compiled
+            .code
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Ins(Instruction::MemoryCopy { .. })))
+            .count()
+            == 2,
+        "copied into the temporary and out of it"
+    );
+    validates(&sig, compiled.code);
     let structs = il(&[("ldarg.0", None), ("ldobj", Token(2)), ("ret", None)]);
     let err = compile(&sig, &[], &structs, &mut TwoTypes).unwrap_err();
-    assert_eq!(err.reason, "IL_0001: ldobj of a struct");
+    assert_eq!(
+        err.reason,
+        "IL_0002: a struct value where a scalar is expected"
+    );
     let unknown = il(&[("sizeof", Token(3)), ("ret", None)]);
     let err = compile(&sig, &[], &unknown, &mut TwoTypes).unwrap_err();
     assert_eq!(err.reason, "IL_0000: sizeof 0x00000003: unknown type");

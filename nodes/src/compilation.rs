@@ -732,8 +732,9 @@ impl Factory<'_, '_, '_> {
 
     /// What `newobj ctor` constructs: the class it allocates, as a token of the input
     /// assembly (`TypeDef`, or `TypeRef` for another assembly's class), once the type system
-    /// agrees it is a plain class ([`TypeSystem::plain_class`]); or a value type that is one
-    /// primitive or reference, constructed in place. Otherwise the reason.
+    /// agrees it is a plain class ([`TypeSystem::plain_class`]); or a value type, constructed
+    /// in place (in a frame slot when it is one primitive or reference, else in a struct
+    /// temporary). Otherwise the reason.
     fn new_object_type(&self, ctor: u32) -> Result<Constructed, String> {
         use cildec::{Rid, TableId, Token};
         let tables = self.ts.view(0).metadata().tables();
@@ -759,10 +760,10 @@ impl Factory<'_, '_, '_> {
         let class = self.ts.resolve_type(0, owner).map_err(|e| short(&e))?;
         if self.ts.layout(class).map_err(|e| short(&e))?.is_value_type {
             let abi = self.ts.abi_of_def(class).map_err(|e| short(&e))?;
-            return match access_of(&abi) {
-                Some(access) if abi.size(POINTER) <= 8 => Ok(Constructed::Value(access)),
-                _ => Err("newobj of a value type (constructed in place)".into()),
-            };
+            return Ok(match access_of(&abi) {
+                Some(access) if abi.size(POINTER) <= 8 => Constructed::Value(access),
+                _ => Constructed::Struct(abi.size(POINTER)),
+            });
         }
         self.ts.plain_class(class)?;
         Ok(Constructed::Class(owner.value()))
@@ -785,6 +786,8 @@ enum Constructed {
     /// A value type of one primitive or reference, by its `ldind` suffix: constructed in a
     /// frame slot.
     Value(&'static str),
+    /// Any other value type, by its size in bytes: constructed in a frame temporary.
+    Struct(u32),
 }
 
 /// A type-system error without the file prefix (reasons are per method, the file is known).
@@ -860,6 +863,10 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
             },
             Ok(Constructed::Value(access)) => NewObject::Value {
                 access,
+                ctor: self.call_target(ctor),
+            },
+            Ok(Constructed::Struct(size)) => NewObject::Struct {
+                size,
                 ctor: self.call_target(ctor),
             },
             Err(reason) => NewObject::Unsupported(reason),
@@ -993,6 +1000,7 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
         Ok(FieldAccess {
             offset: field.offset,
             access: access_of(&field.ty),
+            size: field.ty.size(POINTER),
         })
     }
 
@@ -1027,7 +1035,7 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
         }
     }
 
-    fn static_field(&mut self, token: u32) -> Result<Option<&'static str>, String> {
+    fn static_field(&mut self, token: u32) -> Result<FieldAccess, String> {
         let field = self
             .factory
             .ts
@@ -1040,7 +1048,11 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
             // One address per thread: a shared cell cannot hold it.
             return Err("thread-static field".into());
         }
-        Ok(access_of(&field.ty))
+        Ok(FieldAccess {
+            offset: 0,
+            access: access_of(&field.ty),
+            size: field.ty.size(POINTER),
+        })
     }
 
     fn local_access(&mut self, index: u32) -> Option<&'static str> {
