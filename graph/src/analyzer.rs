@@ -47,7 +47,8 @@ pub const DETERMINISM_SEED_VAR: &str = "CROSSGRAPH_DETERMINISM_SEED";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AnalyzerOptions {
     /// Worker threads; `None` uses rayon's global pool. Called on a rayon pool of this
-    /// size, the analyzer runs on that pool rather than building its own.
+    /// size, the analyzer runs on that pool; otherwise on [`shared_pool`](crate::shared_pool)
+    /// of this size.
     pub threads: Option<usize>,
     /// Shuffle every work list with this seed (determinism test mode).
     pub shuffle_seed: Option<u64>,
@@ -358,9 +359,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
                     self.run()
                 }
                 Some(threads) => {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
+                    let pool = crate::shared_pool(threads)
                         .map_err(|source| AnalysisError::ThreadPool { threads, source })?;
                     pool.install(|| self.run())
                 }

@@ -54,6 +54,7 @@ mod export;
 mod id;
 pub mod mark_log;
 mod partition;
+mod pool;
 mod reason;
 mod shuffle;
 mod source;
@@ -67,4 +68,5 @@ pub use mark_log::{
     FIRST_MARK_MAX_REASONS, FirstMark, FirstMarkLog, FullGraph, FullGraphLog, LogEdge, LoggedEdge,
     MarkLog, MarkStrategy, NoLog,
 };
+pub use pool::shared_pool;
 pub use source::{ConditionalDependency, Dependencies, MarkedNode, NodeSource, Reason};

@@ -1461,13 +1461,14 @@ pub fn compile_input(
         GraphLog::FirstMark => run::<FirstMark>(ts, options),
         GraphLog::Full => run::<FullGraph>(ts, options),
     };
-    // Every parallel phase (reading methods, lowering signatures, emission) runs on a pool
-    // of the requested size; the analyzer sizes its own the same way.
-    match options.threads {
-        Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map_or_else(|_| compile(), |pool| pool.install(compile)),
+    // Every parallel phase (reading methods, lowering signatures, the analyzer, emission)
+    // runs on a pool of the requested size, kept for the process (`shared_pool`): a second
+    // compile reuses its workers.
+    match options
+        .threads
+        .and_then(|n| crossgraph_graph::shared_pool(n).ok())
+    {
+        Some(pool) => pool.install(compile),
         None => compile(),
     }
 }
