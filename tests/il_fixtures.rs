@@ -2667,3 +2667,154 @@ fn struct_values_are_constructed_boxed_and_kept_in_fields_statics_and_arrays() {
     let saved: Vec<u8> = [3i64, 4].iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(exec.read_bytes(at, 16).unwrap(), saved);
 }
+
+/// The embedder of generics.il: runs `Box<long>::GetTag` (reading `tag` at offset 8 of the
+/// `this` it is given) and `Cell<long>::.ctor` (nothing), which the image reaches through the
+/// cells of their `MemberRef`s; allocates `Cell<long>` objects.
+struct GenericInterpreter {
+    get_tag: u32,
+    cell_ctor: u32,
+    next: std::sync::Mutex<u32>,
+    calls: std::sync::Mutex<Vec<u32>>,
+    allocated: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Interpreter for GenericInterpreter {
+    fn execute(
+        &self,
+        entry: u32,
+        memory: &mut [u8],
+        args: u32,
+        _size: u32,
+        ret: u32,
+    ) -> Result<(), String> {
+        self.calls.lock().unwrap().push(entry);
+        let word = |memory: &[u8], at: u32| {
+            i32::from_le_bytes(memory[at as usize..at as usize + 4].try_into().unwrap())
+        };
+        if entry == self.get_tag {
+            let this = word(memory, args) as u32;
+            let tag = word(memory, this + 8);
+            memory[ret as usize..ret as usize + 4].copy_from_slice(&tag.to_le_bytes());
+            return Ok(());
+        }
+        if entry == self.cell_ctor {
+            return Ok(());
+        }
+        Err(format!("{entry:#x} was not expected in the interpreter"))
+    }
+
+    fn new_object(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
+        self.allocated.lock().unwrap().push(token);
+        let mut next = self.next.lock().unwrap();
+        let object = *next;
+        *next += 32;
+        memory[object as usize..object as usize + 32].fill(0);
+        Ok(object)
+    }
+}
+
+/// Generic value types instantiated over concrete types are laid out over their type
+/// arguments wherever non-generic code uses them (locals, arguments, returns, fields through
+/// the instantiation's `MemberRef`s, `sizeof`); a method of an instantiation is called through
+/// its `MemberRef`'s cell with the signature lowered over the type arguments; `newobj` of a
+/// class instantiation allocates through the cell of its `TypeSpec`.
+#[test]
+fn generic_instantiations_are_laid_out_over_their_type_arguments() {
+    let dll = assemble("generics.il");
+    let output = compile(&dll);
+    for name in [
+        "Fields",
+        "Make",
+        "Sum",
+        "RoundTrip",
+        "Sizes",
+        "Tag",
+        "NewCell",
+    ] {
+        token_of(&output, &format!("Fixture.Generic::{name}"));
+    }
+    let get_tag = output
+        .not_compiled
+        .iter()
+        .find(|m| m.name == "Fixture.Box`1::GetTag")
+        .expect("a method of a generic type reading its fields stays interpreted");
+    assert!(
+        get_tag.reason.contains("generic parameter"),
+        "{}",
+        get_tag.reason
+    );
+    // The MemberRefs (of instantiations) the image calls through.
+    let input = Assembly::load(&dll).unwrap();
+    let view = input.view().unwrap();
+    let tables = view.metadata().tables();
+    let member_ref = |name: &str| {
+        (1..=tables.row_count(cildec::TableId::MemberRef))
+            .find(|&rid| {
+                let row = tables.member_ref(rid).unwrap();
+                view.string(row.name) == name
+                    && row.class.table() == Some(cildec::TableId::TypeSpec)
+            })
+            .map(|rid| 0x0a00_0000 | rid)
+            .unwrap_or_else(|| panic!("no MemberRef {name}"))
+    };
+    let interpreter = Arc::new(GenericInterpreter {
+        get_tag: member_ref("GetTag"),
+        cell_ctor: member_ref(".ctor"),
+        next: std::sync::Mutex::new(8192),
+        calls: std::sync::Mutex::new(Vec::new()),
+        allocated: std::sync::Mutex::new(Vec::new()),
+    });
+    let mut exec = instantiate(&output, interpreter.clone());
+    // The embedder tells the loader its interpreter runs the two instantiations' methods
+    // (their thunks: `int32 (this)` and `void (this)`).
+    for (token, key) in [
+        (interpreter.get_tag, "IiTp"),
+        (interpreter.cell_ctor, "IvTp"),
+    ] {
+        exec.loader().register_interpreted(
+            MethodRef {
+                flags: MethodSigFlags::NONE,
+                token,
+            },
+            InterpretedMethod {
+                thunk_key: key.into(),
+            },
+        );
+    }
+    let mut call = |name: &str, signature: &str, args: &[Val]| {
+        exec.invoke_by_name(&format!("Fixture.Generic::{name}"), &sig(signature), args)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .expect("a value")
+    };
+    for (v, t) in [(5i64, 7i32), (-(1 << 40), -3), (0, 0)] {
+        assert_eq!(
+            call("Fields", "llip", &[Val::I64(v), Val::I32(t)]).unwrap_i64(),
+            v + i64::from(t)
+        );
+        assert_eq!(
+            call("RoundTrip", "llip", &[Val::I64(v), Val::I32(t)]).unwrap_i64(),
+            v.wrapping_mul(1000) + i64::from(t)
+        );
+        assert_eq!(call("Tag", "iip", &[Val::I32(t)]).unwrap_i32(), t);
+        assert_eq!(call("NewCell", "llp", &[Val::I64(v)]).unwrap_i64(), v);
+    }
+    // Box<int> is { int32, int32 }, Box<long> { int64, int32 } padded to 16.
+    assert_eq!(call("Sizes", "ip", &[]).unwrap_i32(), 816);
+    let calls = interpreter.calls.lock().unwrap();
+    assert_eq!(
+        calls.iter().filter(|&&c| c == interpreter.get_tag).count(),
+        3
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|&&c| c == interpreter.cell_ctor)
+            .count(),
+        3
+    );
+    // Each Cell<long> came from the embedder, named by its TypeSpec.
+    let allocated = interpreter.allocated.lock().unwrap();
+    assert_eq!(allocated.len(), 3);
+    assert!(allocated.iter().all(|&t| t >> 24 == 0x1b), "{allocated:x?}");
+}

@@ -645,11 +645,21 @@ impl Factory<'_, '_, '_> {
                 short(&e)
             });
             let signature = target.clone().and_then(|target| {
-                if target.assembly == 0 {
+                // A method of a generic instantiation (`List<int>::Add`), lowered over its
+                // type arguments; the runtime resolves the instantiation from the cell's
+                // `MemberRef`.
+                let type_args = self
+                    .ts
+                    .member_ref_type_args(0, token)
+                    .map_err(|e| short(&e))?;
+                if target.assembly == 0 && type_args.is_empty() {
                     return Err("member reference into the input itself".to_string());
                 }
                 let sig = self.ts.method_sig(0, token).map_err(|e| short(&e))?;
-                let abi = self.ts.method_abi(0, &sig, false).map_err(|e| short(&e))?;
+                let abi = self
+                    .ts
+                    .method_abi_in(0, &sig, false, &type_args)
+                    .map_err(|e| short(&e))?;
                 lower(&abi)
             });
             External { target, signature }
@@ -752,7 +762,42 @@ impl Factory<'_, '_, '_> {
                     .map_err(|e| e.to_string())?;
                 match row.class.table() {
                     Some(TableId::TypeDef | TableId::TypeRef) => row.class,
-                    _ => return Err("newobj of a generic instantiation".into()),
+                    // A generic instantiation: a class allocated through the cell of its
+                    // `TypeSpec` (the runtime resolves the instantiation), a value type laid
+                    // out over its type arguments.
+                    Some(TableId::TypeSpec) => {
+                        let view = self.ts.view(0);
+                        let spec = tables
+                            .type_spec(row.class.rid())
+                            .map_err(|e| e.to_string())?;
+                        let blob = view
+                            .metadata()
+                            .blobs()
+                            .get(spec.signature)
+                            .map_err(|e| e.to_string())?;
+                        let sig = cildec::TypeSpecSig::parse(blob).map_err(|e| e.to_string())?;
+                        let cildec::Type::GenericInst {
+                            def, is_value_type, ..
+                        } = sig.type_
+                        else {
+                            return Err(
+                                "newobj of a TypeSpec that is no generic instantiation".into()
+                            );
+                        };
+                        if is_value_type {
+                            let abi = self.ts.abi_type(0, &sig.type_).map_err(|e| short(&e))?;
+                            return Ok(match access_of(&abi) {
+                                Some(access) if abi.size(POINTER) <= 8 => {
+                                    Constructed::Value(access)
+                                }
+                                _ => Constructed::Struct(abi.size(POINTER)),
+                            });
+                        }
+                        let class = self.ts.resolve_type(0, def).map_err(|e| short(&e))?;
+                        self.ts.plain_class(class)?;
+                        return Ok(Constructed::Class(row.class.value()));
+                    }
+                    _ => return Err("newobj through a module reference".into()),
                 }
             }
             _ => return Err("newobj through a method instantiation".into()),

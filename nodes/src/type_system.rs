@@ -102,7 +102,14 @@ pub struct TypeSystem<'v, 'a> {
     /// Computed layouts per assembly, by `TypeDef` row: lock-free reads from every
     /// compiling thread (a race computes a layout twice and keeps the first).
     layouts: Vec<Vec<OnceLock<Result<TypeLayout, String>>>>,
+    /// Layouts of generic value types instantiated over these ABI types (`Nullable<int>`,
+    /// `KeyValuePair<string, int>`), computed once each.
+    instantiations: InstantiatedLayouts,
 }
+
+/// Instantiated layouts by generic type definition and ABI types of the type arguments.
+type InstantiatedLayouts =
+    std::sync::Mutex<FxHashMap<(TypeDefId, Vec<AbiType>), Result<TypeLayout, String>>>;
 
 impl std::fmt::Debug for TypeSystem<'_, '_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -182,6 +189,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
             pointer: PointerWidth::Wasm32,
             type_index,
             layouts,
+            instantiations: std::sync::Mutex::new(FxHashMap::default()),
         })
     }
 
@@ -348,6 +356,65 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         }
     }
 
+    /// The generic definition and the ABI types of the type arguments of the `TypeSpec`
+    /// `spec` of `assembly`, a generic instantiation (`List<int>`: `List<T>`, `[i32]`).
+    ///
+    /// # Errors
+    /// A `TypeSpec` that is not a generic instantiation; resolution failures.
+    fn generic_parent(
+        &self,
+        assembly: usize,
+        spec: Token,
+    ) -> Result<(TypeDefId, Vec<AbiType>), TypeSystemError> {
+        let view = self.views[assembly];
+        let fail = |e: &dyn std::fmt::Display| self.unresolved(assembly, spec.value(), e);
+        let row = view
+            .metadata()
+            .tables()
+            .type_spec(spec.rid())
+            .map_err(|e| fail(&e))?;
+        let blob = view
+            .metadata()
+            .blobs()
+            .get(row.signature)
+            .map_err(|e| fail(&e))?;
+        let sig = cildec::TypeSpecSig::parse(blob).map_err(|e| fail(&e))?;
+        let Type::GenericInst { def, args, .. } = &sig.type_ else {
+            return Err(fail(&"a TypeSpec that is not a generic instantiation"));
+        };
+        let def = self.resolve_type(assembly, *def)?;
+        let args = args
+            .iter()
+            .map(|a| self.abi_type(assembly, a))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((def, args))
+    }
+
+    /// The ABI types of the type arguments of the parent of the `MemberRef` `token` of
+    /// `assembly` when it is a generic instantiation (`List<int>::Add`: `[i32]`); empty for
+    /// any other parent.
+    ///
+    /// # Errors
+    /// Resolution failures of the instantiation.
+    pub fn member_ref_type_args(
+        &self,
+        assembly: usize,
+        token: u32,
+    ) -> Result<Vec<AbiType>, TypeSystemError> {
+        if token >> 24 != 0x0a {
+            return Ok(Vec::new());
+        }
+        let row: MemberRefRow = self.views[assembly]
+            .metadata()
+            .tables()
+            .member_ref(token & 0x00ff_ffff)
+            .map_err(|e| self.unresolved(assembly, token, e))?;
+        match row.class.table() {
+            Some(TableId::TypeSpec) => Ok(self.generic_parent(assembly, row.class)?.1),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     fn nested_type(&self, outer: TypeDefId, name: &str) -> Option<TypeDefId> {
         let view = self.views[outer.assembly];
         let tables = view.metadata().tables();
@@ -427,7 +494,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         if row.flags & 0x80 != 0 {
             return Err("newobj of an abstract class".into());
         }
-        if self.layout(id).map_err(|e| e.to_string())?.is_value_type {
+        if self.is_value_type(id).map_err(|e| e.to_string())? {
             return Err("newobj of a value type (constructed in place)".into());
         }
         let mut class = Some(id);
@@ -443,6 +510,18 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         Ok(())
     }
 
+    /// Whether `id` is a value type (derives from `System.ValueType` or `System.Enum`, and is
+    /// not `System.Enum` itself), without laying it out.
+    fn is_value_type(&self, id: TypeDefId) -> Result<bool, TypeSystemError> {
+        let base = match self.base_of(id)? {
+            Some(b) => self.row_name(b)?,
+            None => return Ok(false),
+        };
+        Ok(base.0 == "System"
+            && (base.1 == "ValueType" || base.1 == "Enum")
+            && self.row_name(id)? != ("System".into(), "Enum".into()))
+    }
+
     fn is_enum(&self, id: TypeDefId) -> Result<bool, TypeSystemError> {
         Ok(match self.base_of(id)? {
             Some(base) => self.row_name(base)? == ("System".into(), "Enum".into()),
@@ -453,9 +532,22 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
     /// The ABI type of a signature type in `assembly`.
     ///
     /// # Errors
-    /// [`TypeSystemError::Unresolved`] for generic parameters and instantiations, typed
-    /// references and other shapes without a fixed ABI here; resolution failures.
+    /// [`TypeSystemError::Unresolved`] for generic parameters, typed references and other
+    /// shapes without a fixed ABI here; resolution failures. A generic value type instantiated
+    /// over concrete types (`Nullable<int>`) is laid out over its type arguments.
     pub fn abi_type(&self, assembly: usize, ty: &Type<'_>) -> Result<AbiType, TypeSystemError> {
+        self.abi_type_in(assembly, ty, &[], 0)
+    }
+
+    /// [`TypeSystem::abi_type`] inside a generic type instantiated over `type_args` (the ABI
+    /// types its `!0`, `!1`, ... stand for).
+    fn abi_type_in(
+        &self,
+        assembly: usize,
+        ty: &Type<'_>,
+        type_args: &[AbiType],
+        depth: u32,
+    ) -> Result<AbiType, TypeSystemError> {
         let unsupported =
             |what: &str| self.unresolved(assembly, 0, format!("{what} has no ABI type here"));
         Ok(match ty {
@@ -488,10 +580,31 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
                 let id = self.resolve_type(assembly, *token)?;
                 self.abi_of_def(id)?
             }
-            Type::Modified(_, inner) | Type::Pinned(inner) => self.abi_type(assembly, inner)?,
-            Type::GenericInst { .. } => {
-                return Err(unsupported("a generic value type instantiation"));
+            Type::Modified(_, inner) | Type::Pinned(inner) => {
+                self.abi_type_in(assembly, inner, type_args, depth)?
             }
+            // A generic value type over these arguments: its fields with the arguments' ABI
+            // types substituted, laid out by the same rules.
+            Type::GenericInst { def, args, .. } => {
+                if depth > MAX_DEPTH {
+                    return Err(unsupported("a generic instantiation nested too deep"));
+                }
+                let id = self.resolve_type(assembly, *def)?;
+                let args = args
+                    .iter()
+                    .map(|a| self.abi_type_in(assembly, a, type_args, depth + 1))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let layout = self.instantiated_layout(id, args, depth + 1)?;
+                if !layout.is_value_type {
+                    return Ok(AbiType::Pointer(PointerKind::ObjectRef));
+                }
+                AbiType::Struct(StructLayout {
+                    size: layout.size,
+                    align: layout.align,
+                    fields: layout.fields.iter().map(|f| f.ty.clone()).collect(),
+                })
+            }
+            Type::Var(i) if (*i as usize) < type_args.len() => type_args[*i as usize].clone(),
             Type::Var(_) | Type::MVar(_) => return Err(unsupported("a generic parameter")),
             Type::TypedByRef => return Err(unsupported("TypedReference")),
             _ => return Err(unsupported("this signature element")),
@@ -509,6 +622,22 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         sig: &MethodSig<'_>,
         unmanaged: bool,
     ) -> Result<MethodAbi, TypeSystemError> {
+        self.method_abi_in(assembly, sig, unmanaged, &[])
+    }
+
+    /// [`TypeSystem::method_abi`] of a method of a generic type instantiated over
+    /// `type_args` (the ABI types its `!0`, `!1`, ... stand for; see
+    /// [`TypeSystem::member_ref_type_args`]).
+    ///
+    /// # Errors
+    /// As [`TypeSystem::method_abi`].
+    pub fn method_abi_in(
+        &self,
+        assembly: usize,
+        sig: &MethodSig<'_>,
+        unmanaged: bool,
+        type_args: &[AbiType],
+    ) -> Result<MethodAbi, TypeSystemError> {
         if sig.calling_convention.generic_param_count() > 0 {
             return Err(self.unresolved(assembly, 0, "generic method (needs instantiation)"));
         }
@@ -519,7 +648,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
             if p.by_ref {
                 Ok(AbiType::Pointer(PointerKind::ByRef))
             } else {
-                self.abi_type(assembly, &p.type_)
+                self.abi_type_in(assembly, &p.type_, type_args, 0)
             }
         };
         Ok(MethodAbi {
@@ -540,6 +669,39 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         self.layout_depth(id, 0)
     }
 
+    /// The instance layout of generic type `id` instantiated over the ABI types `args`
+    /// (cached).
+    fn instantiated_layout(
+        &self,
+        id: TypeDefId,
+        args: Vec<AbiType>,
+        depth: u32,
+    ) -> Result<TypeLayout, TypeSystemError> {
+        let key = (id, args);
+        let known = self
+            .instantiations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let result = match known {
+            Some(known) => known,
+            // Computed outside the lock: field types may instantiate other generics.
+            None => {
+                let computed = self
+                    .compute_layout(id, &key.1, depth)
+                    .map_err(|e| e.to_string());
+                self.instantiations
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(key)
+                    .or_insert(computed)
+                    .clone()
+            }
+        };
+        result.map_err(|m| self.unresolved(id.assembly, 0x0200_0000 | id.rid, m))
+    }
+
     fn layout_depth(&self, id: TypeDefId, depth: u32) -> Result<TypeLayout, TypeSystemError> {
         let cell = self
             .layouts
@@ -552,14 +714,19 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         }
         // Computed outside the cell (not `get_or_init`): a value type that contains itself
         // recurses here and must hit the depth limit, not block on its own cell.
-        let result = self.compute_layout(id, depth);
+        let result = self.compute_layout(id, &[], depth);
         if let Some(cell) = cell {
             let _ = cell.set(result.as_ref().map_err(|e| e.to_string()).cloned());
         }
         result
     }
 
-    fn compute_layout(&self, id: TypeDefId, depth: u32) -> Result<TypeLayout, TypeSystemError> {
+    fn compute_layout(
+        &self,
+        id: TypeDefId,
+        type_args: &[AbiType],
+        depth: u32,
+    ) -> Result<TypeLayout, TypeSystemError> {
         let token = 0x0200_0000 | id.rid;
         if depth > MAX_DEPTH {
             return Err(self.unresolved(
@@ -578,14 +745,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
             _ => LayoutKind::Auto,
         };
         let base = self.base_of(id)?;
-        let base_name = match base {
-            Some(b) => Some(self.row_name(b)?),
-            None => None,
-        };
-        let is_value_type = matches!(
-            base_name.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
-            Some(("System", "ValueType" | "Enum"))
-        ) && self.row_name(id)? != ("System".into(), "Enum".into());
+        let is_value_type = self.is_value_type(id)?;
         // Reference types start after their base's fields (System.Object: the method-table
         // pointer).
         let pointer_size = self.pointer.size();
@@ -637,7 +797,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
                         }
                     }
                 }
-                other => self.abi_type(id.assembly, other)?,
+                other => self.abi_type_in(id.assembly, other, type_args, depth + 1)?,
             };
             let size = ty.size(self.pointer);
             let mut field_align = align_of(&ty, self.pointer);
@@ -698,6 +858,8 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         let view = self.views[assembly];
         let tables = view.metadata().tables();
         let fail = |e: &dyn std::fmt::Display| self.unresolved(assembly, token, e);
+        // The ABI types of the parent's type arguments, for a field of a generic instantiation.
+        let mut type_args = Vec::new();
         let (owner, field_token) = match token >> 24 {
             0x04 => {
                 let owner = tables
@@ -716,7 +878,14 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
                 let row: MemberRefRow = tables
                     .member_ref(token & 0x00ff_ffff)
                     .map_err(|e| fail(&e))?;
-                let owner = self.resolve_type(assembly, row.class)?;
+                let owner = match row.class.table() {
+                    Some(TableId::TypeSpec) => {
+                        let (def, args) = self.generic_parent(assembly, row.class)?;
+                        type_args = args;
+                        def
+                    }
+                    _ => self.resolve_type(assembly, row.class)?,
+                };
                 let name = view.string(row.name);
                 let target = self.views[owner.assembly];
                 let target_tables = target.metadata().tables();
@@ -753,10 +922,14 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
                 is_static: true,
                 is_thread_static: target.has_attribute(field_token, "System.ThreadStaticAttribute"),
                 offset: 0,
-                ty: self.abi_type(owner.assembly, &sig.type_)?,
+                ty: self.abi_type_in(owner.assembly, &sig.type_, &type_args, 0)?,
             });
         }
-        let layout = self.layout(owner)?;
+        let layout = if type_args.is_empty() {
+            self.layout(owner)?
+        } else {
+            self.instantiated_layout(owner, type_args, 0)?
+        };
         let field = layout
             .fields
             .iter()
@@ -776,8 +949,9 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
     ///
     /// # Errors
     /// [`TypeSystemError::MissingReference`] when the defining assembly is not in the set;
-    /// [`TypeSystemError::Unresolved`] when no method matches, or the parent is a generic
-    /// instantiation (`TypeSpec`) or a module reference.
+    /// [`TypeSystemError::Unresolved`] when no method matches, or the parent is a module
+    /// reference. A method of a generic instantiation resolves to the generic definition's
+    /// method.
     pub fn resolve_method(
         &self,
         assembly: usize,
@@ -809,6 +983,9 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         let sig = MethodSig::parse(blob).map_err(|e| fail(&e))?;
         let owner = match row.class.table() {
             Some(TableId::TypeDef | TableId::TypeRef) => self.resolve_type(assembly, row.class)?,
+            // A method of a generic instantiation: the generic definition's method (its
+            // signature is written over the same `!0`, `!1`, ...).
+            Some(TableId::TypeSpec) => self.generic_parent(assembly, row.class)?.0,
             Some(TableId::MethodDef) => {
                 return Ok(MethodDefId {
                     assembly,
@@ -816,9 +993,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
                 });
             }
             _ => {
-                return Err(fail(&format!(
-                    "{name}: parent is a generic instantiation or module"
-                )));
+                return Err(fail(&format!("{name}: parent is a module")));
             }
         };
         let wanted = self.signature_key(assembly, &sig);
