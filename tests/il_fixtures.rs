@@ -2674,6 +2674,9 @@ fn struct_values_are_constructed_boxed_and_kept_in_fields_statics_and_arrays() {
 struct GenericInterpreter {
     get_tag: u32,
     cell_ctor: u32,
+    /// `Echo<long>` and `Echo<Box<long>>` (`MethodSpec`s): return their argument.
+    echo_long: u32,
+    echo_box: u32,
     next: std::sync::Mutex<u32>,
     calls: std::sync::Mutex<Vec<u32>>,
     allocated: std::sync::Mutex<Vec<u32>>,
@@ -2701,6 +2704,16 @@ impl Interpreter for GenericInterpreter {
         if entry == self.cell_ctor {
             return Ok(());
         }
+        // The argument's bytes (copied into its slot by value) to the return slot or buffer.
+        let echoed = match entry {
+            e if e == self.echo_long => 8,
+            e if e == self.echo_box => 16,
+            _ => 0,
+        };
+        if echoed > 0 {
+            memory.copy_within(args as usize..(args + echoed) as usize, ret as usize);
+            return Ok(());
+        }
         Err(format!("{entry:#x} was not expected in the interpreter"))
     }
 
@@ -2717,8 +2730,9 @@ impl Interpreter for GenericInterpreter {
 /// Generic value types instantiated over concrete types are laid out over their type
 /// arguments wherever non-generic code uses them (locals, arguments, returns, fields through
 /// the instantiation's `MemberRef`s, `sizeof`); a method of an instantiation is called through
-/// its `MemberRef`'s cell with the signature lowered over the type arguments; `newobj` of a
-/// class instantiation allocates through the cell of its `TypeSpec`.
+/// its `MemberRef`'s cell with the signature lowered over the type arguments, a generic
+/// method instantiation through its `MethodSpec`'s cell likewise; `newobj` of a class
+/// instantiation allocates through the cell of its `TypeSpec`.
 #[test]
 fn generic_instantiations_are_laid_out_over_their_type_arguments() {
     let dll = assemble("generics.il");
@@ -2731,6 +2745,8 @@ fn generic_instantiations_are_laid_out_over_their_type_arguments() {
         "Sizes",
         "Tag",
         "NewCell",
+        "EchoLong",
+        "EchoBox",
     ] {
         token_of(&output, &format!("Fixture.Generic::{name}"));
     }
@@ -2761,6 +2777,9 @@ fn generic_instantiations_are_laid_out_over_their_type_arguments() {
     let interpreter = Arc::new(GenericInterpreter {
         get_tag: member_ref("GetTag"),
         cell_ctor: member_ref(".ctor"),
+        // The two MethodSpecs, in the order ilasm wrote them.
+        echo_long: 0x2b00_0001,
+        echo_box: 0x2b00_0002,
         next: std::sync::Mutex::new(8192),
         calls: std::sync::Mutex::new(Vec::new()),
         allocated: std::sync::Mutex::new(Vec::new()),
@@ -2771,6 +2790,8 @@ fn generic_instantiations_are_laid_out_over_their_type_arguments() {
     for (token, key) in [
         (interpreter.get_tag, "IiTp"),
         (interpreter.cell_ctor, "IvTp"),
+        (interpreter.echo_long, "Illp"),
+        (interpreter.echo_box, "IS16S16p"),
     ] {
         exec.loader().register_interpreted(
             MethodRef {
@@ -2798,6 +2819,12 @@ fn generic_instantiations_are_laid_out_over_their_type_arguments() {
         );
         assert_eq!(call("Tag", "iip", &[Val::I32(t)]).unwrap_i32(), t);
         assert_eq!(call("NewCell", "llp", &[Val::I64(v)]).unwrap_i64(), v);
+        // Generic method instantiations, through their MethodSpecs' cells.
+        assert_eq!(call("EchoLong", "llp", &[Val::I64(v)]).unwrap_i64(), v);
+        assert_eq!(
+            call("EchoBox", "llip", &[Val::I64(v), Val::I32(t)]).unwrap_i64(),
+            v - i64::from(t)
+        );
     }
     // Box<int> is { int32, int32 }, Box<long> { int64, int32 } padded to 16.
     assert_eq!(call("Sizes", "ip", &[]).unwrap_i32(), 816);

@@ -72,7 +72,7 @@ use crossgraph_runtime_core::format::{
 use crossgraph_runtime_core::loader::UNMANAGED_CALLERS_ONLY;
 use rustc_hash::FxHashMap;
 
-use crate::type_system::{MethodDefId, TypeSystem};
+use crate::type_system::{Instantiation, MethodDefId, TypeSystem};
 use crate::typesystem::{AssemblyView, MethodDef, TypeSystemError};
 
 /// A node of the compilation graph, by its semantic key. Tokens are the input assembly's.
@@ -553,6 +553,8 @@ struct Factory<'t, 'v, 'a> {
     array_store_helper: SymbolId,
     /// `MemberRef` callees, by row: resolved and lowered once, lock-free reads.
     externals: Vec<OnceLock<External>>,
+    /// `MethodSpec` callees (generic method instantiations), by row, likewise.
+    method_specs: Vec<OnceLock<External>>,
     /// Compile results by `MethodDef` row (set once by the compute routine).
     results: Vec<OnceLock<Result<CompiledBody, NotCompiled>>>,
     diagnostics: Mutex<BTreeSet<String>>,
@@ -596,9 +598,13 @@ impl Factory<'_, '_, '_> {
             }
             return plan.signature.clone().ok();
         }
-        self.externals
-            .get((token & 0x00ff_ffff) as usize)
-            .filter(|_| token >> 24 == 0x0a)?
+        let cells = match token >> 24 {
+            0x0a => &self.externals,
+            0x2b => &self.method_specs,
+            _ => return None,
+        };
+        cells
+            .get((token & 0x00ff_ffff) as usize)?
             .get()?
             .signature
             .clone()
@@ -621,7 +627,55 @@ impl Factory<'_, '_, '_> {
     }
 
     fn external(&self, token: u32) -> Result<WasmSignature, String> {
-        self.external_entry(token)?.signature.clone()
+        match token >> 24 {
+            0x2b => self.method_spec_entry(token)?.signature.clone(),
+            _ => self.external_entry(token)?.signature.clone(),
+        }
+    }
+
+    /// The `MethodSpec` `token` (a generic method instantiated over concrete types): the
+    /// method it instantiates, and its signature lowered over the type arguments (once per
+    /// row). Calls go through the `MethodSpec`'s cell; the runtime resolves the instantiation.
+    fn method_spec_entry(&self, token: u32) -> Result<&External, String> {
+        let Some(cell) = self
+            .method_specs
+            .get((token & 0x00ff_ffff) as usize)
+            .filter(|_| token >> 24 == 0x2b)
+        else {
+            return Err(format!("0x{token:08x} is not a MethodSpec of the input"));
+        };
+        Ok(cell.get_or_init(|| {
+            let spec = self.ts.method_spec(0, token).map_err(|e| short(&e));
+            let target = spec.clone().and_then(|(method, _)| match method >> 24 {
+                0x06 => Ok(MethodDefId {
+                    assembly: 0,
+                    token: method,
+                }),
+                _ => self.ts.resolve_method(0, method).map_err(|e| short(&e)),
+            });
+            let signature = spec.and_then(|(method, method_args)| {
+                target.clone()?;
+                let type_args = self
+                    .ts
+                    .member_ref_type_args(0, method)
+                    .map_err(|e| short(&e))?;
+                let sig = self.ts.method_sig(0, method).map_err(|e| short(&e))?;
+                let abi = self
+                    .ts
+                    .method_abi_in(
+                        0,
+                        &sig,
+                        false,
+                        Instantiation {
+                            types: &type_args,
+                            methods: &method_args,
+                        },
+                    )
+                    .map_err(|e| short(&e))?;
+                lower(&abi)
+            });
+            External { target, signature }
+        }))
     }
 
     /// The `MemberRef` `token`, resolved to the method it names and lowered (once per row).
@@ -658,7 +712,15 @@ impl Factory<'_, '_, '_> {
                 let sig = self.ts.method_sig(0, token).map_err(|e| short(&e))?;
                 let abi = self
                     .ts
-                    .method_abi_in(0, &sig, false, &type_args)
+                    .method_abi_in(
+                        0,
+                        &sig,
+                        false,
+                        Instantiation {
+                            types: &type_args,
+                            methods: &[],
+                        },
+                    )
                     .map_err(|e| short(&e))?;
                 lower(&abi)
             });
@@ -727,7 +789,8 @@ impl Factory<'_, '_, '_> {
         let method = match token >> 24 {
             0x06 => MethodDefId { assembly: 0, token },
             0x0a => self.external_entry(token)?.target.clone()?,
-            _ => return Err("generic method instantiation".into()),
+            0x2b => self.method_spec_entry(token)?.target.clone()?,
+            _ => return Err("not a method token".into()),
         };
         let flags = self
             .ts
@@ -884,11 +947,11 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
                     }),
                 }
             }
-            0x0a => match f.external(token) {
+            0x0a | 0x2b => match f.external(token) {
                 Ok(signature) => CallTarget::Import { signature },
                 Err(reason) => CallTarget::Unsupported(reason),
             },
-            _ => CallTarget::Unsupported("generic method instantiation".into()),
+            _ => CallTarget::Unsupported("not a method token".into()),
         }
     }
 
@@ -1562,6 +1625,13 @@ fn run<M: MarkStrategy>(
                 .metadata()
                 .tables()
                 .row_count(cildec::TableId::MemberRef);
+            (0..=rows).map(|_| OnceLock::new()).collect()
+        },
+        method_specs: {
+            let rows = view
+                .metadata()
+                .tables()
+                .row_count(cildec::TableId::MethodSpec);
             (0..=rows).map(|_| OnceLock::new()).collect()
         },
         results: (0..=methods.len()).map(|_| OnceLock::new()).collect(),

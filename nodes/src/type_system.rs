@@ -111,6 +111,16 @@ pub struct TypeSystem<'v, 'a> {
 type InstantiatedLayouts =
     std::sync::Mutex<FxHashMap<(TypeDefId, Vec<AbiType>), Result<TypeLayout, String>>>;
 
+/// What the generic parameters of a signature stand for: the ABI types of the enclosing
+/// type's arguments (`!0`, `!1`, ...) and of the method's (`!!0`, `!!1`, ...).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Instantiation<'g> {
+    /// The type's arguments.
+    pub types: &'g [AbiType],
+    /// The method's arguments.
+    pub methods: &'g [AbiType],
+}
+
 impl std::fmt::Debug for TypeSystem<'_, '_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TypeSystem")
@@ -390,6 +400,40 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         Ok((def, args))
     }
 
+    /// The `MethodSpec` `token` of `assembly` (a generic method instantiation): the method it
+    /// instantiates (a `MethodDef` or `MemberRef` token) and the ABI types of its arguments.
+    ///
+    /// # Errors
+    /// Unreadable rows or signatures; resolution failures of the arguments.
+    pub fn method_spec(
+        &self,
+        assembly: usize,
+        token: u32,
+    ) -> Result<(u32, Vec<AbiType>), TypeSystemError> {
+        let view = self.views[assembly];
+        let fail = |e: &dyn std::fmt::Display| self.unresolved(assembly, token, e);
+        if token >> 24 != 0x2b {
+            return Err(fail(&"not a MethodSpec"));
+        }
+        let row = view
+            .metadata()
+            .tables()
+            .method_spec(token & 0x00ff_ffff)
+            .map_err(|e| fail(&e))?;
+        let blob = view
+            .metadata()
+            .blobs()
+            .get(row.instantiation)
+            .map_err(|e| fail(&e))?;
+        let sig = cildec::MethodSpecSig::parse(blob).map_err(|e| fail(&e))?;
+        let args = sig
+            .args
+            .iter()
+            .map(|a| self.abi_type(assembly, a))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((row.method.value(), args))
+    }
+
     /// The ABI types of the type arguments of the parent of the `MemberRef` `token` of
     /// `assembly` when it is a generic instantiation (`List<int>::Add`: `[i32]`); empty for
     /// any other parent.
@@ -536,16 +580,15 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
     /// shapes without a fixed ABI here; resolution failures. A generic value type instantiated
     /// over concrete types (`Nullable<int>`) is laid out over its type arguments.
     pub fn abi_type(&self, assembly: usize, ty: &Type<'_>) -> Result<AbiType, TypeSystemError> {
-        self.abi_type_in(assembly, ty, &[], 0)
+        self.abi_type_in(assembly, ty, Instantiation::default(), 0)
     }
 
-    /// [`TypeSystem::abi_type`] inside a generic type instantiated over `type_args` (the ABI
-    /// types its `!0`, `!1`, ... stand for).
+    /// [`TypeSystem::abi_type`] inside an instantiation (what `!0` and `!!0` stand for).
     fn abi_type_in(
         &self,
         assembly: usize,
         ty: &Type<'_>,
-        type_args: &[AbiType],
+        inst: Instantiation<'_>,
         depth: u32,
     ) -> Result<AbiType, TypeSystemError> {
         let unsupported =
@@ -581,7 +624,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
                 self.abi_of_def(id)?
             }
             Type::Modified(_, inner) | Type::Pinned(inner) => {
-                self.abi_type_in(assembly, inner, type_args, depth)?
+                self.abi_type_in(assembly, inner, inst, depth)?
             }
             // A generic value type over these arguments: its fields with the arguments' ABI
             // types substituted, laid out by the same rules.
@@ -592,7 +635,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
                 let id = self.resolve_type(assembly, *def)?;
                 let args = args
                     .iter()
-                    .map(|a| self.abi_type_in(assembly, a, type_args, depth + 1))
+                    .map(|a| self.abi_type_in(assembly, a, inst, depth + 1))
                     .collect::<Result<Vec<_>, _>>()?;
                 let layout = self.instantiated_layout(id, args, depth + 1)?;
                 if !layout.is_value_type {
@@ -604,7 +647,10 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
                     fields: layout.fields.iter().map(|f| f.ty.clone()).collect(),
                 })
             }
-            Type::Var(i) if (*i as usize) < type_args.len() => type_args[*i as usize].clone(),
+            Type::Var(i) if (*i as usize) < inst.types.len() => inst.types[*i as usize].clone(),
+            Type::MVar(i) if (*i as usize) < inst.methods.len() => {
+                inst.methods[*i as usize].clone()
+            }
             Type::Var(_) | Type::MVar(_) => return Err(unsupported("a generic parameter")),
             Type::TypedByRef => return Err(unsupported("TypedReference")),
             _ => return Err(unsupported("this signature element")),
@@ -622,23 +668,24 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         sig: &MethodSig<'_>,
         unmanaged: bool,
     ) -> Result<MethodAbi, TypeSystemError> {
-        self.method_abi_in(assembly, sig, unmanaged, &[])
+        self.method_abi_in(assembly, sig, unmanaged, Instantiation::default())
     }
 
-    /// [`TypeSystem::method_abi`] of a method of a generic type instantiated over
-    /// `type_args` (the ABI types its `!0`, `!1`, ... stand for; see
-    /// [`TypeSystem::member_ref_type_args`]).
+    /// [`TypeSystem::method_abi`] of an instantiated method: of a generic type instantiated
+    /// over `inst.types` (see [`TypeSystem::member_ref_type_args`]), a generic method over
+    /// `inst.methods` (see [`TypeSystem::method_spec`]).
     ///
     /// # Errors
-    /// As [`TypeSystem::method_abi`].
+    /// As [`TypeSystem::method_abi`]; a generic method given another number of arguments.
     pub fn method_abi_in(
         &self,
         assembly: usize,
         sig: &MethodSig<'_>,
         unmanaged: bool,
-        type_args: &[AbiType],
+        inst: Instantiation<'_>,
     ) -> Result<MethodAbi, TypeSystemError> {
-        if sig.calling_convention.generic_param_count() > 0 {
+        let generic_params = sig.calling_convention.generic_param_count() as usize;
+        if generic_params != inst.methods.len() {
             return Err(self.unresolved(assembly, 0, "generic method (needs instantiation)"));
         }
         if !sig.vararg_params.is_empty() {
@@ -648,7 +695,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
             if p.by_ref {
                 Ok(AbiType::Pointer(PointerKind::ByRef))
             } else {
-                self.abi_type_in(assembly, &p.type_, type_args, 0)
+                self.abi_type_in(assembly, &p.type_, inst, 0)
             }
         };
         Ok(MethodAbi {
@@ -797,7 +844,15 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
                         }
                     }
                 }
-                other => self.abi_type_in(id.assembly, other, type_args, depth + 1)?,
+                other => self.abi_type_in(
+                    id.assembly,
+                    other,
+                    Instantiation {
+                        types: type_args,
+                        methods: &[],
+                    },
+                    depth + 1,
+                )?,
             };
             let size = ty.size(self.pointer);
             let mut field_align = align_of(&ty, self.pointer);
@@ -922,7 +977,15 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
                 is_static: true,
                 is_thread_static: target.has_attribute(field_token, "System.ThreadStaticAttribute"),
                 offset: 0,
-                ty: self.abi_type_in(owner.assembly, &sig.type_, &type_args, 0)?,
+                ty: self.abi_type_in(
+                    owner.assembly,
+                    &sig.type_,
+                    Instantiation {
+                        types: &type_args,
+                        methods: &[],
+                    },
+                    0,
+                )?,
             });
         }
         let layout = if type_args.is_empty() {
