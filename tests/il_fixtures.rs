@@ -2845,3 +2845,113 @@ fn generic_instantiations_are_laid_out_over_their_type_arguments() {
     assert_eq!(allocated.len(), 3);
     assert!(allocated.iter().all(|&t| t >> 24 == 0x1b), "{allocated:x?}");
 }
+
+/// The embedder of constrained.il: objects and boxes carry their type token in their header;
+/// a virtual call on a `Ref` reaches `Ref::GetHashCode` (R2R code), on a box of `Plain` the
+/// interpreter's `ValueType::GetHashCode` (handle `VALUE_TYPE_HASH`: the boxed `v` times 3).
+struct ConstrainedInterpreter {
+    ref_type: u32,
+    ref_hash: u32,
+    plain_type: u32,
+    next: std::sync::Mutex<u32>,
+    allocated: std::sync::Mutex<Vec<u32>>,
+}
+
+const VALUE_TYPE_HASH: u32 = 0x7000_0001;
+
+impl Interpreter for ConstrainedInterpreter {
+    fn execute(
+        &self,
+        entry: u32,
+        memory: &mut [u8],
+        args: u32,
+        _: u32,
+        ret: u32,
+    ) -> Result<(), String> {
+        if entry != VALUE_TYPE_HASH {
+            return Err(format!("{entry:#x} was not expected in the interpreter"));
+        }
+        let word =
+            |at: u32| i32::from_le_bytes(memory[at as usize..at as usize + 4].try_into().unwrap());
+        let this = word(args) as u32;
+        let hash = word(this + 4) * 3;
+        memory[ret as usize..ret as usize + 4].copy_from_slice(&hash.to_le_bytes());
+        Ok(())
+    }
+
+    fn new_object(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
+        self.allocated.lock().unwrap().push(token);
+        let mut next = self.next.lock().unwrap();
+        let object = *next;
+        *next += 32;
+        memory[object as usize..object as usize + 32].fill(0);
+        memory[object as usize..object as usize + 4].copy_from_slice(&token.to_le_bytes());
+        Ok(object)
+    }
+
+    fn virtual_target(&self, memory: &mut [u8], object: u32, token: u32) -> Result<u32, String> {
+        let at = object as usize;
+        let ty = u32::from_le_bytes(memory[at..at + 4].try_into().unwrap());
+        match ty {
+            t if t == self.ref_type => Ok(self.ref_hash),
+            t if t == self.plain_type => Ok(VALUE_TYPE_HASH),
+            _ => Err(format!("no override of {token:#x} for type {ty:#x}")),
+        }
+    }
+}
+
+/// `constrained. T callvirt M` resolved at compile time: a value type's override or interface
+/// implementation (implicit or explicit) is called directly on the pointer, so mutations land
+/// in the caller's value; a value type without one is boxed and the box called virtually; a
+/// reference is loaded through the pointer and called virtually.
+#[test]
+fn constrained_calls_resolve_to_the_implementation_a_box_or_the_reference() {
+    let dll = assemble("constrained.il");
+    let output = compile(&dll);
+    for name in [
+        "HashMeter",
+        "BumpCounter",
+        "BumpExplicit",
+        "HashPlain",
+        "HashRef",
+    ] {
+        token_of(&output, &format!("Fixture.Calls::{name}"));
+    }
+    let input = Assembly::load(&dll).unwrap();
+    let view = input.view().unwrap();
+    let tables = view.metadata().tables();
+    let type_def = |name: &str| {
+        (1..=tables.row_count(cildec::TableId::TypeDef))
+            .find(|&rid| view.string(tables.type_def(rid).unwrap().type_name) == name)
+            .map(|rid| 0x0200_0000 | rid)
+            .unwrap_or_else(|| panic!("no type {name}"))
+    };
+    let interpreter = Arc::new(ConstrainedInterpreter {
+        ref_type: type_def("Ref"),
+        ref_hash: token_of(&output, "Fixture.Ref::GetHashCode"),
+        plain_type: type_def("Plain"),
+        next: std::sync::Mutex::new(8192),
+        allocated: std::sync::Mutex::new(Vec::new()),
+    });
+    let mut exec = instantiate(&output, interpreter.clone());
+    let mut call = |name: &str, signature: &str, args: &[Val]| {
+        run_i32(
+            &mut exec,
+            &format!("Fixture.Calls::{name}"),
+            signature,
+            args,
+        )
+    };
+    assert_eq!(call("HashMeter", "iip", &[Val::I32(21)]), 42);
+    assert_eq!(call("BumpCounter", "ip", &[]), 2 + 200);
+    assert_eq!(call("BumpExplicit", "ip", &[]), 20 + 2000);
+    assert_eq!(call("HashPlain", "iip", &[Val::I32(7)]), 21);
+    assert_eq!(call("HashRef", "iip", &[Val::I32(-5)]), -5);
+    // One box of Plain and one Ref: the value types with implementations were not boxed.
+    let allocated = interpreter.allocated.lock().unwrap();
+    assert_eq!(
+        *allocated,
+        [interpreter.plain_type, interpreter.ref_type],
+        "{allocated:x?}"
+    );
+}

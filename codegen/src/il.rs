@@ -55,7 +55,10 @@
 //! included: after the null check, the runtime's virtual-entry helper asks the embedder for the
 //! receiver's override through the method's `VirtualEntry` cell and returns its portable entry
 //! point, called like a managed `calli`, [`virtual_entry_through_cell`]; `ldvirtftn` pushes
-//! that entry point's address, or the method's own when no dispatch is needed), `ldftn` of an
+//! that entry point's address, or the method's own when no dispatch is needed), `constrained.`
+//! `callvirt` resolved at compile time ([`JitInterface::constrained_call`]: a value type's own
+//! implementation called directly on the pointer, else a box of the value, or the reference
+//! loaded through the pointer, called virtually), `ldftn` of an
 //! `UnmanagedCallersOnly` method (its own unmanaged table slot) with `calli` of an unmanaged
 //! signature, `ldftn` of a managed method (the address of its portable entry point) with `calli` of
 //! a managed signature, `ret`, and any control-flow graph of `br`, `brtrue`, `brfalse`, the
@@ -118,7 +121,10 @@ pub struct IlPrefixes {
     pub unaligned: Option<u8>,
     /// `tail.`: the call runs as a plain call (only the stack depth differs).
     pub tail: bool,
-    /// `constrained.`, `readonly.` or `no.`, which the baseline compiler refuses.
+    /// `constrained.` and its type token (on `callvirt`: see
+    /// [`JitInterface::constrained_call`]).
+    pub constrained: Option<u32>,
+    /// `readonly.` or `no.`, which the baseline compiler refuses.
     pub other: bool,
 }
 
@@ -129,14 +135,17 @@ impl IlPrefixes {
     }
 
     /// Whether the baseline compiler honours these prefixes on `opcode`: `volatile.` and
-    /// `unaligned.` on field and indirect loads and stores, `tail.` on calls.
+    /// `unaligned.` on field and indirect loads and stores, `tail.` on calls, `constrained.`
+    /// on `callvirt`.
     fn supported_on(&self, opcode: &str) -> bool {
         let access = matches!(opcode, "ldfld" | "stfld" | "ldsfld" | "stsfld")
             || opcode.starts_with("ldind.")
             || opcode.starts_with("stind.");
         let call = matches!(opcode, "call" | "callvirt" | "calli");
         !self.other
-            && ((access && !self.tail) || (call && !self.volatile && self.unaligned.is_none()))
+            && (self.constrained.is_none() || opcode == "callvirt")
+            && ((access && !self.tail && self.constrained.is_none())
+                || (call && !self.volatile && self.unaligned.is_none()))
     }
 }
 
@@ -427,6 +436,18 @@ pub trait JitInterface {
         CallTarget::Unsupported(format!("await of 0x{token:08x} is not supported here"))
     }
 
+    /// How `constrained. constraint callvirt method` calls (ECMA-335 III.2.1): `constraint`
+    /// is the prefix's type token.
+    ///
+    /// # Errors
+    /// The reason it cannot be told statically (a generic constraint, an implementation in
+    /// another assembly). The default refuses.
+    fn constrained_call(&mut self, constraint: u32, method: u32) -> Result<Constrained, String> {
+        Err(format!(
+            "constrained. 0x{constraint:08x} callvirt 0x{method:08x} is not supported here"
+        ))
+    }
+
     /// What the method being compiled needs to suspend: its resumption stub's symbol and the
     /// runtime's async helpers.
     ///
@@ -435,6 +456,25 @@ pub trait JitInterface {
     fn suspension(&mut self) -> Result<Suspension, String> {
         Err("suspension is not supported here".into())
     }
+}
+
+/// How `constrained. T callvirt M` calls (ECMA-335 III.2.1), `this` being a managed
+/// pointer to a `T` ([`JitInterface::constrained_call`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Constrained {
+    /// `T` is a reference type: the reference is loaded through the pointer, then called as
+    /// `callvirt M`.
+    Dereference,
+    /// `T` is a value type whose method (`MethodDef` token of the input) implements `M`:
+    /// called directly, the pointer its `this`.
+    Direct {
+        /// The implementing method.
+        method: u32,
+    },
+    /// `T` is a value type that does not implement `M` (it inherits `System.ValueType`'s or
+    /// `System.Enum`'s): the value is boxed (through `T`'s `NewObject` cell) and the box
+    /// called as `callvirt M`.
+    Box,
 }
 
 /// What an async variant needs to suspend ([`JitInterface::suspension`]).
@@ -2177,6 +2217,65 @@ impl Body {
         Ok(())
     }
 
+    /// Rewrites the `this` below a call's `params` arguments with `f` (`[this] -> [this']`),
+    /// the arguments kept in fresh locals meanwhile.
+    fn rewrite_this(
+        &mut self,
+        params: usize,
+        f: impl FnOnce(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut saved = Vec::new();
+        for _ in 0..params {
+            let size = self.top_struct();
+            let ty = match size {
+                Some(size) => {
+                    self.pop_struct(size)?;
+                    self.pointer
+                }
+                None => self.pop()?,
+            };
+            let local = self.new_local(ty);
+            self.push(Instruction::LocalSet(local));
+            saved.push((local, ty, size));
+        }
+        f(self)?;
+        for &(local, ty, size) in saved.iter().rev() {
+            self.push(Instruction::LocalGet(local));
+            self.stack.push(ty);
+            if let Some(size) = size {
+                self.structs.push((self.stack.len() - 1, size));
+            }
+        }
+        Ok(())
+    }
+
+    /// A box of the value of type `token` at the address on the stack: `[address] ->
+    /// [box]` (the value's bytes copied after the header of a box from the type's
+    /// `NewObject` cell).
+    fn box_from_address(&mut self, token: u32, value: ValueAccess) -> Result<(), String> {
+        use WasmValueType::I32;
+        if self.pointer != I32 {
+            return Err("box: references are 32-bit here".into());
+        }
+        if self.pop()? != I32 {
+            return Err("box of a value at a non-pointer".into());
+        }
+        let mut taken = Vec::new();
+        let src = self.scratch(I32, &mut taken);
+        let object = self.scratch(I32, &mut taken);
+        self.push(Instruction::LocalSet(src));
+        self.new_object_sites.push((self.ops.len(), token));
+        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+        self.push(Instruction::LocalTee(object));
+        self.push(Instruction::I32Const(boxed::DATA_OFFSET as i32));
+        self.push(Instruction::I32Add);
+        self.push(Instruction::LocalGet(src));
+        self.copy_bytes(value.size);
+        self.push(Instruction::LocalGet(object));
+        self.stack.push(I32);
+        Ok(())
+    }
+
     /// `isinst` or `castclass` (`op`) of the type `token`: `[object] -> [object or 0]`, the
     /// test asked of the runtime's type-check helper through the type's `IsInstanceOf` or
     /// `ChkCast` cell (a placeholder in [`CompiledBody::isinst_sites`] or
@@ -3439,10 +3538,41 @@ impl Body {
                 self.suspension_point(resume, awaited)?;
             }
             "call" | "callvirt" => {
-                let IlOperand::Token(token) = ins.operand else {
+                let IlOperand::Token(mut token) = ins.operand else {
                     return Err(format!("{op} without a token"));
                 };
-                let virtual_call = op == "callvirt";
+                let mut virtual_call = op == "callvirt";
+                if let Some(constraint) = ins.prefixes.constrained {
+                    // `this` (below the arguments) is a managed pointer to a `constraint`.
+                    let how = jit
+                        .constrained_call(constraint, token)
+                        .map_err(|reason| format!("constrained. callvirt: {reason}"))?;
+                    if let Constrained::Direct { method } = how {
+                        token = method;
+                        virtual_call = false;
+                    } else {
+                        let params = match jit.callvirt_target(token) {
+                            CallTarget::Direct { signature, .. }
+                            | CallTarget::Import { signature }
+                            | CallTarget::Virtual { signature } => signature.parts().params.len(),
+                            CallTarget::Unsupported(reason) => {
+                                return Err(format!("callvirt 0x{token:08x}: {reason}"));
+                            }
+                        };
+                        let boxed = match how {
+                            Constrained::Box => {
+                                Some(jit.value_type(constraint).map_err(|reason| {
+                                    format!("box 0x{constraint:08x}: {reason}")
+                                })?)
+                            }
+                            _ => None,
+                        };
+                        self.rewrite_this(params, |b| match boxed {
+                            None => b.load_at("ldind.ref", pointer, 0),
+                            Some(value) => b.box_from_address(constraint, value),
+                        })?;
+                    }
+                }
                 // The call an await consumes goes to the callee's async variant.
                 let async_call = self
                     .suspend

@@ -41,11 +41,11 @@ use std::sync::{Mutex, OnceLock};
 
 use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
-    CallTarget, CompiledBody, FieldAccess, FunctionPointer, HandleKind, JitInterface, NewObject,
-    NotCompiled, Suspension, ValueAccess, call_through_cell, compile, field_address_through_cell,
-    function_pointer_through_cell, new_array_through_cell, new_object_through_cell,
-    portable_entry_point_address, runtime_handle_through_cell, string_through_cell,
-    type_check_through_cell, virtual_entry_through_cell,
+    CallTarget, CompiledBody, Constrained, FieldAccess, FunctionPointer, HandleKind, JitInterface,
+    NewObject, NotCompiled, Suspension, ValueAccess, call_through_cell, compile,
+    field_address_through_cell, function_pointer_through_cell, new_array_through_cell,
+    new_object_through_cell, portable_entry_point_address, runtime_handle_through_cell,
+    string_through_cell, type_check_through_cell, virtual_entry_through_cell,
 };
 use crossgraph_codegen::resumption::{AsyncHelpers, resumption_stub};
 use crossgraph_codegen::thunk::{
@@ -72,7 +72,7 @@ use crossgraph_runtime_core::format::{
 use crossgraph_runtime_core::loader::UNMANAGED_CALLERS_ONLY;
 use rustc_hash::FxHashMap;
 
-use crate::type_system::{Instantiation, MethodDefId, TypeSystem};
+use crate::type_system::{ConstrainedTarget, Instantiation, MethodDefId, TypeSystem};
 use crate::typesystem::{AssemblyView, MethodDef, TypeSystemError};
 
 /// A node of the compilation graph, by its semantic key. Tokens are the input assembly's.
@@ -978,6 +978,29 @@ impl JitInterface for Jit<'_, '_, '_, '_> {
                 ctor: self.call_target(ctor),
             },
             Err(reason) => NewObject::Unsupported(reason),
+        }
+    }
+
+    fn constrained_call(&mut self, constraint: u32, method: u32) -> Result<Constrained, String> {
+        let ts = self.factory.ts;
+        let table = match constraint >> 24 {
+            0x01 => cildec::TableId::TypeRef,
+            0x02 => cildec::TableId::TypeDef,
+            _ => return Err("a generic or constructed constraint".into()),
+        };
+        let token = cildec::Token::new(table, constraint & 0x00ff_ffff);
+        match ts
+            .constrained_target(0, token, method)
+            .map_err(|e| short(&e))?
+        {
+            ConstrainedTarget::Reference => Ok(Constrained::Dereference),
+            ConstrainedTarget::Implemented(m) if m.assembly == 0 => {
+                Ok(Constrained::Direct { method: m.token })
+            }
+            ConstrainedTarget::Implemented(_) => {
+                Err("implemented by a value type of another assembly".into())
+            }
+            ConstrainedTarget::Boxed => Ok(Constrained::Box),
         }
     }
 

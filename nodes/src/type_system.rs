@@ -77,6 +77,17 @@ pub struct TypeLayout {
     pub fields: Vec<FieldLayout>,
 }
 
+/// How `constrained. T callvirt M` resolves ([`TypeSystem::constrained_target`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstrainedTarget {
+    /// `T` is a reference type.
+    Reference,
+    /// `T` is a value type whose method implements `M`.
+    Implemented(MethodDefId),
+    /// `T` is a value type that does not implement `M`: the call goes to a box of it.
+    Boxed,
+}
+
 /// A field reference, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedField {
@@ -398,6 +409,90 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
             .map(|a| self.abi_type(assembly, a))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((def, args))
+    }
+
+    /// How `constrained. constraint callvirt method` (tokens of `assembly`) calls
+    /// (ECMA-335 III.2.1): a reference type's method is called virtually; a value type's own
+    /// implementation of `method` (an explicit one from its `MethodImpl` rows, or a virtual
+    /// method of the same name and signature) directly; otherwise a box of the value.
+    ///
+    /// # Errors
+    /// Resolution failures; a generic constraint (`TypeSpec`); a generic interface method on a
+    /// value type without an explicit implementation (matching it needs the instantiation).
+    pub fn constrained_target(
+        &self,
+        assembly: usize,
+        constraint: Token,
+        method: u32,
+    ) -> Result<ConstrainedTarget, TypeSystemError> {
+        const VIRTUAL: u16 = 0x0040;
+        let t = self.resolve_type(assembly, constraint)?;
+        if !self.is_value_type(t)? {
+            return Ok(ConstrainedTarget::Reference);
+        }
+        let declared = self.resolve_method(assembly, method)?;
+        let view = self.views[t.assembly];
+        let tables = view.metadata().tables();
+        let fail = |e: &dyn std::fmt::Display| self.unresolved(assembly, method, e);
+        // An explicit implementation (`MethodImpl`) of the declaration.
+        for rid in tables.method_impls(Rid::new(t.rid)).map_err(|e| fail(&e))? {
+            let row = tables.method_impl(rid).map_err(|e| fail(&e))?;
+            let declaration = row.method_declaration.value();
+            let same = match declaration >> 24 {
+                0x06 => {
+                    declared
+                        == MethodDefId {
+                            assembly: t.assembly,
+                            token: declaration,
+                        }
+                }
+                _ => self
+                    .resolve_method(t.assembly, declaration)
+                    .is_ok_and(|d| d == declared),
+            };
+            let body = row.method_body.value();
+            if same && body >> 24 == 0x06 {
+                return Ok(ConstrainedTarget::Implemented(MethodDefId {
+                    assembly: t.assembly,
+                    token: body,
+                }));
+            }
+        }
+        if !self.member_ref_type_args(assembly, method)?.is_empty() {
+            return Err(fail(&"a generic interface method on a value type"));
+        }
+        // An implicit one: a virtual method of the same name and signature.
+        let declared_view = self.views[declared.assembly];
+        let row = declared_view
+            .metadata()
+            .tables()
+            .method_def(declared.token & 0x00ff_ffff)
+            .map_err(|e| fail(&e))?;
+        let name = declared_view.string(row.name);
+        let wanted = self.signature_key(
+            declared.assembly,
+            &self.method_sig(declared.assembly, declared.token)?,
+        );
+        let range = tables.method_range(Rid::new(t.rid)).map_err(|e| fail(&e))?;
+        for rid in range {
+            let Ok(rid) = tables.resolve_indirection(TableId::MethodDef, rid) else {
+                continue;
+            };
+            let Ok(m) = tables.method_def(rid) else {
+                continue;
+            };
+            if m.flags & VIRTUAL == 0 || view.string(m.name) != name {
+                continue;
+            }
+            let token = 0x0600_0000 | rid;
+            if self.signature_key(t.assembly, &self.method_sig(t.assembly, token)?) == wanted {
+                return Ok(ConstrainedTarget::Implemented(MethodDefId {
+                    assembly: t.assembly,
+                    token,
+                }));
+            }
+        }
+        Ok(ConstrainedTarget::Boxed)
     }
 
     /// The `MethodSpec` `token` of `assembly` (a generic method instantiation): the method it

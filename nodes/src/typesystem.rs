@@ -568,9 +568,8 @@ impl<'a> AssemblyView<'a> {
                     volatile: folded.prefixes.volatile,
                     unaligned: folded.prefixes.unaligned,
                     tail: folded.prefixes.tail,
-                    other: folded.prefixes.constrained.is_some()
-                        || folded.prefixes.readonly
-                        || !folded.prefixes.no.is_empty(),
+                    constrained: folded.prefixes.constrained.map(token_value),
+                    other: folded.prefixes.readonly || !folded.prefixes.no.is_empty(),
                 },
             });
         }
