@@ -2316,20 +2316,21 @@ fn struct_values_on_the_stack_are_copies_in_frame_temporaries() {
         "Chain",
         "Assign",
         "AssignPairs",
+        "Branchy",
     ] {
         token_of(&output, &format!("Fixture.Build::{name}"));
     }
-    let branchy = output
+    let looped = output
         .not_compiled
         .iter()
-        .find(|m| m.name == "Fixture.Build::Branchy")
-        .expect("a struct value across a branch stays interpreted");
+        .find(|m| m.name == "Fixture.Build::Loop")
+        .expect("a struct value across a backward branch stays interpreted");
     assert!(
-        branchy
+        looped
             .reason
-            .contains("struct value on the stack at a block boundary"),
+            .contains("struct value on the stack at a backward branch"),
         "{}",
-        branchy.reason
+        looped.reason
     );
 
     let mut exec = instantiate(&output, Arc::new(NoInterpreter));
@@ -2371,6 +2372,20 @@ fn struct_values_on_the_stack_are_copies_in_frame_temporaries() {
         7
     );
     assert_eq!(exec.read_bytes(pair as usize, 16).unwrap(), bytes);
+    // c ? p.b : p.a, the copy carried into either block.
+    for (c, expected) in [(1, -5), (0, 7)] {
+        assert_eq!(
+            exec.invoke_by_name(
+                "Fixture.Build::Branchy",
+                &sig("lS16ip"),
+                &[Val::I32(pair as i32), Val::I32(c)]
+            )
+            .unwrap()
+            .unwrap()
+            .unwrap_i64(),
+            expected
+        );
+    }
 }
 
 /// An embedder that owns delegates: it allocates them, runs their runtime-provided

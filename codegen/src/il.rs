@@ -14,7 +14,8 @@
 //! `this`), a call returning a struct gets it as the return buffer; `stloc`, `starg`,
 //! `stobj`, `stfld`, `stsfld`, `stelem`, `box` and `ret` (into the caller's return buffer) copy
 //! out of it, `ldfld` reads a field of it, a call passes its address, the callee owning that
-//! copy; a struct value still on the stack at a block boundary is not compiled), constants
+//! copy; a struct value crosses forward branches in entry locals like any value, a backward
+//! branch with one on the stack is not compiled), constants
 //! (`ldc.*`, `ldnull`),
 //! string literals (`ldstr`: the reference in the literal's lazy `StringHandle` import cell,
 //! resolved through the runtime's helper on first use, [`string_through_cell`]), static fields
@@ -978,6 +979,7 @@ pub fn compile(
             terminated: false,
             pc,
             entry,
+            entry_structs: vec![Vec::new(); blocks],
         });
     }
     for (i, ins) in il.iter().enumerate() {
@@ -1102,6 +1104,8 @@ struct ControlFlow {
     pc: u32,
     /// Entry stack of each block (types and the locals that carry them), once known.
     entry: Vec<Option<Vec<(WasmValueType, u32)>>>,
+    /// The struct values of each block's entry stack (as [`Body::structs`]), once known.
+    entry_structs: Vec<Vec<(usize, u32)>>,
 }
 
 struct Body {
@@ -1320,7 +1324,11 @@ impl Body {
         match known {
             Some(entry) => {
                 let types: Vec<WasmValueType> = entry.iter().map(|&(t, _)| t).collect();
-                if types != self.stack {
+                let same_structs = self
+                    .cf
+                    .as_ref()
+                    .is_none_or(|cf| cf.entry_structs[k] == self.structs);
+                if types != self.stack || !same_structs {
                     return Err("inconsistent evaluation stack at a block start".into());
                 }
                 Ok(entry)
@@ -1334,6 +1342,7 @@ impl Body {
                 }
                 if let Some(cf) = self.cf.as_mut() {
                     cf.entry[k] = Some(entry.clone());
+                    cf.entry_structs[k] = self.structs.clone();
                 }
                 Ok(entry)
             }
@@ -1341,15 +1350,21 @@ impl Body {
     }
 
     /// Stores the evaluation stack into block `k`'s entry locals (emptying it).
+    ///
+    /// A struct value (the address of its temporary) goes forward only: its temporary belongs
+    /// to the instruction that made it, which a backward branch could run again while the
+    /// value is still on the stack.
     fn spill_to(&mut self, k: usize) -> Result<(), String> {
-        if !self.structs.is_empty() {
-            return Err("a struct value on the stack at a block boundary".into());
+        let current = self.cf.as_ref().map_or(0, |cf| cf.current);
+        if !self.structs.is_empty() && k <= current {
+            return Err("a struct value on the stack at a backward branch".into());
         }
         let entry = self.entry_locals(k)?;
         for &(_, local) in entry.iter().rev() {
             self.push(Instruction::LocalSet(local));
         }
         self.stack.clear();
+        self.structs.clear();
         Ok(())
     }
 
@@ -1385,6 +1400,7 @@ impl Body {
         if let Some(cf) = self.cf.as_mut() {
             cf.current = k;
             cf.terminated = false;
+            self.structs = cf.entry_structs[k].clone();
         }
         Ok(())
     }
@@ -1443,7 +1459,7 @@ impl Body {
             // A local of its own: `switch` holds its index in a scratch local meanwhile.
             let condition = self.new_local(WasmValueType::I32);
             self.push(Instruction::LocalSet(condition));
-            let stack = self.stack.clone();
+            let stack = (self.stack.clone(), self.structs.clone());
             self.spill_to(k)?;
             self.push(Instruction::LocalGet(condition));
             Some(stack)
@@ -1457,11 +1473,12 @@ impl Body {
         self.push(Instruction::LocalSet(pc));
         self.push(Instruction::Br(depth));
         self.push(Instruction::End);
-        if let Some(stack) = carried {
+        if let Some((stack, structs)) = carried {
             for (_, local) in self.entry_locals_known(k) {
                 self.push(Instruction::LocalGet(local));
             }
             self.stack = stack;
+            self.structs = structs;
         }
         Ok(())
     }
