@@ -738,7 +738,7 @@ fn ldobj_stobj_initobj_and_sizeof_run_through_pointers() {
 }
 
 #[test]
-fn addresses_of_locals_and_arguments_live_in_the_frame() {
+fn addresses_of_locals_and_arguments_and_localloc_live_in_the_frame() {
     let output = compile(&assemble("values.il"));
     let mut exec = instantiate(&output, Arc::new(NoInterpreter));
     let int = |exec: &mut Executor, name: &str, x: i32| {
@@ -760,6 +760,18 @@ fn addresses_of_locals_and_arguments_live_in_the_frame() {
         .expect("an int64")
         .unwrap_i64();
     assert_eq!(bumped, (1 << 40) + 5);
+    // localloc: n ints below the frame, a call's frame below them.
+    for n in [1, 5, 40] {
+        let sum: i32 = (0..n).map(|i| i * i).sum();
+        // UseOut(n) = 2n + 1.
+        assert_eq!(
+            int(&mut exec, "Squares", n),
+            sum * 1000 + 2 * n + 1,
+            "Squares({n})"
+        );
+        // The memory Squares used (and dirtied) comes back zeroed.
+        assert_eq!(int(&mut exec, "Zeroed", n), 1, "Zeroed({n})");
+    }
 }
 
 /// An embedder whose string objects are `[length u32][UTF-16 code units]` in an arena at the

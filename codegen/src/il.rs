@@ -7,7 +7,8 @@
 //! which `ldarga` pushes), locals (`ldloc*`, `stloc*`; a struct local lives in the frame), their
 //! addresses (`ldloca`, `ldarga`: such locals and arguments live in an 8-byte slot of the
 //! method's frame on the shadow stack, below the incoming SP, and callees get the frame's bottom
-//! as their SP), struct values on the evaluation stack (each the address of a frame temporary
+//! as their SP), `localloc` (zeroed, 16-byte aligned memory below the frame, callees' SP below
+//! it), struct values on the evaluation stack (each the address of a frame temporary
 //! of its own, one per instruction that makes one: `ldarg`, `ldloc`, `ldobj`, `ldfld` and
 //! `ldsfld` of a struct-typed field, `ldelem` of a struct element, `unbox.any` and `dup` copy
 //! into it, `newobj` of a struct constructs in it (zeroed, its address the constructor's
@@ -1169,6 +1170,9 @@ struct Body {
 struct Frame {
     /// The local holding the frame's address (the incoming SP minus the frame size).
     fp: u32,
+    /// With `localloc`: the local holding the stack pointer below the memory it allocated
+    /// (`fp` at entry), which callees get as their SP.
+    sp: Option<u32>,
     /// Slot offset and `ldind` suffix of each address-taken local.
     locals: std::collections::BTreeMap<u32, (u32, &'static str)>,
     /// Slot offset and `ldind` suffix of each address-taken argument.
@@ -1786,6 +1790,8 @@ impl Body {
         let mut values = false;
         // Whether struct values reach the evaluation stack (they live in frame temporaries).
         let mut temps = false;
+        // `localloc`: memory below the frame, from a stack pointer of its own.
+        let dynamic = il.iter().any(|ins| ins.opcode == "localloc");
         let returns_struct =
             |signature: &WasmSignature| matches!(signature.parts().ret, ReturnAbi::Buffer { .. });
         for ins in il {
@@ -1865,7 +1871,7 @@ impl Body {
                 _ => {}
             }
         }
-        if locals.is_empty() && args.is_empty() && !values && !temps {
+        if locals.is_empty() && args.is_empty() && !values && !temps && !dynamic {
             return Ok(());
         }
         // The frame: address-taken locals and arguments, the slot values are built in.
@@ -1949,8 +1955,15 @@ impl Body {
                 .push(self.params[self.arg_params[n as usize] as usize]);
             self.store_at(&format!("stind.{}", store_suffix(access)), pointer, slot)?;
         }
+        let sp = dynamic.then(|| {
+            let sp = self.new_local(pointer);
+            self.push(Instruction::LocalGet(fp));
+            self.push(Instruction::LocalSet(sp));
+            sp
+        });
         self.frame = Some(Frame {
             fp,
+            sp,
             locals,
             args,
             value_slot,
@@ -2160,8 +2173,8 @@ impl Body {
             self.trap_if_null();
         }
         if self.managed {
-            // SP: below this method's frame, if it has one.
-            let sp = self.frame.as_ref().map_or(0, |f| f.fp);
+            // SP: below this method's frame (and what `localloc` took), if it has one.
+            let sp = self.frame.as_ref().map_or(0, |f| f.sp.unwrap_or(f.fp));
             self.push(Instruction::LocalGet(sp));
         } else {
             self.ops.push(Op::StackPointerGet);
@@ -3512,6 +3525,38 @@ impl Body {
                 if let ReturnAbi::Value(v) = cp.ret {
                     self.stack.push(v);
                 }
+            }
+            "localloc" => {
+                // III.3.47: `[size] -> [address]` of `size` bytes (zeroed: `localsinit` is
+                // what compilers emit) below the frame, until the method returns.
+                if pointer != I32 || self.pop()? != I32 {
+                    return Err("localloc of a non-int32 size".into());
+                }
+                if !self.stack.is_empty() {
+                    return Err("localloc with a non-empty evaluation stack".into());
+                }
+                let sp = self
+                    .frame
+                    .as_ref()
+                    .and_then(|f| f.sp)
+                    .ok_or("localloc without a frame")?;
+                let mut taken = Vec::new();
+                let size = self.scratch(I32, &mut taken);
+                // 16-byte aligned: sp -= (size + 15) & -16.
+                self.push(Instruction::I32Const(15));
+                self.push(Instruction::I32Add);
+                self.push(Instruction::I32Const(-16));
+                self.push(Instruction::I32And);
+                self.push(Instruction::LocalSet(size));
+                self.push(Instruction::LocalGet(sp));
+                self.push(Instruction::LocalGet(size));
+                self.push(Instruction::I32Sub);
+                self.push(Instruction::LocalTee(sp));
+                self.push(Instruction::I32Const(0));
+                self.push(Instruction::LocalGet(size));
+                self.push(Instruction::MemoryFill(0));
+                self.push(Instruction::LocalGet(sp));
+                self.stack.push(I32);
             }
             "dup" if self.top_struct().is_some() => {
                 // A second copy: the two values may go different ways (a callee owns the copy
