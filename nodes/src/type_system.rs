@@ -6,7 +6,7 @@
 //! that is not in the set is [`TypeSystemError::MissingReference`], naming the referencing
 //! file, the assembly and the item.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use cildec::tables::{AssemblyRow, ClassLayoutRow, FieldRow, MemberRefRow, TypeDefRow, TypeRefRow};
 use cildec::{FieldSig, MethodSig, Rid, TableId, Token, Type};
@@ -112,7 +112,7 @@ pub struct TypeSystem<'v, 'a> {
     type_index: Vec<OnceLock<FxHashMap<(String, String), u32>>>,
     /// Computed layouts per assembly, by `TypeDef` row: lock-free reads from every
     /// compiling thread (a race computes a layout twice and keeps the first).
-    layouts: Vec<Vec<OnceLock<Result<TypeLayout, String>>>>,
+    layouts: Vec<Vec<OnceLock<Result<Arc<TypeLayout>, String>>>>,
     /// Layouts of generic value types instantiated over these ABI types (`Nullable<int>`,
     /// `KeyValuePair<string, int>`), computed once each.
     instantiations: InstantiatedLayouts,
@@ -120,7 +120,7 @@ pub struct TypeSystem<'v, 'a> {
 
 /// Instantiated layouts by generic type definition and ABI types of the type arguments.
 type InstantiatedLayouts =
-    std::sync::Mutex<FxHashMap<(TypeDefId, Vec<AbiType>), Result<TypeLayout, String>>>;
+    RwLock<FxHashMap<(TypeDefId, Vec<AbiType>), Result<Arc<TypeLayout>, String>>>;
 
 /// What the generic parameters of a signature stand for: the ABI types of the enclosing
 /// type's arguments (`!0`, `!1`, ...) and of the method's (`!!0`, `!!1`, ...).
@@ -210,7 +210,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
             pointer: PointerWidth::Wasm32,
             type_index,
             layouts,
-            instantiations: std::sync::Mutex::new(FxHashMap::default()),
+            instantiations: RwLock::new(FxHashMap::default()),
         })
     }
 
@@ -803,11 +803,11 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         })
     }
 
-    /// The instance layout of a type definition (cached).
+    /// The instance layout of a type definition (computed once, shared).
     ///
     /// # Errors
     /// Resolution failures of field types; a value type that contains itself.
-    pub fn layout(&self, id: TypeDefId) -> Result<TypeLayout, TypeSystemError> {
+    pub fn layout(&self, id: TypeDefId) -> Result<Arc<TypeLayout>, TypeSystemError> {
         self.layout_depth(id, 0)
     }
 
@@ -818,11 +818,11 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         id: TypeDefId,
         args: Vec<AbiType>,
         depth: u32,
-    ) -> Result<TypeLayout, TypeSystemError> {
+    ) -> Result<Arc<TypeLayout>, TypeSystemError> {
         let key = (id, args);
         let known = self
             .instantiations
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
             .cloned();
@@ -832,9 +832,10 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
             None => {
                 let computed = self
                     .compute_layout(id, &key.1, depth)
+                    .map(Arc::new)
                     .map_err(|e| e.to_string());
                 self.instantiations
-                    .lock()
+                    .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .entry(key)
                     .or_insert(computed)
@@ -844,7 +845,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         result.map_err(|m| self.unresolved(id.assembly, 0x0200_0000 | id.rid, m))
     }
 
-    fn layout_depth(&self, id: TypeDefId, depth: u32) -> Result<TypeLayout, TypeSystemError> {
+    fn layout_depth(&self, id: TypeDefId, depth: u32) -> Result<Arc<TypeLayout>, TypeSystemError> {
         let cell = self
             .layouts
             .get(id.assembly)
@@ -856,7 +857,7 @@ impl<'v, 'a> TypeSystem<'v, 'a> {
         }
         // Computed outside the cell (not `get_or_init`): a value type that contains itself
         // recurses here and must hit the depth limit, not block on its own cell.
-        let result = self.compute_layout(id, &[], depth);
+        let result = self.compute_layout(id, &[], depth).map(Arc::new);
         if let Some(cell) = cell {
             let _ = cell.set(result.as_ref().map_err(|e| e.to_string()).cloned());
         }
