@@ -112,11 +112,14 @@ pub struct TypeSystem<'v, 'a> {
     type_index: Vec<OnceLock<FxHashMap<(String, String), u32>>>,
     /// Computed layouts per assembly, by `TypeDef` row: lock-free reads from every
     /// compiling thread (a race computes a layout twice and keeps the first).
-    layouts: Vec<Vec<OnceLock<Result<Arc<TypeLayout>, String>>>>,
+    layouts: Vec<Vec<LayoutCell>>,
     /// Layouts of generic value types instantiated over these ABI types (`Nullable<int>`,
     /// `KeyValuePair<string, int>`), computed once each.
     instantiations: InstantiatedLayouts,
 }
+
+/// A type definition's layout, computed once (or why it cannot be laid out).
+type LayoutCell = OnceLock<Result<Arc<TypeLayout>, String>>;
 
 /// Instantiated layouts by generic type definition and ABI types of the type arguments.
 type InstantiatedLayouts =
