@@ -2988,22 +2988,10 @@ impl Body {
                     return Err("box: references are 32-bit here".into());
                 }
                 let Some(access) = value.access else {
-                    // A struct: its bytes copied into a new box after the header.
+                    // A struct: its bytes copied into a new box from its temporary.
                     self.pop_struct(value.size)?;
-                    let mut taken = Vec::new();
-                    let src = self.scratch(pointer, &mut taken);
-                    let object = self.scratch(I32, &mut taken);
-                    self.push(Instruction::LocalSet(src));
-                    self.new_object_sites.push((self.ops.len(), token));
-                    self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
-                    self.push(Instruction::LocalTee(object));
-                    self.push(Instruction::I32Const(boxed::DATA_OFFSET as i32));
-                    self.push(Instruction::I32Add);
-                    self.push(Instruction::LocalGet(src));
-                    self.copy_bytes(value.size);
-                    self.push(Instruction::LocalGet(object));
-                    self.stack.push(I32);
-                    return Ok(());
+                    self.stack.push(pointer);
+                    return self.box_from_address(token, value);
                 };
                 // A new box of the type from the embedder (through the type's NewObject
                 // cell), the value stored after its header.

@@ -490,6 +490,19 @@ struct Plan {
     is_async: bool,
 }
 
+/// The cell of `token`'s row in `cells` (one per row of table `table`, named `what`).
+fn row_cell<'c>(
+    cells: &'c [OnceLock<External>],
+    token: u32,
+    table: u32,
+    what: &str,
+) -> Result<&'c OnceLock<External>, String> {
+    cells
+        .get((token & 0x00ff_ffff) as usize)
+        .filter(|_| token >> 24 == table)
+        .ok_or_else(|| format!("0x{token:08x} is not a {what} of the input"))
+}
+
 /// A `MemberRef` callee of the input ([`Factory::external_entry`]).
 struct External {
     /// The method it names.
@@ -637,13 +650,7 @@ impl Factory<'_, '_, '_> {
     /// method it instantiates, and its signature lowered over the type arguments (once per
     /// row). Calls go through the `MethodSpec`'s cell; the runtime resolves the instantiation.
     fn method_spec_entry(&self, token: u32) -> Result<&External, String> {
-        let Some(cell) = self
-            .method_specs
-            .get((token & 0x00ff_ffff) as usize)
-            .filter(|_| token >> 24 == 0x2b)
-        else {
-            return Err(format!("0x{token:08x} is not a MethodSpec of the input"));
-        };
+        let cell = row_cell(&self.method_specs, token, 0x2b, "MethodSpec")?;
         Ok(cell.get_or_init(|| {
             let spec = self.ts.method_spec(0, token).map_err(|e| short(&e));
             let target = spec.clone().and_then(|(method, _)| match method >> 24 {
@@ -680,13 +687,7 @@ impl Factory<'_, '_, '_> {
 
     /// The `MemberRef` `token`, resolved to the method it names and lowered (once per row).
     fn external_entry(&self, token: u32) -> Result<&External, String> {
-        let Some(cell) = self
-            .externals
-            .get((token & 0x00ff_ffff) as usize)
-            .filter(|_| token >> 24 == 0x0a)
-        else {
-            return Err(format!("0x{token:08x} is not a MemberRef of the input"));
-        };
+        let cell = row_cell(&self.externals, token, 0x0a, "MemberRef")?;
         // A race resolves twice; both agree, the first is kept.
         Ok(cell.get_or_init(|| {
             let target = self.ts.resolve_method(0, token).map_err(|e| {
