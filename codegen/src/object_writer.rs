@@ -459,6 +459,34 @@ impl ObjectModule {
         SequenceId(self.sequences.len() as u32 - 1)
     }
 
+    /// [`ObjectModule::sequence`] for many sequences at once, encoded in parallel (rayon; the
+    /// ids follow the order given).
+    ///
+    /// # Panics
+    /// As [`ObjectModule::sequence`].
+    pub fn sequences(&mut self, sequences: Vec<Vec<Op>>) -> Vec<SequenceId> {
+        let encoded: Vec<Vec<Op>> = sequences
+            .into_par_iter()
+            .map(|ops| {
+                assert!(
+                    !ops.iter().any(|op| matches!(op, Op::Sequence(_))),
+                    "an op sequence cannot hold another"
+                );
+                let mut code = Code {
+                    locals: vec![],
+                    ops,
+                };
+                code.encode_runs(&[]);
+                code.ops
+            })
+            .collect();
+        let first = self.sequences.len() as u32;
+        self.sequences.extend(encoded);
+        (first..self.sequences.len() as u32)
+            .map(SequenceId)
+            .collect()
+    }
+
     /// Moves the defined functions out, in definition order, and unbinds their symbols;
     /// names, imports and the image stay. For a caller done with [`ObjectModule::emit`] that
     /// still reads names but wants the bodies freed (in parallel: 9,000 bodies of mscorlib

@@ -408,15 +408,27 @@ fn a_shared_op_sequence_is_written_as_if_inline() {
             Op::CallIndirect(sig("ii").func_type()),
         ]
     };
-    let module = |shared: bool| {
+    // Inline, one shared sequence used twice, or two made in bulk (`sequences`).
+    let module = |how: &str| {
         let mut object = ObjectModule::new();
-        let sequence = object.sequence(ops());
-        let f = object.symbol("f");
-        let code = if shared {
-            vec![Op::Sequence(sequence), Op::Sequence(sequence)]
-        } else {
-            ops().into_iter().chain(ops()).collect()
+        let code = match how {
+            "shared" => {
+                let sequence = object.sequence(ops());
+                vec![Op::Sequence(sequence), Op::Sequence(sequence)]
+            }
+            "bulk" => {
+                let ids = object.sequences(vec![ops(), vec![], ops()]);
+                assert_eq!(ids.len(), 3);
+                assert!(ids.windows(2).all(|w| w[0] != w[1]));
+                vec![
+                    Op::Sequence(ids[0]),
+                    Op::Sequence(ids[1]),
+                    Op::Sequence(ids[2]),
+                ]
+            }
+            _ => ops().into_iter().chain(ops()).collect(),
         };
+        let f = object.symbol("f");
         object.define(
             f,
             DefinedFunction {
@@ -434,12 +446,11 @@ fn a_shared_op_sequence_is_written_as_if_inline() {
         );
         object
     };
-    assert_eq!(
-        module(true).emit().unwrap().bytes,
-        module(false).emit().unwrap().bytes
-    );
+    let inline = module("inline").emit().unwrap().bytes;
+    assert_eq!(module("shared").emit().unwrap().bytes, inline);
+    assert_eq!(module("bulk").emit().unwrap().bytes, inline);
     // A sequence another module handed out is an error naming the function.
-    let mut other = module(true);
+    let mut other = module("shared");
     let f = other.symbol("f");
     let mut foreign = ObjectModule::new();
     for _ in 0..5 {

@@ -2220,47 +2220,50 @@ fn emit(
                 .get((token & 0x00ff_ffff) as usize)
                 .is_some_and(|&c| c)
     };
-    // What a call through each cell becomes, built once per cell (not once per call site).
-    let cell_calls: Vec<Vec<crossgraph_codegen::Op>> = {
-        use rayon::prelude::*;
+    // What each site becomes, as one shared op sequence per cell (built once per cell, not
+    // once per call site, and encoded in parallel): a body then swaps its placeholder op for
+    // the sequence, in place (no body is rebuilt).
+    use rayon::prelude::*;
+    let cell_call_seqs: Vec<SequenceId> = object.sequences(
         cells
             .par_iter()
             .enumerate()
             .map(|(c, &token)| call_through_cell(cell_rva[c], &signature_of(token)))
-            .collect()
-    };
-    // What each site becomes, as one shared op sequence per cell: a body then swaps its
-    // placeholder op for the sequence, in place (no body is rebuilt).
-    let cell_call_seqs: Vec<SequenceId> = cell_calls
-        .into_iter()
-        .map(|ops| object.sequence(ops))
-        .collect();
-    let address_seqs: Vec<SequenceId> = (0..cells.len())
-        .map(|c| object.sequence(function_pointer_through_cell(cell_rva[c])))
-        .collect();
-    let async_seqs: Vec<SequenceId> = async_cells
-        .iter()
-        .enumerate()
-        .map(|(c, &token)| {
-            object.sequence(call_through_cell(
-                async_cell_rva[c],
-                &variant_signature(token),
-            ))
-        })
-        .collect();
-    let entry_seqs: Vec<SequenceId> = (0..entry_points.len())
-        .map(|c| object.sequence(portable_entry_point_address(entry_point_rva[c])))
-        .collect();
+            .collect(),
+    );
+    let address_seqs: Vec<SequenceId> = object.sequences(
+        (0..cells.len())
+            .into_par_iter()
+            .map(|c| function_pointer_through_cell(cell_rva[c]))
+            .collect(),
+    );
+    let async_seqs: Vec<SequenceId> = object.sequences(
+        async_cells
+            .par_iter()
+            .enumerate()
+            .map(|(c, &token)| call_through_cell(async_cell_rva[c], &variant_signature(token)))
+            .collect(),
+    );
+    let entry_seqs: Vec<SequenceId> = object.sequences(
+        (0..entry_points.len())
+            .into_par_iter()
+            .map(|c| portable_entry_point_address(entry_point_rva[c]))
+            .collect(),
+    );
     let helper_seqs: Vec<Vec<SequenceId>> = HelperCell::ALL
         .iter()
         .map(|&kind| {
             let i = kind as usize;
-            (0..helper_tokens[i].len())
-                .map(|c| {
-                    let helper = helpers[i].expect("imported when there are cells");
-                    object.sequence(kind.sequence(helper_rva[i][c], helper))
-                })
-                .collect()
+            let rvas = helper_rva[i];
+            let Some(helper) = helpers[i] else {
+                return Vec::new(); // no cells of this kind
+            };
+            object.sequences(
+                (0..helper_tokens[i].len())
+                    .into_par_iter()
+                    .map(|c| kind.sequence(rvas[c], helper))
+                    .collect(),
+            )
         })
         .collect();
 
