@@ -760,6 +760,15 @@ fn addresses_of_locals_and_arguments_and_localloc_live_in_the_frame() {
         .expect("an int64")
         .unwrap_i64();
     assert_eq!(bumped, (1 << 40) + 5);
+    // initblk and cpblk: memory.fill and memory.copy.
+    let blocks = run_i32(
+        &mut exec,
+        "Fixture.Values::Blocks",
+        "iiiip",
+        &[Val::I32(2048), Val::I32(4096), Val::I32(0x1234)],
+    );
+    assert_eq!(blocks, 0x3434_3434);
+    assert_eq!(exec.read_bytes(4096, 8).unwrap(), [0x34; 8]);
     // localloc: n ints below the frame, a call's frame below them.
     for n in [1, 5, 40] {
         let sum: i32 = (0..n).map(|i| i * i).sum();

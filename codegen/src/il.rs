@@ -25,7 +25,8 @@
 //! [`field_address_through_cell`]; the embedder owns the statics and runs class constructors),
 //! single-dimension arrays (`newarr` through the runtime's array helper and the element type's
 //! `NewArray` cell, [`new_array_through_cell`]; `ldlen`; `ldelem.*`, `ldelem`, `ldelema` and
-//! `stelem.*`, `stelem` of primitive and reference elements (`ldelema` of primitive ones),
+//! `stelem.*`, `stelem` of primitive, reference and struct elements (`ldelema` of a reference
+//! element only under `readonly.`),
 //! with null and bounds checks that trap; a reference store asks the runtime's array-store
 //! check, which asks the embedder (array covariance), and traps on a misfit; layout in
 //! [`crossgraph_runtime_core::abi::array`]), type tests (`isinst`, and `castclass`, which traps
@@ -38,7 +39,7 @@
 //! `mul.ovf` (and `.un`; not `mul.ovf` on int64), comparisons (`ceq`, `cgt*`, `clt*`), conversions
 //! (`conv.*`, and `conv.ovf.*` trapping when the value does not fit), indirect loads and stores
 //! (`ldind.*`, `stind.*`; with `ldfld`/`stfld` also under `volatile.` and `unaligned.`) on
-//! native-int or managed pointers, `ldobj`/`stobj` of primitive and reference types, `initobj` and
+//! native-int or managed pointers, `cpblk` and `initblk` (`memory.copy`, `memory.fill`), `ldobj`/`stobj` of primitive and reference types, `initobj` and
 //! `sizeof`, `newobj` of a class (a zeroed instance from the runtime's allocation helper through
 //! the class's `NewObject` cell, [`new_object_through_cell`], then the constructor called on it;
 //! not of strings; a delegate's runtime-provided constructor is the embedder's, given the
@@ -126,7 +127,9 @@ pub struct IlPrefixes {
     /// `constrained.` and its type token (on `callvirt`: see
     /// [`JitInterface::constrained_call`]).
     pub constrained: Option<u32>,
-    /// `readonly.` or `no.`, which the baseline compiler refuses.
+    /// `readonly.` (on `ldelema`: the address needs no exact-type check, III.2.3).
+    pub readonly: bool,
+    /// `no.`, which the baseline compiler refuses.
     pub other: bool,
 }
 
@@ -137,13 +140,23 @@ impl IlPrefixes {
     }
 
     /// Whether the baseline compiler honours these prefixes on `opcode`: `volatile.` and
-    /// `unaligned.` on field and indirect loads and stores, `tail.` on calls, `constrained.`
-    /// on `callvirt`.
+    /// `unaligned.` on field and indirect loads and stores and on `cpblk`/`initblk`, `tail.`
+    /// on calls, `constrained.` on `callvirt`, `readonly.` on `ldelema`.
     fn supported_on(&self, opcode: &str) -> bool {
-        let access = matches!(opcode, "ldfld" | "stfld" | "ldsfld" | "stsfld")
-            || opcode.starts_with("ldind.")
+        let access = matches!(
+            opcode,
+            "ldfld" | "stfld" | "ldsfld" | "stsfld" | "cpblk" | "initblk"
+        ) || opcode.starts_with("ldind.")
             || opcode.starts_with("stind.");
         let call = matches!(opcode, "call" | "callvirt" | "calli");
+        if self.readonly {
+            return opcode == "ldelema"
+                && *self
+                    == IlPrefixes {
+                        readonly: true,
+                        ..IlPrefixes::default()
+                    };
+        }
         !self.other
             && (self.constrained.is_none() || opcode == "callvirt")
             && ((access && !self.tail && self.constrained.is_none())
@@ -3164,7 +3177,7 @@ impl Body {
                     let store = format!("stind.{}", store_suffix(access));
                     self.store_at(&store, pointer, array::DATA_OFFSET)?;
                 } else if op == "ldelema" {
-                    if access == Some("ref") {
+                    if access == Some("ref") && !ins.prefixes.readonly {
                         // Without `readonly.`, the address of a reference element checks the
                         // array's exact type (III.4.9), which needs the object model.
                         return Err("ldelema of a reference element (array type check)".into());
@@ -3513,6 +3526,26 @@ impl Body {
                 if let ReturnAbi::Value(v) = cp.ret {
                     self.stack.push(v);
                 }
+            }
+            // III.3.30, III.3.36: `[dst src size] -> []`, `[addr value size] -> []` (the
+            // value an unsigned int8).
+            "cpblk" | "initblk" => {
+                if pointer != I32 {
+                    return Err(format!("{op}: addresses are 32-bit here"));
+                }
+                for what in ["size", "source or value", "destination"] {
+                    if self.pop()? != I32 {
+                        return Err(format!("{op} with a {what} that is no int32"));
+                    }
+                }
+                self.push(if op == "cpblk" {
+                    Instruction::MemoryCopy {
+                        src_mem: 0,
+                        dst_mem: 0,
+                    }
+                } else {
+                    Instruction::MemoryFill(0)
+                });
             }
             "localloc" => {
                 // III.3.47: `[size] -> [address]` of `size` bytes (zeroed: `localsinit` is

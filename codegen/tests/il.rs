@@ -190,7 +190,7 @@ fn callvirt_of_an_exact_callee_is_a_direct_call_after_a_null_check() {
     assert_eq!(err.reason, "IL_0002: callvirt 0x06000003: virtual method");
 }
 
-/// A JIT interface that knows two types: 1 is an int64, 2 a 16-byte struct.
+/// A JIT interface that knows three types: 1 is an int64, 2 a 16-byte struct, 3 a class.
 struct TwoTypes;
 
 impl JitInterface for TwoTypes {
@@ -211,9 +211,41 @@ impl JitInterface for TwoTypes {
                 access: None,
                 reference: false,
             }),
+            3 => Ok(ValueAccess {
+                size: 4,
+                access: Some("ref"),
+                reference: true,
+            }),
             _ => Err("unknown type".into()),
         }
     }
+}
+
+#[test]
+fn ldelema_of_a_reference_element_needs_readonly() {
+    use IlOperand::{None, Token};
+    // &array[0], then the reference there: `[i32 (array)] -> [i32]`.
+    let sig = WasmSignature::parse("iip", PointerWidth::Wasm32).unwrap();
+    let mut body = il(&[
+        ("ldarg.0", None),
+        ("ldc.i4.0", None),
+        ("ldelema", Token(3)),
+        ("ldind.ref", None),
+        ("ret", None),
+    ]);
+    // Without `readonly.` the address checks the array's exact type (III.4.9): refused.
+    let err = compile(&sig, &[], &body, &mut TwoTypes).unwrap_err();
+    assert_eq!(
+        err.reason,
+        "IL_0002: ldelema of a reference element (array type check)"
+    );
+    body[2].prefixes.readonly = true;
+    let compiled = compile(&sig, &[], &body, &mut TwoTypes).unwrap();
+    validates(&sig, compiled.code);
+    // `readonly.` on anything else is refused.
+    body[3].prefixes.readonly = true;
+    let err = compile(&sig, &[], &body, &mut TwoTypes).unwrap_err();
+    assert_eq!(err.reason, "IL_0003: prefixed ldind.ref");
 }
 
 #[test]
@@ -262,9 +294,9 @@ fn ldobj_stobj_initobj_and_sizeof_validate_and_a_struct_value_is_no_scalar() {
         err.reason,
         "IL_0002: a struct value where a scalar is expected"
     );
-    let unknown = il(&[("sizeof", Token(3)), ("ret", None)]);
+    let unknown = il(&[("sizeof", Token(4)), ("ret", None)]);
     let err = compile(&sig, &[], &unknown, &mut TwoTypes).unwrap_err();
-    assert_eq!(err.reason, "IL_0000: sizeof 0x00000003: unknown type");
+    assert_eq!(err.reason, "IL_0000: sizeof 0x00000004: unknown type");
 }
 
 /// A JIT interface where local 0 is an int32 and local 1 a struct.
@@ -368,9 +400,16 @@ fn constructs_outside_the_subset_are_refused_with_their_offset() {
         ("ret", IlOperand::None),
     ]);
     let err = compile(&sig, &[], &localloc, &mut NoCalls).unwrap_err();
+    // III.3.47: nothing but the size may be on the stack.
     assert_eq!(
         err.reason,
-        "IL_0002: localloc is outside the baseline subset"
+        "IL_0002: localloc with a non-empty evaluation stack"
+    );
+    let arglist = il(&[("arglist", IlOperand::None), ("ret", IlOperand::None)]);
+    let err = compile(&sig, &[], &arglist, &mut NoCalls).unwrap_err();
+    assert_eq!(
+        err.reason,
+        "IL_0000: arglist is outside the baseline subset"
     );
     // Storing a reference element needs the array covariance check.
     let stelem = il(&[

@@ -569,7 +569,8 @@ impl<'a> AssemblyView<'a> {
                     unaligned: folded.prefixes.unaligned,
                     tail: folded.prefixes.tail,
                     constrained: folded.prefixes.constrained.map(token_value),
-                    other: folded.prefixes.readonly || !folded.prefixes.no.is_empty(),
+                    readonly: folded.prefixes.readonly,
+                    other: !folded.prefixes.no.is_empty(),
                 },
             });
         }
