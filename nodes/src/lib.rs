@@ -2,10 +2,15 @@
 //! (compiled methods, import cells and sections, thunks, fixup signatures), and the
 //! compilation that turns roots into marked nodes and hands them to the object writer.
 //!
-//! Built so far: [`typesystem`] (reading real assemblies: methods, signatures, IL bodies) and
-//! [`compilation`] (the first node kinds, compiling methods in the analyzer's compute
-//! routine, emitting the module and its image). Fields, objects, UnmanagedCallersOnly and
-//! runtime-async come with the rest of the issue "Compile real .NET assemblies".
+//! [`typesystem`] reads real assemblies (methods, signatures, IL bodies, custom attributes,
+//! through `cildec`); [`type_system`] resolves types and members across the assemblies of a
+//! compilation, lays types out by the CLI rules (generic value types over their type
+//! arguments) and gives their ABI types; [`compilation`] is the node factory: its node kinds
+//! (compiled methods, import cells and sections, thunks, resumption stubs, entry-point
+//! tables), the JIT interface the baseline IL compiler asks, the compute routine that compiles
+//! methods in parallel, and emission of the module and its image. What does not compile
+//! (generic code, exception handling, ...) is listed with its reason and left to the
+//! interpreter.
 //!
 //! ```no_run
 //! use crossgraph_nodes::typesystem::Assembly;
