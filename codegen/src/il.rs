@@ -191,7 +191,7 @@ pub enum CallTarget {
     /// A call through the callee's MethodEntry import cell (a method without R2R code in this
     /// image: another assembly's, one the runtime provides, or a runtime-async method's
     /// Task-returning entry). The compiler leaves a placeholder `unreachable` at the call
-    /// site, listed in [`CompiledBody::call_sites`]; the compilation must replace it with
+    /// site, listed in [`SiteKind::Call`]; the compilation must replace it with
     /// [`call_through_cell`] once the cell's offset is known.
     Import {
         /// The callee's signature.
@@ -200,7 +200,7 @@ pub enum CallTarget {
     /// A virtual call (`callvirt` of a virtual, not `final` method): the override the
     /// receiver's type runs is found at run time. The compiler leaves a placeholder
     /// `unreachable` where the receiver's portable entry point is computed, listed in
-    /// [`CompiledBody::virtual_sites`]; the compilation must replace it with
+    /// [`SiteKind::Virtual`]; the compilation must replace it with
     /// [`virtual_entry_through_cell`] once the method's `VirtualEntry` cell has its offset.
     Virtual {
         /// The virtual method's signature (an override's is the same).
@@ -265,7 +265,7 @@ pub enum FunctionPointer {
         signature: WasmSignature,
     },
     /// A managed method: the address of its portable entry point. The compiler leaves a
-    /// placeholder `unreachable` listed in [`CompiledBody::entry_point_sites`]; the
+    /// placeholder `unreachable` listed in [`SiteKind::EntryPoint`]; the
     /// compilation replaces it with the entry's address ([`portable_entry_point_address`]).
     Managed,
     /// Not available to compiled code; the reason.
@@ -321,7 +321,7 @@ pub trait JitInterface {
     /// The static field `token` (`Field` or `MemberRef`) of an `ldsfld`, `stsfld` or
     /// `ldsflda`: how to load it, as for [`JitInterface::instance_field`] (offset 0: its
     /// address comes from the field's `FieldAddress` cell,
-    /// [`CompiledBody::static_field_sites`]).
+    /// [`SiteKind::StaticField`]).
     ///
     /// # Errors
     /// The reason it cannot be accessed (an instance field, a thread-static field). The
@@ -332,7 +332,7 @@ pub trait JitInterface {
 
     /// Whether `isinst token` and `castclass token` can be compiled: the type `token`
     /// (`TypeDef`, `TypeRef` or `TypeSpec`) names the type-check cell the runtime's helper
-    /// reads ([`CompiledBody::isinst_sites`]).
+    /// reads ([`SiteKind::IsInstance`]).
     ///
     /// # Errors
     /// The reason they cannot. The default refuses.
@@ -344,7 +344,7 @@ pub trait JitInterface {
 
     /// What `ldtoken token` loads: the runtime handle of a type (`TypeDef`, `TypeRef` or
     /// `TypeSpec`) or of a field, which names the token's `TypeHandle` or `FieldHandle` cell
-    /// ([`CompiledBody::type_handle_sites`], [`CompiledBody::field_handle_sites`]).
+    /// ([`SiteKind::TypeHandle`], [`SiteKind::FieldHandle`]).
     ///
     /// # Errors
     /// The reason it cannot be compiled (a method's handle, say). The default refuses.
@@ -353,7 +353,7 @@ pub trait JitInterface {
     }
 
     /// Whether `newarr token` can be compiled: the element type `token` (`TypeDef`, `TypeRef`
-    /// or `TypeSpec`) names the array's `NewArray` cell ([`CompiledBody::new_array_sites`]).
+    /// or `TypeSpec`) names the array's `NewArray` cell ([`SiteKind::NewArray`]).
     ///
     /// # Errors
     /// The reason it cannot. The default refuses.
@@ -446,7 +446,7 @@ pub trait JitInterface {
 
     /// How an async variant calls the async variant of the method `token` (the call an
     /// `AsyncHelpers.Await` consumes). [`CallTarget::Import`] sites are listed in
-    /// [`CompiledBody::async_call_sites`]. The default refuses.
+    /// [`SiteKind::AsyncCall`]. The default refuses.
     fn async_call_target(&mut self, token: u32) -> CallTarget {
         CallTarget::Unsupported(format!("await of 0x{token:08x} is not supported here"))
     }
@@ -502,6 +502,57 @@ pub struct Suspension {
     pub helpers: AsyncHelpers,
 }
 
+/// What a site of a compiled body is ([`CompiledBody::sites`]): an op the compilation may
+/// replace once the image is laid out, and what its token names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SiteKind {
+    /// A call: an `Op::Call` (or [`CallTarget::Import`] placeholder) and the callee's token,
+    /// so a compilation that learns the callee stays interpreted routes the call through an
+    /// import cell instead ([`call_through_cell`]).
+    Call,
+    /// A call of an async variant at a suspension point (`Op::Call` or placeholder) and the
+    /// callee's token; a callee without R2R code here is called through its async variant's
+    /// import cell.
+    AsyncCall,
+    /// `ldftn` of an `UnmanagedCallersOnly` method: its `Op::TableIndex` and the target's
+    /// token, so a compilation that learns the target has no R2R code loads its import cell.
+    Address,
+    /// `ldftn` of a managed method: a placeholder ([`FunctionPointer::Managed`]) and the
+    /// target's token, replaced with [`portable_entry_point_address`].
+    EntryPoint,
+    /// `ldstr`: a placeholder `unreachable` and the user-string token (0x70xxxxxx), replaced
+    /// with [`string_through_cell`] once the literal's `StringHandle` cell has its offset.
+    String,
+    /// An allocation (`newobj`, `box`): a placeholder and the type's token, replaced with
+    /// [`new_object_through_cell`] once the type's `NewObject` cell has its offset.
+    NewObject,
+    /// A static field's address (`ldsfld`, `stsfld`, `ldsflda`): a placeholder and the
+    /// field's token, replaced with [`field_address_through_cell`] once the field's
+    /// `FieldAddress` cell has its offset.
+    StaticField,
+    /// `newarr`: a placeholder (the length on the stack below it) and the element type's
+    /// token, replaced with [`new_array_through_cell`] once the type's `NewArray` cell has
+    /// its offset.
+    NewArray,
+    /// `isinst`: a placeholder (the object on the stack below it) and the type's token,
+    /// replaced with [`type_check_through_cell`] once the type's `IsInstanceOf` cell has its
+    /// offset.
+    IsInstance,
+    /// `castclass` (and `unbox.any`'s type test): as [`SiteKind::IsInstance`], with the
+    /// type's `ChkCast` cell (the code around the placeholder traps when the test fails on a
+    /// non-null object).
+    Cast,
+    /// A virtual call: a placeholder (the receiver on the stack below it) and the virtual
+    /// method's token, replaced with [`virtual_entry_through_cell`] once the method's
+    /// `VirtualEntry` cell has its offset.
+    Virtual,
+    /// `ldtoken` of a type: a placeholder and the type's token, replaced with
+    /// [`runtime_handle_through_cell`] once the type's `TypeHandle` cell has its offset.
+    TypeHandle,
+    /// `ldtoken` of a field: as [`SiteKind::TypeHandle`], with the field's `FieldHandle` cell.
+    FieldHandle,
+}
+
 /// A compiled method body and what it needs.
 #[derive(Clone, Debug)]
 pub struct CompiledBody {
@@ -509,58 +560,9 @@ pub struct CompiledBody {
     pub code: Code,
     /// Tokens of the methods it calls.
     pub callees: Vec<u32>,
-    /// `ldftn` sites: the index in `code.ops` of each `Op::TableIndex` and the target's
-    /// token, so a compilation that learns the target has no R2R code can load its import
-    /// cell instead.
-    pub address_sites: Vec<(usize, u32)>,
-    /// Managed `ldftn` sites: the index in `code.ops` of each placeholder
-    /// ([`FunctionPointer::Managed`]) and the target's token.
-    pub entry_point_sites: Vec<(usize, u32)>,
-    /// Call sites: the index in `code.ops` of each `Op::Call` (or [`CallTarget::Import`]
-    /// placeholder) and the callee's token, so a compilation that learns a callee stays
-    /// interpreted can route the call through an import cell instead
-    /// ([`call_through_cell`]).
-    pub call_sites: Vec<(usize, u32)>,
-    /// Calls of async variants at suspension points: the index in `code.ops` of each
-    /// `Op::Call` (or [`CallTarget::Import`] placeholder) and the callee's token; a callee
-    /// without R2R code here is called through its async variant's import cell.
-    pub async_call_sites: Vec<(usize, u32)>,
-    /// `ldstr` sites: the index in `code.ops` of each placeholder `unreachable` and the
-    /// user-string token (0x70xxxxxx); the compilation replaces each with
-    /// [`string_through_cell`] once the literal's `StringHandle` cell has its offset.
-    pub string_sites: Vec<(usize, u32)>,
-    /// `newobj` allocation sites: the index in `code.ops` of each placeholder `unreachable`
-    /// and the allocated class's token; the compilation replaces each with
-    /// [`new_object_through_cell`] once the class's `NewObject` cell has its offset.
-    pub new_object_sites: Vec<(usize, u32)>,
-    /// `isinst` sites: the index in `code.ops` of each placeholder `unreachable` (the object is
-    /// on the stack below it) and the type's token; the compilation replaces each with
-    /// [`type_check_through_cell`] once the type's `IsInstanceOf` cell has its offset.
-    pub isinst_sites: Vec<(usize, u32)>,
-    /// `castclass` sites: as [`CompiledBody::isinst_sites`], with the type's `ChkCast` cell
-    /// (the code around the placeholder traps when the test fails on a non-null object).
-    pub castclass_sites: Vec<(usize, u32)>,
-    /// `newarr` sites: the index in `code.ops` of each placeholder `unreachable` (the length
-    /// is on the stack below it) and the element type's token; the compilation replaces each
-    /// with [`new_array_through_cell`] once the type's `NewArray` cell has its offset.
-    pub new_array_sites: Vec<(usize, u32)>,
-    /// Static field sites (`ldsfld`, `stsfld`, `ldsflda`): the index in `code.ops` of each
-    /// placeholder `unreachable` standing for the field's address and the field's token; the
-    /// compilation replaces each with [`field_address_through_cell`] once the field's
-    /// `FieldAddress` cell has its offset.
-    pub static_field_sites: Vec<(usize, u32)>,
-    /// Virtual call sites (`callvirt` of a virtual method): the index in `code.ops` of each
-    /// placeholder `unreachable` (the receiver is on the stack below it) and the virtual
-    /// method's token; the compilation replaces each with [`virtual_entry_through_cell`] once
-    /// the method's `VirtualEntry` cell has its offset.
-    pub virtual_sites: Vec<(usize, u32)>,
-    /// `ldtoken` sites of types: the index in `code.ops` of each placeholder `unreachable` and
-    /// the type's token; the compilation replaces each with [`runtime_handle_through_cell`]
-    /// once the type's `TypeHandle` cell has its offset.
-    pub type_handle_sites: Vec<(usize, u32)>,
-    /// `ldtoken` sites of fields: as [`CompiledBody::type_handle_sites`], with the field's
-    /// `FieldHandle` cell.
-    pub field_handle_sites: Vec<(usize, u32)>,
+    /// The ops a compilation may replace: `(index in code.ops, token, kind)`, in the order
+    /// the compiler made them (see [`SiteKind`] for what each kind's op and token are).
+    pub sites: Vec<(usize, u32, SiteKind)>,
     /// Whether it calls the throw helper ([`JitInterface::throw_helper`]).
     pub throws: bool,
     /// Whether it calls the array-store check ([`JitInterface::array_store_helper`]).
@@ -571,38 +573,26 @@ pub struct CompiledBody {
 
 impl CompiledBody {
     /// Encodes the body's plain instructions ([`Code::encode_runs`]), keeping every site op
-    /// a compilation may still replace, and renumbers the site lists to match. Call it in the
+    /// a compilation may still replace, and renumbers the sites to match. Call it in the
     /// compiler's parallel batches: the object writer then copies bytes instead of encoding
     /// instructions one by one. The module written is byte-identical.
     pub fn encode_runs(&mut self) {
-        let mut lists = [
-            &mut self.call_sites,
-            &mut self.address_sites,
-            &mut self.entry_point_sites,
-            &mut self.async_call_sites,
-            &mut self.string_sites,
-            &mut self.new_object_sites,
-            &mut self.static_field_sites,
-            &mut self.new_array_sites,
-            &mut self.isinst_sites,
-            &mut self.castclass_sites,
-            &mut self.virtual_sites,
-            &mut self.type_handle_sites,
-            &mut self.field_handle_sites,
-        ];
-        let mut keep: Vec<usize> = lists
-            .iter()
-            .flat_map(|sites| sites.iter().map(|&(index, _)| index))
-            .collect();
+        let mut keep: Vec<usize> = self.sites.iter().map(|&(index, _, _)| index).collect();
         keep.sort_unstable();
         keep.dedup();
         let moved = self.code.encode_runs(&keep);
-        for sites in &mut lists {
-            for (index, _) in sites.iter_mut() {
-                let k = keep.binary_search(index).expect("every site index is kept");
-                *index = moved[k];
-            }
+        for (index, _, _) in &mut self.sites {
+            let k = keep.binary_search(index).expect("every site index is kept");
+            *index = moved[k];
         }
+    }
+
+    /// The sites of one kind: `(index in code.ops, token)`.
+    pub fn sites_of(&self, kind: SiteKind) -> impl Iterator<Item = (usize, u32)> + '_ {
+        self.sites
+            .iter()
+            .filter(move |&&(_, _, k)| k == kind)
+            .map(|&(index, token, _)| (index, token))
     }
 }
 
@@ -862,19 +852,7 @@ pub fn compile(
         pointer: sig.pointer().value_type(),
         scratch: Vec::new(),
         callees: Vec::new(),
-        address_sites: Vec::new(),
-        entry_point_sites: Vec::new(),
-        call_sites: Vec::new(),
-        async_call_sites: Vec::new(),
-        string_sites: Vec::new(),
-        new_object_sites: Vec::new(),
-        static_field_sites: Vec::new(),
-        new_array_sites: Vec::new(),
-        isinst_sites: Vec::new(),
-        castclass_sites: Vec::new(),
-        virtual_sites: Vec::new(),
-        type_handle_sites: Vec::new(),
-        field_handle_sites: Vec::new(),
+        sites: Vec::new(),
         throws: false,
         checks_array_stores: false,
         suspend: None,
@@ -1035,19 +1013,7 @@ pub fn compile(
             ops: body.ops,
         },
         callees: body.callees,
-        address_sites: body.address_sites,
-        entry_point_sites: body.entry_point_sites,
-        call_sites: body.call_sites,
-        async_call_sites: body.async_call_sites,
-        string_sites: body.string_sites,
-        new_object_sites: body.new_object_sites,
-        static_field_sites: body.static_field_sites,
-        new_array_sites: body.new_array_sites,
-        isinst_sites: body.isinst_sites,
-        castclass_sites: body.castclass_sites,
-        virtual_sites: body.virtual_sites,
-        type_handle_sites: body.type_handle_sites,
-        field_handle_sites: body.field_handle_sites,
+        sites: body.sites,
         throws: body.throws,
         checks_array_stores: body.checks_array_stores,
         resumption_stub: body.suspend.map(|s| s.suspension.resumption_stub),
@@ -1155,19 +1121,8 @@ struct Body {
     /// Scratch locals `(type, index)`, reused across instructions.
     scratch: Vec<(WasmValueType, u32)>,
     callees: Vec<u32>,
-    address_sites: Vec<(usize, u32)>,
-    entry_point_sites: Vec<(usize, u32)>,
-    call_sites: Vec<(usize, u32)>,
-    async_call_sites: Vec<(usize, u32)>,
-    string_sites: Vec<(usize, u32)>,
-    new_object_sites: Vec<(usize, u32)>,
-    static_field_sites: Vec<(usize, u32)>,
-    new_array_sites: Vec<(usize, u32)>,
-    isinst_sites: Vec<(usize, u32)>,
-    castclass_sites: Vec<(usize, u32)>,
-    virtual_sites: Vec<(usize, u32)>,
-    type_handle_sites: Vec<(usize, u32)>,
-    field_handle_sites: Vec<(usize, u32)>,
+    /// [`CompiledBody::sites`].
+    sites: Vec<(usize, u32, SiteKind)>,
     throws: bool,
     checks_array_stores: bool,
     /// Suspension points, in an async variant that awaits.
@@ -2229,7 +2184,7 @@ impl Body {
     /// `callvirt` of a virtual method (`token`, of signature `callee`): the arguments as for
     /// any managed call (the receiver checked for null), then the portable entry point of the
     /// receiver's override from the runtime's virtual-entry helper (a placeholder listed in
-    /// `virtual_sites`), called like a managed `calli`: the entry's handle is the `PE`
+    /// [`SiteKind::Virtual`]), called like a managed `calli`: the entry's handle is the `PE`
     /// argument, its code a table slot relative to `__table_base`.
     fn virtual_call(&mut self, token: u32, callee: &WasmSignature) -> Result<(), String> {
         let cp = callee.parts();
@@ -2246,7 +2201,7 @@ impl Body {
         let this = arguments.this.expect("the callee has `this`");
         let entry = self.scratch(WasmValueType::I32, &mut taken);
         self.push(Instruction::LocalGet(this));
-        self.virtual_sites.push((self.ops.len(), token));
+        self.sites.push((self.ops.len(), token, SiteKind::Virtual));
         self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the receiver's entry
         self.push(Instruction::LocalTee(entry));
         self.push(pointer_load(WasmValueType::I32, 4)); // handle: the PE argument
@@ -2307,7 +2262,8 @@ impl Body {
         let src = self.scratch(I32, &mut taken);
         let object = self.scratch(I32, &mut taken);
         self.push(Instruction::LocalSet(src));
-        self.new_object_sites.push((self.ops.len(), token));
+        self.sites
+            .push((self.ops.len(), token, SiteKind::NewObject));
         self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
         self.push(Instruction::LocalTee(object));
         self.push(Instruction::I32Const(boxed::DATA_OFFSET as i32));
@@ -2321,8 +2277,8 @@ impl Body {
 
     /// `isinst` or `castclass` (`op`) of the type `token`: `[object] -> [object or 0]`, the
     /// test asked of the runtime's type-check helper through the type's `IsInstanceOf` or
-    /// `ChkCast` cell (a placeholder in [`CompiledBody::isinst_sites`] or
-    /// [`CompiledBody::castclass_sites`]); `castclass` traps when the test fails on a
+    /// `ChkCast` cell (a placeholder in [`SiteKind::IsInstance`] or
+    /// [`SiteKind::Cast`]); `castclass` traps when the test fails on a
     /// non-null object. Scratch locals in `taken` stay untouched.
     fn type_test(
         &mut self,
@@ -2344,12 +2300,12 @@ impl Body {
         if op == "castclass" {
             self.push(Instruction::LocalTee(object));
         }
-        let sites = if op == "isinst" {
-            &mut self.isinst_sites
+        let kind = if op == "isinst" {
+            SiteKind::IsInstance
         } else {
-            &mut self.castclass_sites
+            SiteKind::Cast
         };
-        sites.push((self.ops.len(), token));
+        self.sites.push((self.ops.len(), token, kind));
         self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the test
         if op == "castclass" {
             // InvalidCastException (III.4.3): the test failed on a non-null object.
@@ -2867,7 +2823,7 @@ impl Body {
                 if self.pointer != I32 {
                     return Err("ldstr: string cells hold 32-bit references".into());
                 }
-                self.string_sites.push((self.ops.len(), token));
+                self.sites.push((self.ops.len(), token, SiteKind::String));
                 self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced
                 self.stack.push(I32);
             }
@@ -2973,11 +2929,11 @@ impl Body {
                 if pointer != I32 {
                     return Err("ldtoken: handles are 32-bit here".into());
                 }
-                let sites = match kind {
-                    HandleKind::Type => &mut self.type_handle_sites,
-                    HandleKind::Field => &mut self.field_handle_sites,
+                let kind = match kind {
+                    HandleKind::Type => SiteKind::TypeHandle,
+                    HandleKind::Field => SiteKind::FieldHandle,
                 };
-                sites.push((self.ops.len(), token));
+                self.sites.push((self.ops.len(), token, kind));
                 self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the handle
                 // A RuntimeTypeHandle or RuntimeFieldHandle: a struct of one pointer, which
                 // the ABI passes as that pointer.
@@ -3013,7 +2969,8 @@ impl Body {
                 let value = self.scratch(ty, &mut taken);
                 let object = self.scratch(I32, &mut taken);
                 self.push(Instruction::LocalSet(value));
-                self.new_object_sites.push((self.ops.len(), token));
+                self.sites
+                    .push((self.ops.len(), token, SiteKind::NewObject));
                 self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
                 self.push(Instruction::LocalTee(object));
                 self.stack.push(I32);
@@ -3085,7 +3042,7 @@ impl Body {
                 if self.pop()? != I32 {
                     return Err("newarr length of the wrong type".into());
                 }
-                self.new_array_sites.push((self.ops.len(), token));
+                self.sites.push((self.ops.len(), token, SiteKind::NewArray));
                 self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
                 self.stack.push(I32);
             }
@@ -3226,7 +3183,8 @@ impl Body {
                     } else {
                         None
                     };
-                    self.static_field_sites.push((self.ops.len(), token));
+                    self.sites
+                        .push((self.ops.len(), token, SiteKind::StaticField));
                     self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the address
                     return match value {
                         Some(src) => {
@@ -3253,7 +3211,8 @@ impl Body {
                     None
                 };
                 // The field's address, from its cell (replaced).
-                self.static_field_sites.push((self.ops.len(), token));
+                self.sites
+                    .push((self.ops.len(), token, SiteKind::StaticField));
                 self.ops.push(Op::Ins(Instruction::Unreachable));
                 self.stack.push(pointer);
                 match (op, access) {
@@ -3416,12 +3375,13 @@ impl Body {
                 };
                 match jit.function_pointer(token) {
                     FunctionPointer::Unmanaged { symbol, .. } => {
-                        self.address_sites.push((self.ops.len(), token));
+                        self.sites.push((self.ops.len(), token, SiteKind::Address));
                         self.ops.push(Op::TableIndex(symbol));
                         self.stack.push(pointer);
                     }
                     FunctionPointer::Managed => {
-                        self.entry_point_sites.push((self.ops.len(), token));
+                        self.sites
+                            .push((self.ops.len(), token, SiteKind::EntryPoint));
                         self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced
                         self.stack.push(pointer);
                     }
@@ -3447,7 +3407,7 @@ impl Body {
                 match jit.callvirt_target(token) {
                     CallTarget::Virtual { .. } => {
                         self.push(Instruction::LocalGet(object));
-                        self.virtual_sites.push((self.ops.len(), token));
+                        self.sites.push((self.ops.len(), token, SiteKind::Virtual));
                         self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the entry
                     }
                     CallTarget::Unsupported(reason) => {
@@ -3456,7 +3416,8 @@ impl Body {
                     CallTarget::Direct { .. } | CallTarget::Import { .. } => {
                         match jit.function_pointer(token) {
                             FunctionPointer::Managed => {
-                                self.entry_point_sites.push((self.ops.len(), token));
+                                self.sites
+                                    .push((self.ops.len(), token, SiteKind::EntryPoint));
                                 self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced
                             }
                             FunctionPointer::Unmanaged { .. } => {
@@ -3700,12 +3661,12 @@ impl Body {
                 // PE: the callee's token, the entry-point handle the interpreter gets when the
                 // call ends up in an R2R -> interpreter thunk (direct calls ignore it).
                 self.push(Instruction::I32Const(token as i32));
-                let sites = if async_call {
-                    &mut self.async_call_sites
+                let kind = if async_call {
+                    SiteKind::AsyncCall
                 } else {
-                    &mut self.call_sites
+                    SiteKind::Call
                 };
-                sites.push((self.ops.len(), token));
+                self.sites.push((self.ops.len(), token, kind));
                 self.ops.push(match symbol {
                     Some(symbol) => Op::Call(symbol),
                     None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
@@ -3778,7 +3739,8 @@ impl Body {
                 let mut constructed_struct = None;
                 let value_slot = match class {
                     Constructed::Class(type_token) => {
-                        self.new_object_sites.push((self.ops.len(), type_token));
+                        self.sites
+                            .push((self.ops.len(), type_token, SiteKind::NewObject));
                         self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
                         None
                     }
@@ -3824,7 +3786,7 @@ impl Body {
                 self.managed_call_arguments(&callee, &mut taken, false, false)?;
                 // PE: the constructor's token, as for any call.
                 self.push(Instruction::I32Const(token as i32));
-                self.call_sites.push((self.ops.len(), token));
+                self.sites.push((self.ops.len(), token, SiteKind::Call));
                 self.ops.push(match symbol {
                     Some(symbol) => Op::Call(symbol),
                     None => Op::Ins(Instruction::Unreachable), // replaced by the cell call

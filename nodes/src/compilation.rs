@@ -42,7 +42,7 @@ use std::sync::{Mutex, OnceLock};
 use crossgraph_codegen::abi::{AbiType, Lowered};
 use crossgraph_codegen::il::{
     CallTarget, CompiledBody, Constrained, FieldAccess, FunctionPointer, HandleKind, JitInterface,
-    NewObject, NotCompiled, Suspension, ValueAccess, call_through_cell, compile,
+    NewObject, NotCompiled, SiteKind, Suspension, ValueAccess, call_through_cell, compile,
     field_address_through_cell, function_pointer_through_cell, new_array_through_cell,
     new_object_through_cell, portable_entry_point_address, runtime_handle_through_cell,
     string_through_cell, type_check_through_cell, virtual_entry_through_cell,
@@ -190,19 +190,25 @@ impl HelperCell {
         })
     }
 
-    /// The sites of a compiled body that use cells of this kind.
-    fn sites(self, body: &CompiledBody) -> &[(usize, u32)] {
+    /// The kind of the compiled bodies' sites that use cells of this kind.
+    fn site_kind(self) -> SiteKind {
         match self {
-            HelperCell::Literal => &body.string_sites,
-            HelperCell::Class => &body.new_object_sites,
-            HelperCell::Array => &body.new_array_sites,
-            HelperCell::IsInstance => &body.isinst_sites,
-            HelperCell::Cast => &body.castclass_sites,
-            HelperCell::Field => &body.static_field_sites,
-            HelperCell::Virtual => &body.virtual_sites,
-            HelperCell::TypeHandle => &body.type_handle_sites,
-            HelperCell::FieldHandle => &body.field_handle_sites,
+            HelperCell::Literal => SiteKind::String,
+            HelperCell::Class => SiteKind::NewObject,
+            HelperCell::Array => SiteKind::NewArray,
+            HelperCell::IsInstance => SiteKind::IsInstance,
+            HelperCell::Cast => SiteKind::Cast,
+            HelperCell::Field => SiteKind::StaticField,
+            HelperCell::Virtual => SiteKind::Virtual,
+            HelperCell::TypeHandle => SiteKind::TypeHandle,
+            HelperCell::FieldHandle => SiteKind::FieldHandle,
         }
+    }
+
+    /// The kind whose cells a site of `kind` uses (the inverse of
+    /// [`HelperCell::site_kind`]); `None` for calls and function pointers.
+    fn of_site(kind: SiteKind) -> Option<HelperCell> {
+        HelperCell::ALL.into_iter().find(|h| h.site_kind() == kind)
     }
 
     /// The node of this kind's cell of `token` (the inverse of [`HelperCell::of`]), and why a
@@ -1288,7 +1294,8 @@ impl NodeSource for Factory<'_, '_, '_> {
         match key {
             NodeKey::Method(token) => match self.result(*token) {
                 Some(Ok(body)) => {
-                    for &(_, callee) in body.call_sites.iter().chain(&body.address_sites) {
+                    let calls = body.sites_of(SiteKind::Call);
+                    for (_, callee) in calls.chain(body.sites_of(SiteKind::Address)) {
                         if callee >> 24 == 0x06 && self.symbols.contains_key(&callee) {
                             if self.direct(callee) || self.plans[&callee].uco {
                                 deps.add(NodeKey::Method(callee), "call or ldftn");
@@ -1311,7 +1318,7 @@ impl NodeSource for Factory<'_, '_, '_> {
                             );
                         }
                     }
-                    for &(_, callee) in &body.async_call_sites {
+                    for (_, callee) in body.sites_of(SiteKind::AsyncCall) {
                         if self.symbols.contains_key(&callee) {
                             deps.add(NodeKey::Method(callee), "awaited callee");
                             deps.add_conditional(
@@ -1330,12 +1337,12 @@ impl NodeSource for Factory<'_, '_, '_> {
                         deps.add(NodeKey::ResumptionStub(*token), "the variant can suspend");
                     }
                     for kind in HelperCell::ALL {
-                        for &(_, token) in kind.sites(body) {
+                        for (_, token) in body.sites_of(kind.site_kind()) {
                             let (key, reason) = kind.node(token);
                             deps.add(key, reason);
                         }
                     }
-                    for &(_, target) in &body.entry_point_sites {
+                    for (_, target) in body.sites_of(SiteKind::EntryPoint) {
                         if target >> 24 == 0x06 && self.symbols.contains_key(&target) {
                             deps.add(NodeKey::Method(target), "ldftn target");
                         }
@@ -2290,20 +2297,17 @@ fn emit(
             .into_par_iter()
             .map(|(m, mut body)| {
                 let plan = &factory.plans[&m.token];
-                let lists: [(&[(usize, u32)], Site); 4] = [
-                    (&body.call_sites, Site::Call),
-                    (&body.address_sites, Site::Address),
-                    (&body.entry_point_sites, Site::EntryPoint),
-                    (&body.async_call_sites, Site::AsyncCall),
-                ];
-                let helper_lists =
-                    HelperCell::ALL.map(|kind| (kind.sites(&body), Site::Helper(kind)));
-                let sites: Vec<(usize, u32, Site)> = lists
-                    .into_iter()
-                    .chain(helper_lists)
-                    .flat_map(|(list, site)| list.iter().map(move |&(i, t)| (i, t, site)))
-                    .collect();
-                for (index, target, site) in sites {
+                for i in 0..body.sites.len() {
+                    let (index, target, kind) = body.sites[i];
+                    let site = match kind {
+                        SiteKind::Call => Site::Call,
+                        SiteKind::Address => Site::Address,
+                        SiteKind::EntryPoint => Site::EntryPoint,
+                        SiteKind::AsyncCall => Site::AsyncCall,
+                        other => Site::Helper(
+                            HelperCell::of_site(other).expect("every other site uses a cell"),
+                        ),
+                    };
                     let local = is_compiled(target);
                     let sequence = match site {
                         Site::Call if local && factory.direct(target) => continue,
