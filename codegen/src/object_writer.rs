@@ -331,6 +331,24 @@ pub fn val_type(v: WasmValueType) -> ValType {
     }
 }
 
+/// A shared sequence as stored: flat, its plain runs encoded (a sequence is written once per
+/// use).
+///
+/// # Panics
+/// If `ops` holds an [`Op::Sequence`].
+fn encoded_sequence(ops: Vec<Op>) -> Vec<Op> {
+    assert!(
+        !ops.iter().any(|op| matches!(op, Op::Sequence(_))),
+        "an op sequence cannot hold another"
+    );
+    let mut code = Code {
+        locals: vec![],
+        ops,
+    };
+    code.encode_runs(&[]);
+    code.ops
+}
+
 impl ObjectModule {
     /// An empty module.
     pub fn new() -> Self {
@@ -445,17 +463,7 @@ impl ObjectModule {
     /// # Panics
     /// If `ops` holds an [`Op::Sequence`]: sequences are flat (a programmer error).
     pub fn sequence(&mut self, ops: Vec<Op>) -> SequenceId {
-        assert!(
-            !ops.iter().any(|op| matches!(op, Op::Sequence(_))),
-            "an op sequence cannot hold another"
-        );
-        // Stored encoded: a sequence is written once per use.
-        let mut code = Code {
-            locals: vec![],
-            ops,
-        };
-        code.encode_runs(&[]);
-        self.sequences.push(code.ops);
+        self.sequences.push(encoded_sequence(ops));
         SequenceId(self.sequences.len() as u32 - 1)
     }
 
@@ -465,21 +473,7 @@ impl ObjectModule {
     /// # Panics
     /// As [`ObjectModule::sequence`].
     pub fn sequences(&mut self, sequences: Vec<Vec<Op>>) -> Vec<SequenceId> {
-        let encoded: Vec<Vec<Op>> = sequences
-            .into_par_iter()
-            .map(|ops| {
-                assert!(
-                    !ops.iter().any(|op| matches!(op, Op::Sequence(_))),
-                    "an op sequence cannot hold another"
-                );
-                let mut code = Code {
-                    locals: vec![],
-                    ops,
-                };
-                code.encode_runs(&[]);
-                code.ops
-            })
-            .collect();
+        let encoded: Vec<Vec<Op>> = sequences.into_par_iter().map(encoded_sequence).collect();
         let first = self.sequences.len() as u32;
         self.sequences.extend(encoded);
         (first..self.sequences.len() as u32)
