@@ -2078,11 +2078,30 @@ fn ldtoken_loads_runtime_handles_the_embedder_resolves_once() {
     );
 }
 
+/// A bump allocator for the test embedders' objects: zeroed blocks, 16-byte aligned, the
+/// type token in the first word (the header their type tests read).
+struct BumpHeap(std::sync::Mutex<u32>);
+
+impl BumpHeap {
+    fn new(start: u32) -> BumpHeap {
+        BumpHeap(std::sync::Mutex::new(start))
+    }
+
+    fn alloc(&self, memory: &mut [u8], size: u32, token: u32) -> u32 {
+        let mut next = self.0.lock().unwrap();
+        let at = *next;
+        *next = (at + size).next_multiple_of(16);
+        memory[at as usize..(at + size) as usize].fill(0);
+        memory[at as usize..at as usize + 4].copy_from_slice(&token.to_le_bytes());
+        at
+    }
+}
+
 /// An embedder that allocates boxes (a 4-byte header holding the type token, then 8 bytes
 /// for the value) and answers type tests from the header; a few string handles it knows by
 /// number.
 struct BoxInterpreter {
-    next: std::sync::Mutex<u32>,
+    heap: BumpHeap,
     /// Boxes made: (type token, reference).
     boxes: std::sync::Mutex<Vec<(u32, u32)>>,
     strings: Vec<u32>,
@@ -2096,12 +2115,7 @@ impl Interpreter for BoxInterpreter {
     }
 
     fn new_object(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
-        let mut next = self.next.lock().unwrap();
-        let object = *next;
-        *next += 16;
-        let at = object as usize;
-        memory[at..at + 16].fill(0);
-        memory[at..at + 4].copy_from_slice(&token.to_le_bytes());
+        let object = self.heap.alloc(memory, 16, token);
         self.boxes.lock().unwrap().push((token, object));
         Ok(object)
     }
@@ -2166,7 +2180,7 @@ fn box_and_unbox_any_go_through_the_embedders_allocation_and_type_test() {
         .expect("Color is a TypeDef");
 
     let embedder = Arc::new(BoxInterpreter {
-        next: std::sync::Mutex::new(4096),
+        heap: BumpHeap::new(4096),
         boxes: Default::default(),
         strings: vec![0x9000],
         string,
@@ -2593,18 +2607,8 @@ fn delegates_are_constructed_and_invoked_by_the_embedder() {
 /// An embedder with an object model small enough for structs.il: objects and boxes (a header
 /// naming their type token, zeroed data), arrays of 16-byte elements, and 16-byte statics.
 struct StructInterpreter {
-    next: std::sync::Mutex<u32>,
+    heap: BumpHeap,
     statics: std::sync::Mutex<std::collections::HashMap<u32, u32>>,
-}
-
-impl StructInterpreter {
-    fn alloc(&self, memory: &mut [u8], size: u32) -> u32 {
-        let mut next = self.next.lock().unwrap();
-        let at = *next;
-        *next = (at + size).next_multiple_of(16);
-        memory[at as usize..(at + size) as usize].fill(0);
-        at
-    }
 }
 
 impl Interpreter for StructInterpreter {
@@ -2613,9 +2617,7 @@ impl Interpreter for StructInterpreter {
     }
 
     fn new_object(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
-        let object = self.alloc(memory, 64);
-        memory[object as usize..object as usize + 4].copy_from_slice(&token.to_le_bytes());
-        Ok(object)
+        Ok(self.heap.alloc(memory, 64, token))
     }
 
     fn is_instance_of(&self, memory: &mut [u8], object: u32, token: u32) -> Result<bool, String> {
@@ -2625,8 +2627,7 @@ impl Interpreter for StructInterpreter {
 
     fn new_array(&self, memory: &mut [u8], token: u32, length: u32) -> Result<u32, String> {
         use crossgraph::runtime_core::abi::array::{DATA_OFFSET, LENGTH_OFFSET};
-        let array = self.alloc(memory, DATA_OFFSET + 16 * length);
-        memory[array as usize..array as usize + 4].copy_from_slice(&token.to_le_bytes());
+        let array = self.heap.alloc(memory, DATA_OFFSET + 16 * length, token);
         let at = (array + LENGTH_OFFSET) as usize;
         memory[at..at + 4].copy_from_slice(&length.to_le_bytes());
         Ok(array)
@@ -2636,7 +2637,7 @@ impl Interpreter for StructInterpreter {
         if let Some(&at) = self.statics.lock().unwrap().get(&token) {
             return Ok(at);
         }
-        let at = self.alloc(memory, 16);
+        let at = self.heap.alloc(memory, 16, 0);
         self.statics.lock().unwrap().insert(token, at);
         Ok(at)
     }
@@ -2658,7 +2659,7 @@ fn struct_values_are_constructed_boxed_and_kept_in_fields_statics_and_arrays() {
         token_of(&output, &format!("Fixture.Structs::{name}"));
     }
     let interpreter = Arc::new(StructInterpreter {
-        next: std::sync::Mutex::new(8192),
+        heap: BumpHeap::new(8192),
         statics: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
     let mut exec = instantiate(&output, interpreter.clone());
@@ -2713,7 +2714,7 @@ struct GenericInterpreter {
     /// `Echo<long>` and `Echo<Box<long>>` (`MethodSpec`s): return their argument.
     echo_long: u32,
     echo_box: u32,
-    next: std::sync::Mutex<u32>,
+    heap: BumpHeap,
     calls: std::sync::Mutex<Vec<u32>>,
     allocated: std::sync::Mutex<Vec<u32>>,
 }
@@ -2755,11 +2756,7 @@ impl Interpreter for GenericInterpreter {
 
     fn new_object(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
         self.allocated.lock().unwrap().push(token);
-        let mut next = self.next.lock().unwrap();
-        let object = *next;
-        *next += 32;
-        memory[object as usize..object as usize + 32].fill(0);
-        Ok(object)
+        Ok(self.heap.alloc(memory, 32, token))
     }
 }
 
@@ -2816,7 +2813,7 @@ fn generic_instantiations_are_laid_out_over_their_type_arguments() {
         // The two MethodSpecs, in the order ilasm wrote them.
         echo_long: 0x2b00_0001,
         echo_box: 0x2b00_0002,
-        next: std::sync::Mutex::new(8192),
+        heap: BumpHeap::new(8192),
         calls: std::sync::Mutex::new(Vec::new()),
         allocated: std::sync::Mutex::new(Vec::new()),
     });
@@ -2889,7 +2886,7 @@ struct ConstrainedInterpreter {
     ref_type: u32,
     ref_hash: u32,
     plain_type: u32,
-    next: std::sync::Mutex<u32>,
+    heap: BumpHeap,
     allocated: std::sync::Mutex<Vec<u32>>,
 }
 
@@ -2917,12 +2914,7 @@ impl Interpreter for ConstrainedInterpreter {
 
     fn new_object(&self, memory: &mut [u8], token: u32) -> Result<u32, String> {
         self.allocated.lock().unwrap().push(token);
-        let mut next = self.next.lock().unwrap();
-        let object = *next;
-        *next += 32;
-        memory[object as usize..object as usize + 32].fill(0);
-        memory[object as usize..object as usize + 4].copy_from_slice(&token.to_le_bytes());
-        Ok(object)
+        Ok(self.heap.alloc(memory, 32, token))
     }
 
     fn virtual_target(&self, memory: &mut [u8], object: u32, token: u32) -> Result<u32, String> {
@@ -2966,7 +2958,7 @@ fn constrained_calls_resolve_to_the_implementation_a_box_or_the_reference() {
         ref_type: type_def("Ref"),
         ref_hash: token_of(&output, "Fixture.Ref::GetHashCode"),
         plain_type: type_def("Plain"),
-        next: std::sync::Mutex::new(8192),
+        heap: BumpHeap::new(8192),
         allocated: std::sync::Mutex::new(Vec::new()),
     });
     let mut exec = instantiate(&output, interpreter.clone());
