@@ -367,6 +367,11 @@ fn resolve_lazy_cell(
     Ok(value as i32)
 }
 
+/// An embedder's (interpreter's) failure, as the trap of the wasm code that called it.
+fn interpreter_error(message: String) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("interpreter: {message}"))
+}
+
 fn embedder_reference(
     made: Result<u32, String>,
     what: impl FnOnce() -> String,
@@ -377,7 +382,7 @@ fn embedder_reference(
             what()
         ))),
         Ok(object) => Ok(object),
-        Err(e) => Err(wasmtime::Error::msg(format!("interpreter: {e}"))),
+        Err(e) => Err(interpreter_error(e)),
     }
 }
 
@@ -533,7 +538,7 @@ impl Executor {
                     let data = memory.data_mut(&mut caller);
                     let suspended = interpreter
                         .execute_async(entry as u32, data, args as u32, size as u32, ret as u32)
-                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))?;
+                        .map_err(interpreter_error)?;
                     if suspended != 0 {
                         caller.data_mut().async_continuation = suspended;
                     }
@@ -581,7 +586,7 @@ impl Executor {
                     match types.is_instance_of(memory.data_mut(&mut caller), object as u32, token) {
                         Ok(true) => Ok(object),
                         Ok(false) => Ok(0),
-                        Err(e) => Err(wasmtime::Error::msg(format!("interpreter: {e}"))),
+                        Err(e) => Err(interpreter_error(e)),
                     }
                 },
             )
@@ -597,7 +602,7 @@ impl Executor {
                     stores
                         .can_store_element(memory.data_mut(&mut caller), array as u32, value as u32)
                         .map(i32::from)
-                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))
+                        .map_err(interpreter_error)
                 },
             )
             .map_err(wasm)?;
@@ -643,7 +648,7 @@ impl Executor {
                     }
                     let target = dispatch
                         .virtual_target(memory.data_mut(&mut caller), object as u32, method.token)
-                        .map_err(|e| wasmtime::Error::msg(format!("interpreter: {e}")))?;
+                        .map_err(interpreter_error)?;
                     let code = caller
                         .data()
                         .loader
@@ -715,7 +720,7 @@ impl Executor {
                                 "interpreter: static field 0x{token:08x} has address 0"
                             ))),
                             Ok(address) => Ok(address),
-                            Err(e) => Err(wasmtime::Error::msg(format!("interpreter: {e}"))),
+                            Err(e) => Err(interpreter_error(e)),
                         }
                     })
                 },
