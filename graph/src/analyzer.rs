@@ -39,6 +39,9 @@ const CHUNK: usize = 16 * 1024;
 /// once: fewer sub-steps, fewer cold walks.
 const SUB_STEP: usize = 1024 * 1024;
 
+/// Edges ahead of the one being marked whose first index slot marking prefetches.
+const PREFETCH_AHEAD: usize = 16;
+
 /// Environment variable read by [`AnalyzerOptions::from_env`] (crossgen2 reads
 /// `CoreRT_DeterminismSeed`).
 pub const DETERMINISM_SEED_VAR: &str = "CROSSGRAPH_DETERMINISM_SEED";
@@ -800,7 +803,11 @@ fn mark_partition<K, M>(
 {
     let p = part.index;
     for b in buckets {
-        for (key, carry) in &b.statics[p] {
+        let statics = &b.statics[p];
+        for (i, (key, carry)) in statics.iter().enumerate() {
+            if let Some((ahead, _)) = statics.get(i + PREFETCH_AHEAD) {
+                part.prefetch(hash_key(ahead));
+            }
             mark_edge::<K, M>(part, store, key, *carry, NONE, names);
         }
         for (key, carry, condition) in &b.triggered[p] {

@@ -7,7 +7,7 @@ pub(crate) const PARTITION_BITS: u32 = 6;
 /// Number of interning partitions (fixed, so ids never depend on the thread count).
 pub(crate) const PARTITIONS: usize = 1 << PARTITION_BITS;
 /// Largest index a node may have inside its partition.
-pub(crate) const MAX_LOCAL: u32 = u32::MAX >> PARTITION_BITS;
+pub(crate) const MAX_LOCAL: u32 = (u32::MAX >> PARTITION_BITS) - 1;
 
 /// A node of one [`Analyzer`](crate::Analyzer), interned by its key.
 ///

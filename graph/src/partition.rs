@@ -3,11 +3,10 @@
 
 use std::hash::{BuildHasher, Hash};
 
-use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::NodeId;
-use crate::id::PARTITION_BITS;
+use crate::id::{MAX_LOCAL, PARTITION_BITS};
 
 /// The key's hash; stable for a given key (FxHash), so partitions and first-mark ordering do
 /// not depend on the run.
@@ -16,13 +15,114 @@ pub(crate) fn hash_key<K: Hash>(key: &K) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
+/// First hash bit of the partition number (see [`partition_of`]).
+const PARTITION_SHIFT: u32 = 20;
+
 /// The partition a hash belongs to. FxHash's best-mixed bits are the top of its product,
-/// which its final rotate (by 26) moves to bits 0..26: hashbrown takes its bucket index from
-/// the lowest of them, the partition takes bits 20..26, which only tables beyond 2^20
-/// buckets per partition also use.
+/// which its final rotate (by 26) moves to bits 0..26: the partition takes bits 20..26, a
+/// partition's index ([`Index`]) the bits around them.
 #[inline]
 pub(crate) fn partition_of(hash: u64) -> usize {
-    ((hash >> 20) as usize) & ((1 << PARTITION_BITS) - 1)
+    ((hash >> PARTITION_SHIFT) as usize) & ((1 << PARTITION_BITS) - 1)
+}
+
+/// Bits of an index slot that hold the local index (the rest hold the tag).
+const LOCAL_BITS: u32 = u32::BITS - PARTITION_BITS;
+const LOCAL_MASK: u32 = (1 << LOCAL_BITS) - 1;
+/// A free slot (tag and local index all ones: `MAX_LOCAL` stays below `LOCAL_MASK`).
+const EMPTY: u32 = u32::MAX;
+const _: () = assert!(MAX_LOCAL < LOCAL_MASK);
+
+/// A partition's key -> local index map: open addressing with linear probing over 4-byte
+/// slots, each a local index under a 6-bit tag of the key's hash, so a probe reads a key
+/// only when the tags agree. Keys live in the partition's `keys`, in local-index order, which
+/// is also what growing rehashes from (sequentially). Its own table rather than hashbrown's,
+/// for [`prefetch`](Index::prefetch): marking walks long runs of edges whose slots it can
+/// compute ahead.
+#[derive(Debug, Default)]
+struct Index {
+    slots: Vec<u32>,
+}
+
+impl Index {
+    /// The slot a hash probes first: the hash without its partition bits (constant within a
+    /// partition), masked to the table.
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        let bits = (hash & ((1 << PARTITION_SHIFT) - 1))
+            | ((hash >> (PARTITION_SHIFT + PARTITION_BITS)) << PARTITION_SHIFT);
+        bits as usize & (self.slots.len().wrapping_sub(1))
+    }
+
+    #[inline]
+    fn tag(hash: u64) -> u32 {
+        ((hash >> (u64::BITS - PARTITION_BITS)) as u32) << LOCAL_BITS
+    }
+
+    /// The slot of `key`: `Ok(local)` if present, `Err(free slot)` if not. The table must
+    /// have a free slot.
+    #[inline]
+    fn probe<K: Eq>(&self, keys: &[K], key: &K, hash: u64) -> Result<u32, usize> {
+        let tag = Self::tag(hash);
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(hash);
+        loop {
+            let slot = self.slots[at];
+            if slot == EMPTY {
+                return Err(at);
+            }
+            if slot & !LOCAL_MASK == tag && keys[(slot & LOCAL_MASK) as usize] == *key {
+                return Ok(slot & LOCAL_MASK);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Doubles the table (or makes the first one) once `len + 1` keys would fill it past 3/4,
+    /// reinserting `keys` in order.
+    #[inline]
+    fn reserve_one<K: Hash>(&mut self, keys: &[K]) {
+        if (keys.len() + 1) * 4 > self.slots.len() * 3 {
+            self.grow(keys);
+        }
+    }
+
+    #[cold]
+    fn grow<K: Hash>(&mut self, keys: &[K]) {
+        let len = (self.slots.len() * 2).max(16);
+        self.slots = vec![EMPTY; len];
+        let mask = len - 1;
+        for (local, key) in keys.iter().enumerate() {
+            let hash = hash_key(key);
+            let mut at = self.home(hash);
+            while self.slots[at] != EMPTY {
+                at = (at + 1) & mask;
+            }
+            self.slots[at] = Self::tag(hash) | local as u32;
+        }
+    }
+
+    /// Hints the processor to load the first slot `hash` probes.
+    #[inline]
+    fn prefetch(&self, hash: u64) {
+        if self.slots.is_empty() {
+            return;
+        }
+        prefetch_line(&self.slots[self.home(hash)]);
+    }
+}
+
+/// Hints the processor to load the cache line holding `value`.
+#[inline(always)]
+fn prefetch_line<T>(value: &T) {
+    let at: *const T = value;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults and reads nothing into the program.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 /// A conditional dependency waiting for its condition, stored under the condition's partition.
@@ -37,8 +137,8 @@ pub(crate) struct Waiting<K, C> {
 pub(crate) struct Partition<K, C> {
     pub(crate) index: usize,
     pub(crate) keys: Vec<K>,
-    /// Key -> local index (4 bytes a slot; the key is compared through `keys`).
-    table: HashTable<u32>,
+    /// Key -> local index.
+    lookup: Index,
     marked: Vec<u64>,
     /// Nodes marked in the current level (kept only for first-mark logs).
     this_level: Vec<u64>,
@@ -55,7 +155,7 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
         Partition {
             index,
             keys: Vec::new(),
-            table: HashTable::new(),
+            lookup: Index::default(),
             marked: Vec::new(),
             this_level: Vec::new(),
             conditional: FxHashMap::default(),
@@ -67,20 +167,15 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
     /// Interns `key` (whose hash is `hash`), returning its local index.
     #[inline]
     pub(crate) fn intern(&mut self, key: &K, hash: u64) -> u32 {
-        let keys = &mut self.keys;
-        let entry = self.table.entry(
-            hash,
-            |&local| keys[local as usize] == *key,
-            |&local| hash_key(&keys[local as usize]),
-        );
-        match entry {
-            hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                let local = keys.len() as u32;
+        self.lookup.reserve_one(&self.keys);
+        match self.lookup.probe(&self.keys, key, hash) {
+            Ok(local) => local,
+            Err(free) => {
+                let local = self.keys.len() as u32;
                 // Panics (documented on NodeId) if the partition is full.
                 let _ = NodeId::new(self.index, local);
-                keys.push(key.clone());
-                v.insert(local);
+                self.keys.push(key.clone());
+                self.lookup.slots[free] = Index::tag(hash) | local;
                 if (local as usize) / 64 >= self.marked.len() {
                     self.marked.push(0);
                     self.this_level.push(0);
@@ -90,11 +185,18 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
         }
     }
 
+    /// Hints the processor to load what interning a key of this hash reads first.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        self.lookup.prefetch(hash);
+    }
+
     /// Looks `key` up without interning it.
     pub(crate) fn find(&self, key: &K, hash: u64) -> Option<u32> {
-        self.table
-            .find(hash, |&local| self.keys[local as usize] == *key)
-            .copied()
+        if self.lookup.slots.is_empty() {
+            return None;
+        }
+        self.lookup.probe(&self.keys, key, hash).ok()
     }
 
     #[inline]
@@ -156,5 +258,76 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
     #[inline]
     pub(crate) fn id(&self, local: u32) -> NodeId {
         NodeId::from_parts(self.index, local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key whose hash is chosen by the test: equal hashes put keys in one probe chain under
+    /// one tag, so only the key comparison tells them apart.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Forced {
+        hash: u64,
+        value: u32,
+    }
+
+    impl Hash for Forced {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.hash.hash(state);
+        }
+    }
+
+    #[test]
+    fn interning_gives_dense_locals_and_finds_every_key_across_growth() {
+        let mut part: Partition<u64, ()> = Partition::new(3);
+        let keys: Vec<u64> = (0..100_000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9))
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(part.intern(key, hash_key(key)), i as u32);
+        }
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(
+                part.intern(key, hash_key(key)),
+                i as u32,
+                "re-interning {key}"
+            );
+            assert_eq!(part.find(key, hash_key(key)), Some(i as u32));
+        }
+        assert_eq!(part.find(&1, hash_key(&1)), None);
+        assert_eq!(part.keys, keys);
+        // At most 3/4 full.
+        assert!(part.lookup.slots.len() * 3 >= keys.len() * 4);
+    }
+
+    #[test]
+    fn keys_sharing_a_hash_and_tag_are_told_apart_by_comparison() {
+        let mut part: Partition<Forced, ()> = Partition::new(0);
+        let keys: Vec<Forced> = (0..1_000)
+            .map(|value| Forced {
+                hash: value as u64 % 3,
+                value,
+            })
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(part.intern(key, hash_key(key)), i as u32);
+        }
+        for (i, key) in keys.iter().enumerate().rev() {
+            assert_eq!(part.find(key, hash_key(key)), Some(i as u32));
+        }
+        let absent = Forced {
+            hash: 1,
+            value: 5_000,
+        };
+        assert_eq!(part.find(&absent, hash_key(&absent)), None);
+    }
+
+    #[test]
+    fn a_partition_without_keys_finds_nothing() {
+        let part: Partition<u64, ()> = Partition::new(1);
+        assert_eq!(part.find(&7, hash_key(&7)), None);
+        part.prefetch(hash_key(&7));
     }
 }
