@@ -12,7 +12,12 @@
 //!   and building the log are all timed).
 //!
 //! After criterion's own report it prints a table of medians, nodes/s, ratios and bytes per
-//! marked node (peak RSS growth during one run, via `/proc/self/clear_refs`).
+//! marked node (peak RSS growth during one run, via `/proc/self/clear_refs`), then the
+//! issue's target ratios again as medians over interleaved rounds (every run once per round,
+//! right after an untimed run of itself, as criterion warms up; each ratio taken within a
+//! round): criterion measures the runs one after another, so a slow spell of this shared
+//! machine lands on some runs and not on others, while a round spans a few seconds. The
+//! host's steal time while each part ran is printed too.
 //!
 //! Run: `cargo bench --bench graph_expansion`.
 
@@ -294,6 +299,7 @@ fn main() {
     );
     let marked = counts[0];
 
+    let start_ticks = common::cpu_ticks();
     let mut criterion = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
@@ -307,6 +313,7 @@ fn main() {
         group.finish();
     }
     criterion.final_summary();
+    let criterion_ticks = common::cpu_ticks();
 
     let medians: Vec<Option<f64>> = runs.iter().map(|(name, _)| median_ns(name)).collect();
     let find = |name: &str| {
@@ -356,4 +363,110 @@ fn main() {
     println!(
         "Ratios > 1 mean the run is faster than the peer. Dfs peers traverse a prebuilt graph (building it is not timed; their bytes/node count only the visited set)."
     );
+
+    let table_ticks = common::cpu_ticks();
+    let rounds = interleaved_rounds(&runs);
+    let round_ticks = common::cpu_ticks();
+    println!();
+    println!(
+        "Targets, median (min-max) of {ROUNDS} interleaved rounds, each ratio within one round:"
+    );
+    println!();
+    println!("| ratio | target | median | range |");
+    println!("|---|---:|---:|---:|");
+    let target_rows: [(&str, &str, &str, &str); 8] = [
+        (
+            "NoLog 2 threads vs Csr Dfs (throughput)",
+            "petgraph Dfs over Csr",
+            "crossgraph NoLog 2 threads",
+            ">= 3x",
+        ),
+        (
+            "NoLog 2 threads vs 1 thread",
+            "crossgraph NoLog 1 thread",
+            "crossgraph NoLog 2 threads",
+            ">= 1.7x",
+        ),
+        (
+            "FirstMark 2 threads vs 1 thread",
+            "crossgraph FirstMark 1 thread",
+            "crossgraph FirstMark 2 threads",
+            "-",
+        ),
+        (
+            "FullGraph 2 threads vs 1 thread",
+            "crossgraph FullGraph 1 thread",
+            "crossgraph FullGraph 2 threads",
+            "-",
+        ),
+        (
+            "FirstMark / NoLog time, 2 threads",
+            "crossgraph FirstMark 2 threads",
+            "crossgraph NoLog 2 threads",
+            "<= 1.3x",
+        ),
+        (
+            "FirstMark / NoLog time, 1 thread",
+            "crossgraph FirstMark 1 thread",
+            "crossgraph NoLog 1 thread",
+            "<= 1.3x",
+        ),
+        (
+            "FullGraph / NoLog time, 2 threads",
+            "crossgraph FullGraph 2 threads",
+            "crossgraph NoLog 2 threads",
+            "<= 2.5x",
+        ),
+        (
+            "FullGraph / NoLog time, 1 thread",
+            "crossgraph FullGraph 1 thread",
+            "crossgraph NoLog 1 thread",
+            "<= 2.5x",
+        ),
+    ];
+    for (label, numerator, denominator, target) in target_rows {
+        let index = |name: &str| runs.iter().position(|(n, _)| *n == name);
+        let (Some(a), Some(b)) = (index(numerator), index(denominator)) else {
+            continue;
+        };
+        let mut ratios: Vec<f64> = rounds.iter().map(|round| round[a] / round[b]).collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "| {label} | {target} | {:.2}x | {:.2}-{:.2}x |",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+    let percent = |before, after| {
+        common::steal_share(before, after)
+            .map_or("n/a".to_string(), |s| format!("{:.1}%", s * 100.0))
+    };
+    println!();
+    println!(
+        "host steal time while measuring: criterion {}, rounds {}",
+        percent(start_ticks, criterion_ticks),
+        percent(table_ticks, round_ticks)
+    );
+}
+
+/// Rounds of interleaved runs for the target ratios.
+const ROUNDS: usize = 15;
+
+/// Wall time (s) of every run, once per round, for [`ROUNDS`] rounds. Each timed run follows
+/// an untimed one of the same configuration: the previous configuration's allocations (and
+/// their pages) were freed, which would otherwise land on the first run after it.
+fn interleaved_rounds(runs: &[Run]) -> Vec<Vec<f64>> {
+    (0..ROUNDS)
+        .map(|_| {
+            runs.iter()
+                .map(|(_, f)| {
+                    black_box(f());
+                    let started = std::time::Instant::now();
+                    black_box(f());
+                    started.elapsed().as_secs_f64()
+                })
+                .collect()
+        })
+        .collect()
 }

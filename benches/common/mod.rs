@@ -19,7 +19,7 @@ pub fn median_ns(group: &str, id: &str) -> Option<f64> {
 
 /// CPU time counters of the whole machine from `/proc/stat` (its `cpu` line, in clock ticks):
 /// `(steal, total)`. `None` off Linux or if unreadable.
-#[allow(dead_code)] // read by the compile bench only
+#[allow(dead_code)] // read by the compile and graph benches only
 pub fn cpu_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
@@ -36,7 +36,7 @@ pub fn cpu_ticks() -> Option<(u64, u64)> {
 /// The share of the machine's CPU time the hypervisor gave to other guests (steal) between two
 /// [`cpu_ticks`] readings: when it is high, the host was busy and threads did not get their
 /// cores, so thread-scaling ratios from that stretch say little about the code.
-#[allow(dead_code)] // read by the compile bench only
+#[allow(dead_code)] // read by the compile and graph benches only
 pub fn steal_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
     let ((s0, t0), (s1, t1)) = (before?, after?);
     (t1 > t0).then(|| (s1 - s0) as f64 / (t1 - t0) as f64)
