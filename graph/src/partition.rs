@@ -54,6 +54,8 @@ impl Index {
         bits as usize & (self.slots.len().wrapping_sub(1))
     }
 
+    /// A slot's tag for this hash: the hash's top bits (which neither the partition nor the
+    /// home slot uses), above the local index.
     #[inline]
     fn tag(hash: u64) -> u32 {
         ((hash >> (u64::BITS - PARTITION_BITS)) as u32) << LOCAL_BITS
