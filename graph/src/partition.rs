@@ -142,8 +142,13 @@ pub(crate) struct Partition<K, C> {
     /// Key -> local index.
     lookup: Index,
     marked: Vec<u64>,
-    /// Nodes marked in the current level (kept only for first-mark logs).
-    this_level: Vec<u64>,
+    /// Local indices from here on were interned in the current level (first-mark logs ask
+    /// whether a marked node was marked in the current level: these were).
+    level_start: u32,
+    /// Nodes interned before the current level and marked in it (conditions, roots added
+    /// by `add_root`): their bits in `marked_late_bits`.
+    marked_late: Vec<u32>,
+    marked_late_bits: Vec<u64>,
     /// crossgen2's conditional dependency store, keyed by the condition's local index.
     pub(crate) conditional: FxHashMap<u32, Vec<Waiting<K, C>>>,
     /// Nodes marked during the current step, in marking order.
@@ -159,7 +164,9 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
             keys: Vec::new(),
             lookup: Index::default(),
             marked: Vec::new(),
-            this_level: Vec::new(),
+            level_start: 0,
+            marked_late: Vec::new(),
+            marked_late_bits: Vec::new(),
             conditional: FxHashMap::default(),
             newly_marked: Vec::new(),
             triggered: Vec::new(),
@@ -180,7 +187,7 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
                 self.lookup.slots[free] = Index::tag(hash) | local;
                 if (local as usize) / 64 >= self.marked.len() {
                     self.marked.push(0);
-                    self.this_level.push(0);
+                    self.marked_late_bits.push(0);
                 }
                 local
             }
@@ -218,22 +225,32 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
         newly
     }
 
-    /// Remembers that `local` was marked in the current level.
+    /// Remembers that `local` was marked in the current level (only nodes interned before
+    /// the level need remembering).
     #[inline]
     pub(crate) fn set_this_level(&mut self, local: u32) {
-        self.this_level[local as usize / 64] |= 1 << (local % 64);
+        if local < self.level_start {
+            self.marked_late.push(local);
+            self.marked_late_bits[local as usize / 64] |= 1 << (local % 64);
+        }
     }
 
+    /// Whether `local`, a marked node, was marked in the current level: a node interned in
+    /// the level is marked in it by the same edge, unless it was interned as a condition,
+    /// which is then not marked at all.
     #[inline]
     pub(crate) fn is_this_level(&self, local: u32) -> bool {
-        self.this_level[local as usize / 64] & (1 << (local % 64)) != 0
+        local >= self.level_start
+            || (!self.marked_late.is_empty()
+                && self.marked_late_bits[local as usize / 64] & (1 << (local % 64)) != 0)
     }
 
-    /// Ends the level: forgets which nodes it marked.
+    /// Ends the level: the next one starts with the next interned key.
     pub(crate) fn end_level(&mut self) {
-        for id in &self.newly_marked {
-            self.this_level[id.local() as usize / 64] = 0;
+        for local in self.marked_late.drain(..) {
+            self.marked_late_bits[local as usize / 64] = 0;
         }
+        self.level_start = self.keys.len() as u32;
     }
 
     /// Number of marked nodes.
@@ -324,6 +341,35 @@ mod tests {
             value: 5_000,
         };
         assert_eq!(part.find(&absent, hash_key(&absent)), None);
+    }
+
+    #[test]
+    fn a_level_is_the_keys_it_interned_plus_older_nodes_it_marked() {
+        let mut part: Partition<u64, ()> = Partition::new(0);
+        let mark = |part: &mut Partition<u64, ()>, key: u64| {
+            let local = part.intern(&key, hash_key(&key));
+            if part.mark(local) {
+                part.set_this_level(local);
+            }
+            local
+        };
+        // Level 1 marks 0 and 1; 2 is interned as a condition, not marked.
+        let (a, b) = (mark(&mut part, 10), mark(&mut part, 11));
+        let condition = part.intern(&12, hash_key(&12));
+        assert!(part.is_this_level(a) && part.is_this_level(b));
+        part.end_level();
+        // Level 2 marks a new node and the old condition.
+        let c = mark(&mut part, 13);
+        assert_eq!(mark(&mut part, 12), condition);
+        assert_eq!(mark(&mut part, 10), a);
+        assert!(part.is_this_level(c) && part.is_this_level(condition));
+        assert!(!part.is_this_level(a) && !part.is_this_level(b));
+        part.end_level();
+        // Level 3 marks nothing new: nothing is of this level.
+        for local in [a, b, c, condition] {
+            assert!(part.is_marked(local));
+            assert!(!part.is_this_level(local), "local {local}");
+        }
     }
 
     #[test]
