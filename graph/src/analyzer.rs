@@ -127,6 +127,9 @@ struct Buckets<K, C> {
     deferred: Vec<(u32, NodeId)>,
     deps: Dependencies<K>,
     reason_cache: ReasonCache,
+    /// The reason of the last edge committed and its id: consecutive edges, within a node
+    /// and across nodes, mostly share their reason.
+    last_reason: Option<(Reason, u32)>,
 }
 
 impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
@@ -140,6 +143,7 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
             deferred: Vec::new(),
             deps: Dependencies::default(),
             reason_cache: ReasonCache::default(),
+            last_reason: None,
         }
     }
 
@@ -166,15 +170,13 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
     #[inline]
     fn commit<M: Strategy<Carry = C>>(&mut self, reasons: &Reasons, source: u32, source_hash: u32) {
         let mut deps = mem::take(&mut self.deps);
-        // Consecutive edges mostly share their reason: look its id up once.
-        let mut last: Option<(Reason, u32)> = None;
         for (target, reason) in deps.statics.drain(..) {
             let reason = if M::LOGS {
-                match last {
+                match self.last_reason {
                     Some((text, id)) if std::ptr::eq(text, reason) => id,
                     _ => {
                         let id = self.reason_cache.id(reasons, reason);
-                        last = Some((reason, id));
+                        self.last_reason = Some((reason, id));
                         id
                     }
                 }
