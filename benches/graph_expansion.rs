@@ -77,6 +77,11 @@ impl NodeSource for Synthetic {
     fn static_dependencies(&self, _: NodeId, &key: &u64, deps: &mut Dependencies<u64>) {
         for_each_dependency(key, |target, reason| deps.add(target, reason));
     }
+    /// The final order is the keys' (the default `compare`): the key is its own prefix.
+    #[inline]
+    fn order_prefix(&self, &key: &u64) -> u64 {
+        key
+    }
 }
 
 fn crossgraph<M: MarkStrategy>(threads: usize) -> usize {

@@ -708,32 +708,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
     fn finish(&mut self) {
         let started = Instant::now();
         self.buckets = Vec::new();
-        // Sort (key, id) pairs rather than ids, so comparisons do not chase keys through ids.
-        // The pairs are written in place, partition by partition in parallel, into one
-        // exactly sized vector (peak: 16 bytes a node with 8-byte keys), then sorted in place.
-        let source = self.source;
-        let counts: Vec<usize> = self.parts.iter().map(Partition::marked_count).collect();
-        let order = match self.parts.iter().find_map(|p| p.keys.first()) {
-            None => Vec::new(),
-            Some(any) => {
-                let filler = (any.clone(), NodeId::from_parts(0, 0));
-                let mut pairs = vec![filler; counts.iter().sum()];
-                let mut slices = Vec::with_capacity(counts.len());
-                let mut rest = pairs.as_mut_slice();
-                for &count in &counts {
-                    let (head, tail) = rest.split_at_mut(count);
-                    slices.push(head);
-                    rest = tail;
-                }
-                self.parts.par_iter().zip(slices).for_each(|(p, slice)| {
-                    for (slot, l) in slice.iter_mut().zip(p.marked_locals()) {
-                        *slot = (p.keys[l as usize].clone(), p.id(l));
-                    }
-                });
-                pairs.par_sort_unstable_by(|a, b| source.compare(&a.0, &b.0));
-                pairs.into_iter().map(|(_, id)| id).collect()
-            }
-        };
+        let order = crate::order::sorted_marked(self.source, &self.parts);
         let id_bound = self
             .parts
             .iter()

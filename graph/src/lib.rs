@@ -53,6 +53,7 @@ mod error;
 mod export;
 mod id;
 pub mod mark_log;
+mod order;
 mod partition;
 mod pool;
 mod reason;

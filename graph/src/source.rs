@@ -163,4 +163,14 @@ pub trait NodeSource: Sync {
     fn compare(&self, a: &Self::Key, b: &Self::Key) -> Ordering {
         a.cmp(b)
     }
+
+    /// A 64-bit prefix of the final order, which lets the analyzer sort the marked nodes by
+    /// their prefixes' top bits first and by [`compare`](NodeSource::compare) only within
+    /// small buckets. Keys with different prefixes must compare as their prefixes do
+    /// (`order_prefix(a) < order_prefix(b)` implies `compare(a, b) == Less`); keys with equal
+    /// prefixes are ordered by `compare` alone. The default, 0 for every key, leaves the whole
+    /// order to `compare`. The prefix changes the speed of the sort, never its result.
+    fn order_prefix(&self, _key: &Self::Key) -> u64 {
+        0
+    }
 }

@@ -14,8 +14,8 @@ use proptest::prelude::*;
 use proptest::sample::select;
 
 use common::{
-    Colliding, CondSpec, DynamicRule, GraphSpec, KeyEdge, NodeSpec, TestKey, TestSource, analyze,
-    fired_edges, id, key_edge, marked_numbers, reference_marked,
+    Colliding, CondSpec, DynamicRule, GraphSpec, KeyEdge, NodeSpec, Prefix, TestKey, TestSource,
+    analyze, fired_edges, id, key_edge, marked_numbers, reference_marked,
 };
 
 /// The runs every graph is analyzed under; the first is the sequential baseline.
@@ -275,6 +275,7 @@ fn graph_spec() -> impl Strategy<Value = GraphSpec> {
                     nodes,
                     rules,
                     roots,
+                    prefix: Prefix::None,
                 }
             })
     })
@@ -369,4 +370,19 @@ fn large_graph_matches_sequential() {
 #[test]
 fn large_graph_with_colliding_hashes_matches_sequential() {
     check_spec::<Colliding>(&large_spec(2, 10_000), &few_configurations(), 499);
+}
+
+/// Enough marked nodes for the radix sort of the final order (it takes over from 16,384),
+/// under each answer of `order_prefix`: the order must be `compare`'s whatever the prefixes.
+#[test]
+fn large_graph_sorted_by_prefixes_matches_sequential() {
+    let spec = large_spec(3, 40_000);
+    let reference = reference_marked(&spec);
+    assert!(reference.len() > 20_000, "{} marked", reference.len());
+    for prefix in [Prefix::Exact, Prefix::Rank, Prefix::None] {
+        let spec = spec.clone().with_prefix(prefix);
+        let order =
+            same_everywhere::<u32, NoLog>(&spec, &reference, &few_configurations(), 4_999).order;
+        assert_eq!(order, spec.sorted(reference.iter().copied()), "{prefix:?}");
+    }
 }

@@ -92,12 +92,25 @@ pub struct DynamicRule {
     pub reason: Reason,
 }
 
+/// What [`NodeSource::order_prefix`] answers for a test source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Prefix {
+    /// The default: 0 for every key, the order is `compare`'s alone.
+    #[default]
+    None,
+    /// The rank only: coarse, nodes of one rank tie and `compare` orders them.
+    Rank,
+    /// Rank and number: every key its own prefix.
+    Exact,
+}
+
 /// A whole graph: nodes `0..nodes.len()`, dynamic rules and roots.
 #[derive(Clone, Debug, Default)]
 pub struct GraphSpec {
     pub nodes: Vec<NodeSpec>,
     pub rules: Vec<DynamicRule>,
     pub roots: Vec<(u32, Reason)>,
+    pub prefix: Prefix,
 }
 
 impl GraphSpec {
@@ -107,7 +120,14 @@ impl GraphSpec {
             nodes: vec![NodeSpec::default(); n as usize],
             rules: Vec::new(),
             roots: Vec::new(),
+            prefix: Prefix::None,
         }
+    }
+
+    /// This spec with the source answering `order_prefix` by `prefix`.
+    pub fn with_prefix(mut self, prefix: Prefix) -> Self {
+        self.prefix = prefix;
+        self
     }
 
     pub fn len(&self) -> u32 {
@@ -473,6 +493,17 @@ impl<K: TestKey> NodeSource for TestSource<K> {
 
     fn compare(&self, a: &K, b: &K) -> Ordering {
         self.spec.rank_of(a.n()).cmp(&self.spec.rank_of(b.n()))
+    }
+
+    fn order_prefix(&self, key: &K) -> u64 {
+        let (rank, n) = self.spec.rank_of(key.n());
+        // Ranks map to u32 in order (the specs' ranks fit in an i32).
+        let rank = i32::try_from(rank).expect("test ranks fit in an i32") as u32 ^ (1 << 31);
+        match self.spec.prefix {
+            Prefix::None => 0,
+            Prefix::Rank => u64::from(rank),
+            Prefix::Exact => u64::from(rank) << 32 | u64::from(n),
+        }
     }
 }
 

@@ -1,0 +1,259 @@
+//! The final order of the marked nodes: [`NodeSource::compare`], sped up by
+//! [`NodeSource::order_prefix`] when the source gives one.
+//!
+//! Without prefixes (all equal) the marked `(key, id)` pairs get one parallel comparison
+//! sort. With prefixes, a most-significant-digit radix sort on the prefix's offset from the
+//! least one runs first: one parallel pass of [`DIGIT_BITS`] bits into a second buffer, then,
+//! inside each of its buckets (a few thousand nodes, in cache), a second digit, and `compare`
+//! sorts only the few nodes left in each sub-bucket. Equal prefixes stay in one sub-bucket,
+//! so the result is `compare`'s order whatever the prefixes are.
+
+use std::cmp::Ordering;
+
+use rayon::prelude::*;
+
+use crate::partition::Partition;
+use crate::{NodeId, NodeSource};
+
+/// Bits of each radix digit: 256 buckets a pass.
+const DIGIT_BITS: u32 = 8;
+const RADIX: usize = 1 << DIGIT_BITS;
+/// Below this many nodes, one comparison sort.
+const SMALL: usize = 1 << 14;
+/// Buckets larger than this (prefixes bunched together) are sorted by `compare` in parallel.
+const LARGE: usize = 1 << 16;
+/// Buckets up to this size are sorted by `compare` rather than by a further digit.
+const TINY: usize = 64;
+
+type Pair<K> = (K, NodeId);
+
+/// The marked nodes of `parts`, ordered by `source.compare`.
+///
+/// # Panics
+/// In debug builds, if the source's prefixes contradict its `compare`.
+pub(crate) fn sorted_marked<S: NodeSource, C: Sync>(
+    source: &S,
+    parts: &[Partition<S::Key, C>],
+) -> Vec<NodeId> {
+    let counts: Vec<usize> = parts.iter().map(Partition::marked_count).collect();
+    let total: usize = counts.iter().sum();
+    let Some(any) = parts.iter().find_map(|p| p.keys.first()) else {
+        return Vec::new();
+    };
+    let filler = (any.clone(), NodeId::from_parts(0, 0));
+    let compare = |a: &Pair<S::Key>, b: &Pair<S::Key>| source.compare(&a.0, &b.0);
+    let pair = |p: &Partition<S::Key, C>, l: u32| (p.keys[l as usize].clone(), p.id(l));
+
+    let (min, max) = if total < SMALL {
+        (0, 0)
+    } else {
+        parts
+            .par_iter()
+            .map(|p| {
+                p.marked_locals().fold((u64::MAX, 0), |(lo, hi), l| {
+                    let prefix = source.order_prefix(&p.keys[l as usize]);
+                    (lo.min(prefix), hi.max(prefix))
+                })
+            })
+            .reduce(|| (u64::MAX, 0), |a, b| (a.0.min(b.0), a.1.max(b.1)))
+    };
+    // Sort (key, id) pairs rather than ids, so comparisons do not chase keys through ids.
+    // They are written in place, partition by partition in parallel, into one exactly sized
+    // vector (16 bytes a node with 8-byte keys).
+    let mut sorted = vec![filler; total];
+    if min >= max {
+        let mut rest = sorted.as_mut_slice();
+        let mut slices = Vec::with_capacity(counts.len());
+        for &count in &counts {
+            let (head, tail) = rest.split_at_mut(count);
+            slices.push(head);
+            rest = tail;
+        }
+        parts.par_iter().zip(slices).for_each(|(p, slice)| {
+            for (slot, l) in slice.iter_mut().zip(p.marked_locals()) {
+                *slot = pair(p, l);
+            }
+        });
+        sorted.par_sort_unstable_by(compare);
+        return sorted.par_iter().map(|&(_, id)| id).collect();
+    }
+
+    // Digits are taken from the top of the prefixes' span (`prefix - min`).
+    let top = u64::BITS - (max - min).leading_zeros();
+    let first_shift = top.saturating_sub(DIGIT_BITS);
+    let digit_of = |key: &S::Key, shift: u32| {
+        ((source.order_prefix(key) - min) >> shift) as usize & (RADIX - 1)
+    };
+    let digit = |pair: &Pair<S::Key>, shift: u32| digit_of(&pair.0, shift);
+
+    // First digit: each partition counts, then scatters into its own regions of `sorted`
+    // (bucket-major: bucket 0 of partition 0, of partition 1, ..., bucket 1 of partition 0...).
+    let histograms: Vec<[usize; RADIX]> = parts
+        .par_iter()
+        .map(|p| {
+            let mut histogram = [0; RADIX];
+            for l in p.marked_locals() {
+                histogram[digit_of(&p.keys[l as usize], first_shift)] += 1;
+            }
+            histogram
+        })
+        .collect();
+    let mut regions: Vec<Vec<&mut [Pair<S::Key>]>> = (0..histograms.len())
+        .map(|_| Vec::with_capacity(RADIX))
+        .collect();
+    let mut bucket_lens = [0; RADIX];
+    let mut rest = sorted.as_mut_slice();
+    for (b, len) in bucket_lens.iter_mut().enumerate() {
+        for (histogram, regions) in histograms.iter().zip(&mut regions) {
+            let (head, tail) = rest.split_at_mut(histogram[b]);
+            regions.push(head);
+            rest = tail;
+            *len += histogram[b];
+        }
+    }
+    parts.par_iter().zip(regions).for_each(|(p, mut regions)| {
+        let mut cursors = [0; RADIX];
+        for l in p.marked_locals() {
+            let b = digit_of(&p.keys[l as usize], first_shift);
+            regions[b][cursors[b]] = pair(p, l);
+            cursors[b] += 1;
+        }
+    });
+
+    // Inside each bucket: the next digit, back and forth through a scratch copy, then
+    // `compare` on what is left.
+    let mut rest = sorted.as_mut_slice();
+    let mut buckets = Vec::with_capacity(RADIX);
+    for &len in &bucket_lens {
+        let (head, tail) = rest.split_at_mut(len);
+        buckets.push(head);
+        rest = tail;
+    }
+    let second_shift = first_shift.saturating_sub(DIGIT_BITS);
+    buckets.into_par_iter().for_each(|bucket| {
+        if bucket.len() <= TINY || first_shift == 0 {
+            sort_by(bucket, compare);
+            return;
+        }
+        let scratch = bucket.to_vec();
+        let mut histogram = [0; RADIX];
+        for pair in &scratch {
+            histogram[digit(pair, second_shift)] += 1;
+        }
+        let mut starts = [0; RADIX];
+        let mut at = 0;
+        for (start, &count) in starts.iter_mut().zip(&histogram) {
+            *start = at;
+            at += count;
+        }
+        let mut cursors = starts;
+        for pair in scratch {
+            let b = digit(&pair, second_shift);
+            bucket[cursors[b]] = pair;
+            cursors[b] += 1;
+        }
+        for (&start, &count) in starts.iter().zip(&histogram) {
+            sort_by(&mut bucket[start..start + count], compare);
+        }
+    });
+    debug_assert!(
+        sorted
+            .windows(2)
+            .all(|w| compare(&w[0], &w[1]) == Ordering::Less),
+        "NodeSource::order_prefix contradicts NodeSource::compare"
+    );
+    sorted.par_iter().map(|&(_, id)| id).collect()
+}
+
+/// Sorts `items` by `compare`, in parallel when there are many.
+fn sort_by<T: Send>(items: &mut [T], compare: impl Fn(&T, &T) -> Ordering + Sync) {
+    if items.len() > LARGE {
+        items.par_sort_unstable_by(compare);
+    } else {
+        items.sort_unstable_by(compare);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Dependencies;
+    use crate::partition::{hash_key, partition_of};
+
+    type PrefixFn = fn(u64) -> u64;
+
+    /// Keys in `u64` order, with a prefix chosen by the test.
+    struct Keys(PrefixFn);
+
+    impl NodeSource for Keys {
+        type Key = u64;
+        fn static_dependencies(&self, _: NodeId, _: &u64, _: &mut Dependencies<u64>) {}
+        fn order_prefix(&self, &key: &u64) -> u64 {
+            (self.0)(key)
+        }
+    }
+
+    /// Partitions holding `keys`, every third one interned but not marked.
+    fn partitions(keys: &[u64]) -> Vec<Partition<u64, ()>> {
+        let mut parts: Vec<Partition<u64, ()>> =
+            (0..crate::id::PARTITIONS).map(Partition::new).collect();
+        for (i, key) in keys.iter().enumerate() {
+            let hash = hash_key(key);
+            let part = &mut parts[partition_of(hash)];
+            let local = part.intern(key, hash);
+            if i % 3 != 0 {
+                part.mark(local);
+            }
+        }
+        parts
+    }
+
+    #[test]
+    fn the_order_is_compares_whatever_the_prefixes() {
+        // Pseudo-random keys over the whole u64 range, plus a dense run of small ones.
+        let keys: Vec<u64> = (0..150_000u64)
+            .map(|i| {
+                if i % 2 == 0 {
+                    i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
+                } else {
+                    i
+                }
+            })
+            .collect();
+        let parts = partitions(&keys);
+        let mut expected: Vec<u64> = keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0)
+            .map(|(_, &k)| k)
+            .collect();
+        expected.sort_unstable();
+        let prefixes: [(&str, PrefixFn); 6] = [
+            ("exact", |k| k),
+            ("none", |_| 0),
+            ("top four bits", |k| k >> 60),
+            ("low bits dropped", |k| k >> 12),
+            // Nearly every key in one bucket, sorted in parallel.
+            ("skewed", |k| u64::from(k > 1_000)),
+            ("small span", |k| k.min(300)),
+        ];
+        for (name, prefix) in prefixes {
+            let order = sorted_marked(&Keys(prefix), &parts);
+            let got: Vec<u64> = order
+                .iter()
+                .map(|id| parts[id.partition()].keys[id.local() as usize])
+                .collect();
+            assert!(got == expected, "prefix {name}: order differs");
+        }
+    }
+
+    #[test]
+    fn nothing_marked_sorts_to_nothing() {
+        let parts: Vec<Partition<u64, ()>> =
+            (0..crate::id::PARTITIONS).map(Partition::new).collect();
+        assert!(sorted_marked(&Keys(|k| k), &parts).is_empty());
+        let mut parts = parts;
+        parts[0].intern(&5, hash_key(&5));
+        assert!(sorted_marked(&Keys(|k| k), &parts).is_empty());
+    }
+}
