@@ -39,6 +39,10 @@ const CHUNK: usize = 16 * 1024;
 /// once: fewer sub-steps, fewer cold walks.
 const SUB_STEP: usize = 1024 * 1024;
 
+/// How far past a bucket's end expansion prefetches the lines its next edges go to (bytes).
+/// FirstMark 1 thread, expansion: 82-88 ms with it, 98-104 ms without (NoLog ~2 ms less).
+const BUCKET_PREFETCH_BYTES: usize = 256;
+
 /// Edges ahead of the one being marked whose first index slot marking prefetches.
 const PREFETCH_AHEAD: usize = 16;
 
@@ -155,7 +159,9 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
 
     #[inline]
     fn push_static(&mut self, target: K, carry: C) {
-        self.statics[partition_of(hash_key(&target))].push((target, carry));
+        let bucket = &mut self.statics[partition_of(hash_key(&target))];
+        bucket.push((target, carry));
+        crate::prefetch::ahead_of(bucket, BUCKET_PREFETCH_BYTES);
     }
 
     fn push_triggered(&mut self, target: K, carry: C, condition: u32) {

@@ -110,21 +110,8 @@ impl Index {
         if self.slots.is_empty() {
             return;
         }
-        prefetch_line(&self.slots[self.home(hash)]);
+        crate::prefetch::line(&self.slots[self.home(hash)]);
     }
-}
-
-/// Hints the processor to load the cache line holding `value`.
-#[inline(always)]
-fn prefetch_line<T>(value: &T) {
-    let at: *const T = value;
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults and reads nothing into the program.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = at;
 }
 
 /// A conditional dependency waiting for its condition, stored under the condition's partition.
