@@ -1459,6 +1459,18 @@ impl Body {
         self.ops.push(Op::Ins(ins));
     }
 
+    /// Appends `op` as a site of `kind` naming `token` ([`CompiledBody::sites`]).
+    fn push_site(&mut self, token: u32, kind: SiteKind, op: Op) {
+        self.sites.push((self.ops.len(), token, kind));
+        self.ops.push(op);
+    }
+
+    /// Appends the placeholder `unreachable` of a site of `kind` naming `token`, which the
+    /// compilation replaces once the image is laid out.
+    fn push_placeholder(&mut self, token: u32, kind: SiteKind) {
+        self.push_site(token, kind, Op::Ins(Instruction::Unreachable));
+    }
+
     /// Pops a scalar (a struct value is an error: see [`Body::pop_struct`]).
     fn pop(&mut self) -> Result<WasmValueType, String> {
         if self.top_struct().is_some() {
@@ -2201,8 +2213,7 @@ impl Body {
         let this = arguments.this.expect("the callee has `this`");
         let entry = self.scratch(WasmValueType::I32, &mut taken);
         self.push(Instruction::LocalGet(this));
-        self.sites.push((self.ops.len(), token, SiteKind::Virtual));
-        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the receiver's entry
+        self.push_placeholder(token, SiteKind::Virtual); // replaced: the receiver's entry
         self.push(Instruction::LocalTee(entry));
         self.push(pointer_load(WasmValueType::I32, 4)); // handle: the PE argument
         self.push(Instruction::LocalGet(entry));
@@ -2262,9 +2273,7 @@ impl Body {
         let src = self.scratch(I32, &mut taken);
         let object = self.scratch(I32, &mut taken);
         self.push(Instruction::LocalSet(src));
-        self.sites
-            .push((self.ops.len(), token, SiteKind::NewObject));
-        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+        self.push_placeholder(token, SiteKind::NewObject); // replaced: the allocation
         self.push(Instruction::LocalTee(object));
         self.push(Instruction::I32Const(boxed::DATA_OFFSET as i32));
         self.push(Instruction::I32Add);
@@ -2305,8 +2314,7 @@ impl Body {
         } else {
             SiteKind::Cast
         };
-        self.sites.push((self.ops.len(), token, kind));
-        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the test
+        self.push_placeholder(token, kind); // replaced: the test
         if op == "castclass" {
             // InvalidCastException (III.4.3): the test failed on a non-null object.
             let result = self.scratch(I32, taken);
@@ -2823,8 +2831,7 @@ impl Body {
                 if self.pointer != I32 {
                     return Err("ldstr: string cells hold 32-bit references".into());
                 }
-                self.sites.push((self.ops.len(), token, SiteKind::String));
-                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced
+                self.push_placeholder(token, SiteKind::String); // replaced
                 self.stack.push(I32);
             }
             "ldnull" => {
@@ -2933,8 +2940,7 @@ impl Body {
                     HandleKind::Type => SiteKind::TypeHandle,
                     HandleKind::Field => SiteKind::FieldHandle,
                 };
-                self.sites.push((self.ops.len(), token, kind));
-                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the handle
+                self.push_placeholder(token, kind); // replaced: the handle
                 // A RuntimeTypeHandle or RuntimeFieldHandle: a struct of one pointer, which
                 // the ABI passes as that pointer.
                 self.stack.push(I32);
@@ -2969,9 +2975,7 @@ impl Body {
                 let value = self.scratch(ty, &mut taken);
                 let object = self.scratch(I32, &mut taken);
                 self.push(Instruction::LocalSet(value));
-                self.sites
-                    .push((self.ops.len(), token, SiteKind::NewObject));
-                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+                self.push_placeholder(token, SiteKind::NewObject); // replaced: the allocation
                 self.push(Instruction::LocalTee(object));
                 self.stack.push(I32);
                 self.push(Instruction::LocalGet(value));
@@ -3042,8 +3046,7 @@ impl Body {
                 if self.pop()? != I32 {
                     return Err("newarr length of the wrong type".into());
                 }
-                self.sites.push((self.ops.len(), token, SiteKind::NewArray));
-                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+                self.push_placeholder(token, SiteKind::NewArray); // replaced: the allocation
                 self.stack.push(I32);
             }
             "ldlen" => {
@@ -3183,9 +3186,7 @@ impl Body {
                     } else {
                         None
                     };
-                    self.sites
-                        .push((self.ops.len(), token, SiteKind::StaticField));
-                    self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the address
+                    self.push_placeholder(token, SiteKind::StaticField); // replaced: the address
                     return match value {
                         Some(src) => {
                             self.push(Instruction::LocalGet(src));
@@ -3211,9 +3212,7 @@ impl Body {
                     None
                 };
                 // The field's address, from its cell (replaced).
-                self.sites
-                    .push((self.ops.len(), token, SiteKind::StaticField));
-                self.ops.push(Op::Ins(Instruction::Unreachable));
+                self.push_placeholder(token, SiteKind::StaticField);
                 self.stack.push(pointer);
                 match (op, access) {
                     ("ldsflda", _) => {}
@@ -3375,14 +3374,11 @@ impl Body {
                 };
                 match jit.function_pointer(token) {
                     FunctionPointer::Unmanaged { symbol, .. } => {
-                        self.sites.push((self.ops.len(), token, SiteKind::Address));
-                        self.ops.push(Op::TableIndex(symbol));
+                        self.push_site(token, SiteKind::Address, Op::TableIndex(symbol));
                         self.stack.push(pointer);
                     }
                     FunctionPointer::Managed => {
-                        self.sites
-                            .push((self.ops.len(), token, SiteKind::EntryPoint));
-                        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced
+                        self.push_placeholder(token, SiteKind::EntryPoint); // replaced
                         self.stack.push(pointer);
                     }
                     FunctionPointer::Unsupported(reason) => {
@@ -3407,8 +3403,7 @@ impl Body {
                 match jit.callvirt_target(token) {
                     CallTarget::Virtual { .. } => {
                         self.push(Instruction::LocalGet(object));
-                        self.sites.push((self.ops.len(), token, SiteKind::Virtual));
-                        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the entry
+                        self.push_placeholder(token, SiteKind::Virtual); // replaced: the entry
                     }
                     CallTarget::Unsupported(reason) => {
                         return Err(format!("ldvirtftn 0x{token:08x}: {reason}"));
@@ -3416,9 +3411,7 @@ impl Body {
                     CallTarget::Direct { .. } | CallTarget::Import { .. } => {
                         match jit.function_pointer(token) {
                             FunctionPointer::Managed => {
-                                self.sites
-                                    .push((self.ops.len(), token, SiteKind::EntryPoint));
-                                self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced
+                                self.push_placeholder(token, SiteKind::EntryPoint); // replaced
                             }
                             FunctionPointer::Unmanaged { .. } => {
                                 return Err("ldvirtftn of an UnmanagedCallersOnly method".into());
@@ -3666,11 +3659,14 @@ impl Body {
                 } else {
                     SiteKind::Call
                 };
-                self.sites.push((self.ops.len(), token, kind));
-                self.ops.push(match symbol {
-                    Some(symbol) => Op::Call(symbol),
-                    None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
-                });
+                self.push_site(
+                    token,
+                    kind,
+                    match symbol {
+                        Some(symbol) => Op::Call(symbol),
+                        None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
+                    },
+                );
                 let value = matches!(cp.ret, ReturnAbi::Value(_));
                 self.push_result(cp.ret, &arguments)?;
                 if async_call && let Some(s) = self.suspend.as_mut() {
@@ -3739,9 +3735,7 @@ impl Body {
                 let mut constructed_struct = None;
                 let value_slot = match class {
                     Constructed::Class(type_token) => {
-                        self.sites
-                            .push((self.ops.len(), type_token, SiteKind::NewObject));
-                        self.ops.push(Op::Ins(Instruction::Unreachable)); // replaced: the allocation
+                        self.push_placeholder(type_token, SiteKind::NewObject); // replaced: the allocation
                         None
                     }
                     Constructed::Struct(size) => {
@@ -3786,11 +3780,14 @@ impl Body {
                 self.managed_call_arguments(&callee, &mut taken, false, false)?;
                 // PE: the constructor's token, as for any call.
                 self.push(Instruction::I32Const(token as i32));
-                self.sites.push((self.ops.len(), token, SiteKind::Call));
-                self.ops.push(match symbol {
-                    Some(symbol) => Op::Call(symbol),
-                    None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
-                });
+                self.push_site(
+                    token,
+                    SiteKind::Call,
+                    match symbol {
+                        Some(symbol) => Op::Call(symbol),
+                        None => Op::Ins(Instruction::Unreachable), // replaced by the cell call
+                    },
+                );
                 self.callees.push(token);
                 match (value_slot, constructed_struct) {
                     (Some((fp, slot, access)), _) => self.load_slot(fp, slot, access)?,
