@@ -4,8 +4,8 @@
 //! Without prefixes (all equal) the marked `(key, id)` pairs get one parallel comparison
 //! sort. With prefixes, a most-significant-digit radix sort on the prefix's offset from the
 //! least one runs first: one parallel pass of [`DIGIT_BITS`] bits into a second buffer, then,
-//! inside each of its buckets (a few thousand nodes, in cache), a second digit, and `compare`
-//! sorts only the few nodes left in each sub-bucket. Equal prefixes stay in one sub-bucket,
+//! inside each of its buckets (a few thousand nodes, in cache), a second digit about as wide
+//! as the bucket is long, and `compare` sorts only the few nodes left in each sub-bucket. Equal prefixes stay in one sub-bucket,
 //! so the result is `compare`'s order whatever the prefixes are.
 
 use std::cmp::Ordering;
@@ -24,6 +24,9 @@ const SMALL: usize = 1 << 14;
 const LARGE: usize = 1 << 16;
 /// Buckets up to this size are sorted by `compare` rather than by a further digit.
 const TINY: usize = 64;
+/// Widest second digit: 16,384 sub-buckets (a 64 KiB histogram) for a bucket of 8,192 nodes
+/// or more.
+const MAX_SECOND_BITS: u32 = 14;
 
 type Pair<K> = (K, NodeId);
 
@@ -84,7 +87,6 @@ pub(crate) fn sorted_marked<S: NodeSource, C: Sync>(
     let digit_of = |key: &S::Key, shift: u32| {
         ((source.order_prefix(key) - min) >> shift) as usize & (RADIX - 1)
     };
-    let digit = |pair: &Pair<S::Key>, shift: u32| digit_of(&pair.0, shift);
 
     // First digit: each partition counts, then scatters into its own regions of `sorted`
     // (bucket-major: bucket 0 of partition 0, of partition 1, ..., bucket 1 of partition 0...).
@@ -121,7 +123,9 @@ pub(crate) fn sorted_marked<S: NodeSource, C: Sync>(
     });
 
     // Inside each bucket: the next digit, back and forth through a scratch copy, then
-    // `compare` on what is left.
+    // `compare` on what is left. The digit is as wide as the bucket is long (up to
+    // `MAX_SECOND_BITS`, and no wider than the bits left), so with prefixes as fine as the
+    // keys most sub-buckets hold one node and `compare` has nothing left to do.
     let mut rest = sorted.as_mut_slice();
     let mut buckets = Vec::with_capacity(RADIX);
     for &len in &bucket_lens {
@@ -129,31 +133,36 @@ pub(crate) fn sorted_marked<S: NodeSource, C: Sync>(
         buckets.push(head);
         rest = tail;
     }
-    let second_shift = first_shift.saturating_sub(DIGIT_BITS);
     buckets.into_par_iter().for_each(|bucket| {
         if bucket.len() <= TINY || first_shift == 0 {
             sort_by(bucket, compare);
             return;
         }
+        let bits = (usize::BITS - bucket.len().leading_zeros())
+            .clamp(DIGIT_BITS, MAX_SECOND_BITS)
+            .min(first_shift);
+        let shift = first_shift - bits;
+        let sub_digit = |pair: &Pair<S::Key>| {
+            ((source.order_prefix(&pair.0) - min) >> shift) as usize & ((1 << bits) - 1)
+        };
         let scratch = bucket.to_vec();
-        let mut histogram = [0; RADIX];
+        let mut starts = vec![0u32; (1 << bits) + 1];
         for pair in &scratch {
-            histogram[digit(pair, second_shift)] += 1;
+            starts[sub_digit(pair) + 1] += 1;
         }
-        let mut starts = [0; RADIX];
-        let mut at = 0;
-        for (start, &count) in starts.iter_mut().zip(&histogram) {
-            *start = at;
-            at += count;
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
         }
-        let mut cursors = starts;
+        let mut cursors = starts.clone();
         for pair in scratch {
-            let b = digit(&pair, second_shift);
-            bucket[cursors[b]] = pair;
+            let b = sub_digit(&pair);
+            bucket[cursors[b] as usize] = pair;
             cursors[b] += 1;
         }
-        for (&start, &count) in starts.iter().zip(&histogram) {
-            sort_by(&mut bucket[start..start + count], compare);
+        for range in starts.windows(2) {
+            if range[1] - range[0] > 1 {
+                sort_by(&mut bucket[range[0] as usize..range[1] as usize], compare);
+            }
         }
     });
     debug_assert!(

@@ -63,7 +63,7 @@ impl Index {
 
     /// The slot of `key`: `Ok(local)` if present, `Err(free slot)` if not. The table must
     /// have a free slot.
-    #[inline]
+    #[inline(always)]
     fn probe<K: Eq>(&self, keys: &[K], key: &K, hash: u64) -> Result<u32, usize> {
         let tag = Self::tag(hash);
         let mask = self.slots.len() - 1;
@@ -161,7 +161,7 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
     }
 
     /// Interns `key` (whose hash is `hash`), returning its local index.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn intern(&mut self, key: &K, hash: u64) -> u32 {
         self.lookup.reserve_one(&self.keys);
         match self.lookup.probe(&self.keys, key, hash) {
