@@ -22,6 +22,7 @@ pub(crate) const MAX_LOCAL: u32 = (u32::MAX >> PARTITION_BITS) - 1;
 pub struct NodeId(u32);
 
 impl NodeId {
+    #[inline]
     pub(crate) fn new(partition: usize, local: u32) -> Self {
         debug_assert!(partition < PARTITIONS);
         assert!(
@@ -38,20 +39,24 @@ impl NodeId {
         NodeId((local << PARTITION_BITS) | partition as u32)
     }
 
+    #[inline]
     pub(crate) fn partition(self) -> usize {
         (self.0 as usize) & (PARTITIONS - 1)
     }
 
+    #[inline]
     pub(crate) fn local(self) -> u32 {
         self.0 >> PARTITION_BITS
     }
 
     /// The raw id, for compact storage.
+    #[inline]
     pub fn as_u32(self) -> u32 {
         self.0
     }
 
     /// The id as an index into side tables.
+    #[inline]
     pub fn index(self) -> usize {
         self.0 as usize
     }

@@ -71,6 +71,7 @@ pub(crate) mod sealed {
     }
 
     impl EdgeOrigin {
+        #[inline]
         pub(crate) fn is_root(&self) -> bool {
             self.source == NONE
         }
@@ -86,6 +87,7 @@ pub(crate) mod sealed {
 
         /// Compares two candidate first edges without looking at keys; `None` when only the
         /// keys can decide (equal source hashes of distinct nodes, or distinct conditions).
+        #[inline]
         pub(crate) fn fast_cmp(&self, other: &EdgeOrigin, names: &[Reason]) -> Option<Ordering> {
             let reason = || names[self.reason as usize].cmp(names[other.reason as usize]);
             match (self.is_root(), other.is_root()) {
@@ -107,6 +109,7 @@ pub(crate) mod sealed {
         }
     }
 
+    #[inline]
     pub(crate) fn id(raw: u32) -> NodeId {
         NodeId::from_parts(
             raw as usize & (crate::id::PARTITIONS - 1),
@@ -257,6 +260,7 @@ struct FirstEdges {
 }
 
 impl FirstEdges {
+    #[inline]
     fn get(&self, local: u32) -> Option<EdgeOrigin> {
         let edge = *self.edges.get(local as usize)?;
         (edge != FirstMarkCarry::UNMARKED).then(|| {
@@ -269,6 +273,7 @@ impl FirstEdges {
         })
     }
 
+    #[inline]
     fn set(&mut self, local: u32, edge: FirstMarkCarry, condition: u32) {
         let slot = local as usize;
         if self.edges.len() <= slot {
@@ -310,7 +315,7 @@ impl Strategy for FirstMark {
     }
     /// Called for every edge into a node in the level that marked it (the analyzer skips
     /// older nodes), so later edges compete only within that level.
-    #[inline]
+    #[inline(always)]
     fn record(
         store: &mut FirstMarkStore,
         target: NodeId,
