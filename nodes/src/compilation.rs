@@ -333,6 +333,44 @@ impl NodeKey {
             | NodeKey::FieldHandleImport(_) => "DelayLoadHelperImport",
         }
     }
+
+    /// A 64-bit prefix of the derived `Ord` (the analyzer's final order, see
+    /// `NodeSource::order_prefix`): the variant's declaration rank in the top 8 bits, then the
+    /// token (`TypeCheckImport`: `cast` above it), or a thunk's first 6 lookup-string bytes
+    /// zero-padded (so a string sorts no later than any string it starts).
+    pub fn order_prefix(&self) -> u64 {
+        let (rank, payload): (u64, u64) = match self {
+            NodeKey::Method(t) => (0, u64::from(*t)),
+            NodeKey::NotCompiled(t) => (1, u64::from(*t)),
+            NodeKey::MethodEntryImport(t) => (2, u64::from(*t)),
+            NodeKey::AsyncVariantEntryImport(t) => (3, u64::from(*t)),
+            NodeKey::ImportThunk(t) => (4, u64::from(*t)),
+            NodeKey::ResumptionStub(t) => (5, u64::from(*t)),
+            NodeKey::PortableEntryPoint(t) => (6, u64::from(*t)),
+            NodeKey::R2RToInterpreterThunk(s) => (7, string_prefix(s)),
+            NodeKey::InterpreterToR2RThunk(s) => (8, string_prefix(s)),
+            NodeKey::InjectStringThunks => (9, 0),
+            NodeKey::StringImport(t) => (10, u64::from(*t)),
+            NodeKey::NewObjectImport(t) => (11, u64::from(*t)),
+            NodeKey::FieldAddressImport(t) => (12, u64::from(*t)),
+            NodeKey::NewArrayImport(t) => (13, u64::from(*t)),
+            NodeKey::TypeCheckImport { cast, token } => {
+                (14, u64::from(*cast) << 32 | u64::from(*token))
+            }
+            NodeKey::VirtualEntryImport(t) => (15, u64::from(*t)),
+            NodeKey::TypeHandleImport(t) => (16, u64::from(*t)),
+            NodeKey::FieldHandleImport(t) => (17, u64::from(*t)),
+        };
+        rank << 56 | payload
+    }
+}
+
+/// The first 6 bytes of `s`, big-endian, zero-padded: monotone in `s`'s byte order.
+fn string_prefix(s: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let head = &s.as_bytes()[..s.len().min(6)];
+    bytes[2..2 + head.len()].copy_from_slice(head);
+    u64::from_be_bytes(bytes)
 }
 
 /// Which methods are roots.
@@ -1443,6 +1481,11 @@ impl NodeSource for Factory<'_, '_, '_> {
                 let _ = cell.set(result);
             }
         }
+    }
+
+    /// The key's prefix of the derived `Ord` (see [`NodeKey::order_prefix`]).
+    fn order_prefix(&self, key: &NodeKey) -> u64 {
+        key.order_prefix()
     }
 
     fn name(&self, key: &NodeKey) -> String {
@@ -2564,4 +2607,110 @@ fn emit(
         why: Vec::new(),
         diagnostics: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Keys of the variant of declaration rank `rank`; tokens and lookup strings bunched so
+    /// that equal prefixes and shared string heads are common.
+    fn node_key_of(rank: u8) -> impl Strategy<Value = NodeKey> {
+        let token = prop_oneof![0u32..4, Just(u32::MAX), any::<u32>()];
+        let char = prop_oneof![Just('\0'), Just('I'), Just('M'), Just('i'), Just('\u{ff}')];
+        let text = proptest::collection::vec(char, 0..9)
+            .prop_map(|chars| chars.into_iter().collect::<String>());
+        (token, any::<bool>(), text).prop_map(move |(t, cast, s)| match rank {
+            0 => NodeKey::Method(t),
+            1 => NodeKey::NotCompiled(t),
+            2 => NodeKey::MethodEntryImport(t),
+            3 => NodeKey::AsyncVariantEntryImport(t),
+            4 => NodeKey::ImportThunk(t),
+            5 => NodeKey::ResumptionStub(t),
+            6 => NodeKey::PortableEntryPoint(t),
+            7 => NodeKey::R2RToInterpreterThunk(s),
+            8 => NodeKey::InterpreterToR2RThunk(s),
+            9 => NodeKey::InjectStringThunks,
+            10 => NodeKey::StringImport(t),
+            11 => NodeKey::NewObjectImport(t),
+            12 => NodeKey::FieldAddressImport(t),
+            13 => NodeKey::NewArrayImport(t),
+            14 => NodeKey::TypeCheckImport { cast, token: t },
+            15 => NodeKey::VirtualEntryImport(t),
+            16 => NodeKey::TypeHandleImport(t),
+            _ => NodeKey::FieldHandleImport(t),
+        })
+    }
+
+    /// The prefix never contradicts the derived order the analyzer sorts by.
+    fn check(a: &NodeKey, b: &NodeKey) -> Result<(), TestCaseError> {
+        let (pa, pb) = (a.order_prefix(), b.order_prefix());
+        if pa < pb {
+            prop_assert!(a < b, "{a:?} ({pa:#x}) sorts after {b:?} ({pb:#x})");
+        }
+        if a == b {
+            prop_assert_eq!(pa, pb);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn order_prefix_agrees_with_ord_across_variants(
+            (a, b) in (0u8..18, 0u8..18).prop_flat_map(|(x, y)| (node_key_of(x), node_key_of(y)))
+        ) {
+            check(&a, &b)?;
+        }
+
+        #[test]
+        fn order_prefix_agrees_with_ord_within_a_variant(
+            (a, b) in (0u8..18).prop_flat_map(|r| (node_key_of(r), node_key_of(r)))
+        ) {
+            check(&a, &b)?;
+        }
+    }
+
+    #[test]
+    fn order_prefix_ranks_variants_in_declaration_order() {
+        let keys = [
+            NodeKey::Method(u32::MAX),
+            NodeKey::NotCompiled(0),
+            NodeKey::MethodEntryImport(0),
+            NodeKey::AsyncVariantEntryImport(0),
+            NodeKey::ImportThunk(0),
+            NodeKey::ResumptionStub(0),
+            NodeKey::PortableEntryPoint(0),
+            NodeKey::R2RToInterpreterThunk("\u{ff}\u{ff}\u{ff}".into()),
+            NodeKey::InterpreterToR2RThunk(String::new()),
+            NodeKey::InjectStringThunks,
+            NodeKey::StringImport(0),
+            NodeKey::NewObjectImport(0),
+            NodeKey::FieldAddressImport(0),
+            NodeKey::NewArrayImport(0),
+            NodeKey::TypeCheckImport {
+                cast: true,
+                token: u32::MAX,
+            },
+            NodeKey::VirtualEntryImport(0),
+            NodeKey::TypeHandleImport(0),
+            NodeKey::FieldHandleImport(0),
+        ];
+        for pair in keys.windows(2) {
+            assert!(pair[0] < pair[1]);
+            assert!(
+                pair[0].order_prefix() < pair[1].order_prefix(),
+                "{:?} vs {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+        // Strings: a head shared for 6 bytes leaves the order to compare; an earlier byte
+        // decides.
+        let thunk = |s: &str| NodeKey::InterpreterToR2RThunk(s.into()).order_prefix();
+        assert_eq!(thunk("MI(i4)v"), thunk("MI(i4)i"));
+        assert!(thunk("MI(i4)") < thunk("MI(i8)"));
+        // Zero padding ties a string with the same string plus NULs; compare orders them.
+        assert_eq!(thunk("M"), thunk("M\0"));
+    }
 }
