@@ -34,6 +34,8 @@ use crate::{AnalysisError, Dependencies, MarkedNode, NodeId, NodeSource, Reason}
 /// Frontier nodes per expansion task (the unit of work stealing). Large, so that each task's
 /// per-partition buckets are long runs the marking workers read sequentially.
 const CHUNK: usize = 16 * 1024;
+/// Fewest frontier nodes per expansion task.
+const MIN_CHUNK: usize = 1024;
 /// Frontier nodes per sub-step: bounds the memory of bucketed edges in one step (about 48 MiB
 /// with `NoLog` and 8-byte keys). Large, because every sub-step walks every partition's map
 /// once: fewer sub-steps, fewer cold walks.
@@ -520,7 +522,10 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
         loop {
             let end = work.len().min(start + SUB_STEP);
             let slice = &work[start..end];
-            let tasks = slice.len().div_ceil(CHUNK);
+            // Small levels in smaller chunks, so every worker gets some (the edges a partition
+            // sees are in frontier order whatever the chunks: results do not depend on them).
+            let chunk = (slice.len() / (4 * rayon::current_num_threads())).clamp(MIN_CHUNK, CHUNK);
+            let tasks = slice.len().div_ceil(chunk);
             while self.buckets.len() <= tasks {
                 self.buckets.push(Buckets::new());
             }
@@ -529,7 +534,7 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             let (source, parts, phase, reasons) =
                 (self.source, &self.parts, self.phase, &self.reasons);
             slice
-                .par_chunks(CHUNK)
+                .par_chunks(chunk)
                 .zip(self.buckets[..tasks].par_iter_mut())
                 .for_each(|(items, buckets)| {
                     expand::<S, M>(source, parts, reasons, phase, items, buckets)
