@@ -85,8 +85,12 @@ impl NodeSource for Synthetic {
 }
 
 fn crossgraph<M: MarkStrategy>(threads: usize) -> usize {
-    let mut analyzer: Analyzer<'_, Synthetic, M> =
-        Analyzer::new(&Synthetic, AnalyzerOptions::default().with_threads(threads));
+    let mut analyzer: Analyzer<'_, Synthetic, M> = Analyzer::new(
+        &Synthetic,
+        AnalyzerOptions::default()
+            .with_threads(threads)
+            .with_capacity(NODES as usize),
+    );
     for root in roots() {
         analyzer
             .add_root(root, "root")

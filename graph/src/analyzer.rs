@@ -63,6 +63,12 @@ pub struct AnalyzerOptions {
     pub threads: Option<usize>,
     /// Shuffle every work list with this seed (determinism test mode).
     pub shuffle_seed: Option<u64>,
+    /// About how many nodes the analysis will intern: a capacity hint, like
+    /// `HashMap::with_capacity`. Each interning partition reserves its share (plus 1/16)
+    /// up front, so a growing graph neither rehashes the key maps nor moves the keys (NoLog,
+    /// 1,000,000 nodes: ~8 ms of ~145 at 1 thread). Too low costs only that growth again,
+    /// too high the memory reserved.
+    pub capacity: Option<usize>,
 }
 
 impl AnalyzerOptions {
@@ -74,6 +80,7 @@ impl AnalyzerOptions {
             shuffle_seed: std::env::var(DETERMINISM_SEED_VAR)
                 .ok()
                 .and_then(|s| s.trim().parse().ok()),
+            capacity: None,
         }
     }
 
@@ -86,6 +93,13 @@ impl AnalyzerOptions {
     /// These options with the shuffle test mode on.
     pub fn with_shuffle_seed(mut self, seed: u64) -> Self {
         self.shuffle_seed = Some(seed);
+        self
+    }
+
+    /// These options with room reserved for about `nodes` interned nodes (see
+    /// [`capacity`](AnalyzerOptions::capacity)).
+    pub fn with_capacity(mut self, nodes: usize) -> Self {
+        self.capacity = Some(nodes);
         self
     }
 }
@@ -267,12 +281,29 @@ impl<S: NodeSource, M: MarkStrategy> std::fmt::Debug for Analyzer<'_, S, M> {
 impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
     /// An analyzer over `source` with no roots yet.
     pub fn new(source: &'s S, options: AnalyzerOptions) -> Self {
+        // Each partition's share of the capacity hint, plus 1/16 for uneven hashing.
+        let share = options.capacity.map_or(0, |nodes| {
+            let share = nodes.div_ceil(PARTITIONS);
+            share + share / 16
+        });
         Analyzer {
             source,
             shuffler: options.shuffle_seed.map(Shuffler::new),
             options,
-            parts: (0..PARTITIONS).map(Partition::new).collect(),
-            stores: (0..PARTITIONS).map(|_| M::Store::default()).collect(),
+            parts: (0..PARTITIONS)
+                .map(|p| {
+                    let mut part = Partition::new(p);
+                    part.reserve(share);
+                    part
+                })
+                .collect(),
+            stores: (0..PARTITIONS)
+                .map(|_| {
+                    let mut store = M::Store::default();
+                    M::reserve(&mut store, share);
+                    store
+                })
+                .collect(),
             buckets: Vec::new(),
             pending_statics: Vec::new(),
             pending_triggered: Vec::new(),
@@ -590,6 +621,10 @@ impl<'s, S: NodeSource, M: MarkStrategy> Analyzer<'s, S, M> {
             }
         }
 
+        // The next frontier reuses this one's memory.
+        work.clear();
+        debug_assert!(self.frontier.is_empty());
+        self.frontier = work;
         for part in &mut self.parts {
             if M::SAME_LEVEL_REPEATS_ONLY {
                 part.end_level();

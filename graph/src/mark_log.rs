@@ -155,6 +155,8 @@ pub(crate) mod sealed {
             None
         }
         fn replace(_store: &mut Self::Store, _local: u32, _origin: EdgeOrigin) {}
+        /// Makes room in a partition's store for `nodes` more nodes (the capacity hint).
+        fn reserve(_store: &mut Self::Store, _nodes: usize) {}
         /// Builds the log; `order` is the final node order, `id_bound` exceeds every id index.
         fn finish(
             stores: Vec<Self::Store>,
@@ -337,6 +339,9 @@ impl Strategy for FirstMark {
                 None => store.contests.push((local, candidate)),
             }
         }
+    }
+    fn reserve(store: &mut FirstMarkStore, nodes: usize) {
+        store.first.edges.reserve(nodes);
     }
     fn take_contests(store: &mut FirstMarkStore) -> Vec<(u32, EdgeOrigin)> {
         std::mem::take(&mut store.contests)

@@ -91,7 +91,19 @@ impl Index {
 
     #[cold]
     fn grow<K: Hash>(&mut self, keys: &[K]) {
-        let len = (self.slots.len() * 2).max(16);
+        self.rehash(keys, (self.slots.len() * 2).max(16));
+    }
+
+    /// Makes room for `keys` plus `additional` more without growing, reinserting `keys`.
+    fn reserve<K: Hash>(&mut self, keys: &[K], additional: usize) {
+        let len = ((keys.len() + additional) * 4).div_ceil(3) + 1;
+        if len > self.slots.len() {
+            self.rehash(keys, len.next_power_of_two().max(16));
+        }
+    }
+
+    /// A table of `len` slots (a power of two) holding `keys`.
+    fn rehash<K: Hash>(&mut self, keys: &[K], len: usize) {
         self.slots = vec![EMPTY; len];
         let mask = len - 1;
         for (local, key) in keys.iter().enumerate() {
@@ -158,6 +170,20 @@ impl<K: Hash + Eq + Clone, C> Partition<K, C> {
             newly_marked: Vec::new(),
             triggered: Vec::new(),
         }
+    }
+
+    /// Reserves room for `additional` more keys: interning them neither grows the key map
+    /// nor moves the keys.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        if additional == 0 {
+            return;
+        }
+        self.lookup.reserve(&self.keys, additional);
+        self.keys.reserve(additional);
+        let words = (self.keys.len() + additional).div_ceil(64);
+        self.marked.reserve(words.saturating_sub(self.marked.len()));
+        self.marked_late_bits
+            .reserve(words.saturating_sub(self.marked_late_bits.len()));
     }
 
     /// Interns `key` (whose hash is `hash`), returning its local index.
@@ -306,6 +332,27 @@ mod tests {
         assert_eq!(part.keys, keys);
         // At most 3/4 full.
         assert!(part.lookup.slots.len() * 3 >= keys.len() * 4);
+    }
+
+    #[test]
+    fn a_reserved_partition_interns_its_reservation_without_growing() {
+        let mut part: Partition<u64, ()> = Partition::new(2);
+        part.intern(&7, hash_key(&7));
+        part.reserve(10_000);
+        let (slots, keys) = (part.lookup.slots.len(), part.keys.capacity());
+        assert!(slots * 3 >= 10_001 * 4, "{slots} slots");
+        for key in 100..10_100u64 {
+            part.intern(&key, hash_key(&key));
+        }
+        assert_eq!(part.lookup.slots.len(), slots, "the key map grew");
+        assert_eq!(part.keys.capacity(), keys, "the keys moved");
+        assert_eq!(part.find(&7, hash_key(&7)), Some(0));
+        for key in 100..10_100u64 {
+            assert_eq!(part.find(&key, hash_key(&key)), Some((key - 99) as u32));
+        }
+        // Reserving what is already there changes nothing.
+        part.reserve(0);
+        assert_eq!(part.lookup.slots.len(), slots);
     }
 
     #[test]

@@ -32,6 +32,12 @@ fn configurations() -> Vec<AnalyzerOptions> {
             .with_threads(2)
             .with_shuffle_seed(0xC0FF_EE00_D15E_A5E5),
         base.clone().with_threads(2).with_shuffle_seed(u64::MAX),
+        // Capacity hints, too small and generous: room, not results.
+        base.clone().with_threads(2).with_capacity(64),
+        base.clone()
+            .with_threads(4)
+            .with_shuffle_seed(3)
+            .with_capacity(50_000),
     ]
 }
 

@@ -1773,6 +1773,7 @@ fn run<M: MarkStrategy>(
         AnalyzerOptions {
             threads: options.threads,
             shuffle_seed: options.shuffle_seed,
+            capacity: None,
         },
     );
     let root_reason = match options.roots {
