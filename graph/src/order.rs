@@ -63,7 +63,11 @@ pub(crate) fn sorted_marked<S: NodeSource, C: Sync>(
     // Sort (key, id) pairs rather than ids, so comparisons do not chase keys through ids.
     // They are written in place, partition by partition in parallel, into one exactly sized
     // vector (16 bytes a node with 8-byte keys).
-    let mut sorted = vec![filler; total];
+    // Filled in parallel: a serial fill of fresh pages was ~2 ms of a 2-thread finish.
+    let mut sorted: Vec<Pair<S::Key>> = (0..total)
+        .into_par_iter()
+        .map(|_| filler.clone())
+        .collect();
     if min >= max {
         let mut rest = sorted.as_mut_slice();
         let mut slices = Vec::with_capacity(counts.len());
