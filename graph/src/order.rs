@@ -5,8 +5,9 @@
 //! sort. With prefixes, a most-significant-digit radix sort on the prefix's offset from the
 //! least one runs first: one parallel pass of [`DIGIT_BITS`] bits into a second buffer, then,
 //! inside each of its buckets (a few thousand nodes, in cache), a second digit about as wide
-//! as the bucket is long, and `compare` sorts only the few nodes left in each sub-bucket. Equal prefixes stay in one sub-bucket,
-//! so the result is `compare`'s order whatever the prefixes are.
+//! as the bucket is long, and `compare` sorts only the few nodes left in each sub-bucket.
+//! Equal prefixes stay in one sub-bucket, so the result is `compare`'s order whatever the
+//! prefixes are.
 
 use std::cmp::Ordering;
 
@@ -64,10 +65,8 @@ pub(crate) fn sorted_marked<S: NodeSource, C: Sync>(
     // They are written in place, partition by partition in parallel, into one exactly sized
     // vector (16 bytes a node with 8-byte keys).
     // Filled in parallel: a serial fill of fresh pages was ~2 ms of a 2-thread finish.
-    let mut sorted: Vec<Pair<S::Key>> = (0..total)
-        .into_par_iter()
-        .map(|_| filler.clone())
-        .collect();
+    let mut sorted: Vec<Pair<S::Key>> =
+        (0..total).into_par_iter().map(|_| filler.clone()).collect();
     if min >= max {
         let mut rest = sorted.as_mut_slice();
         let mut slices = Vec::with_capacity(counts.len());
