@@ -7,9 +7,10 @@
 //! The [`Analyzer`] interns keys to [`NodeId`]s, marks to a monotone fixed point, runs
 //! [`NodeSource::on_marked`] exactly once per node, and returns the marked nodes in the
 //! source's total order ([`NodeSource::compare`]; a source that also gives a 64-bit
-//! [`order_prefix`](NodeSource::order_prefix) of it gets a radix sort first). The mark strategy ([`NoLog`], [`FirstMark`], [`FullGraph`]) is a type
-//! parameter; logs answer "why is this here?" ([`Analyzer::why`]) and export to DGML
-//! ([`write_dgml`]) and Graphviz ([`write_dot`]).
+//! [`order_prefix`](NodeSource::order_prefix) of it gets a radix sort first). The mark
+//! strategy ([`NoLog`], [`FirstMark`], [`FullGraph`]) is a type parameter; logs answer "why is
+//! this here?" ([`Analyzer::why`]) and export to DGML ([`write_dgml`]) and Graphviz
+//! ([`write_dot`]).
 //!
 //! It knows nothing of .NET or wasm.
 //!

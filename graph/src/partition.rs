@@ -80,11 +80,17 @@ impl Index {
         }
     }
 
+    /// Whether a table of `slots` slots holds `keys` keys: at most 3/4 full.
+    #[inline]
+    fn holds(slots: usize, keys: usize) -> bool {
+        keys * 4 <= slots * 3
+    }
+
     /// Doubles the table (or makes the first one) once `len + 1` keys would fill it past 3/4,
     /// reinserting `keys` in order.
     #[inline]
     fn reserve_one<K: Hash>(&mut self, keys: &[K]) {
-        if (keys.len() + 1) * 4 > self.slots.len() * 3 {
+        if !Self::holds(self.slots.len(), keys.len() + 1) {
             self.grow(keys);
         }
     }
@@ -96,9 +102,13 @@ impl Index {
 
     /// Makes room for `keys` plus `additional` more without growing, reinserting `keys`.
     fn reserve<K: Hash>(&mut self, keys: &[K], additional: usize) {
-        let len = ((keys.len() + additional) * 4).div_ceil(3) + 1;
-        if len > self.slots.len() {
-            self.rehash(keys, len.next_power_of_two().max(16));
+        let wanted = keys.len() + additional;
+        if !Self::holds(self.slots.len(), wanted) {
+            let mut len = self.slots.len().max(16);
+            while !Self::holds(len, wanted) {
+                len *= 2;
+            }
+            self.rehash(keys, len);
         }
     }
 
