@@ -27,7 +27,7 @@ use crate::id::PARTITIONS;
 use crate::mark_log::sealed::{EdgeOrigin, Strategy, id as raw_id};
 use crate::mark_log::{LoggedEdge, MarkLog, MarkStrategy, NONE, NoLog};
 use crate::partition::{Partition, Waiting, hash_key, partition_of};
-use crate::reason::{ReasonCache, Reasons};
+use crate::reason::{ReasonCache, Reasons, RecentReasons};
 use crate::shuffle::Shuffler;
 use crate::{AnalysisError, Dependencies, MarkedNode, NodeId, NodeSource, Reason};
 
@@ -150,9 +150,9 @@ struct Buckets<K, C> {
     deferred: Vec<(u32, NodeId)>,
     deps: Dependencies<K>,
     reason_cache: ReasonCache,
-    /// The reason of the last edge committed and its id: consecutive edges, within a node
-    /// and across nodes, mostly share their reason.
-    last_reason: Option<(Reason, u32)>,
+    /// The two reasons last seen and their ids: consecutive edges, within a node and across
+    /// nodes, mostly alternate between a few reasons.
+    recent_reasons: RecentReasons,
 }
 
 impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
@@ -166,7 +166,7 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
             deferred: Vec::new(),
             deps: Dependencies::default(),
             reason_cache: ReasonCache::default(),
-            last_reason: None,
+            recent_reasons: RecentReasons::default(),
         }
     }
 
@@ -197,14 +197,8 @@ impl<K: Clone + std::hash::Hash, C: Copy> Buckets<K, C> {
         let mut deps = mem::take(&mut self.deps);
         for (target, reason) in deps.statics.drain(..) {
             let reason = if M::LOGS {
-                match self.last_reason {
-                    Some((text, id)) if std::ptr::eq(text, reason) => id,
-                    _ => {
-                        let id = self.reason_cache.id(reasons, reason);
-                        self.last_reason = Some((reason, id));
-                        id
-                    }
-                }
+                self.recent_reasons
+                    .id(reason, |r| self.reason_cache.id(reasons, r))
             } else {
                 0
             };

@@ -96,6 +96,33 @@ impl ReasonCache {
     }
 }
 
+/// The ids of the two reasons last looked up, checked without a data-dependent branch (a
+/// "same as the last edge?" test mispredicts whenever edges alternate between reasons).
+#[derive(Debug, Default)]
+pub(crate) struct RecentReasons {
+    /// `(address, length, id)`; length 0 never matches (the empty text takes the slow way).
+    entries: [(usize, usize, u32); 2],
+}
+
+impl RecentReasons {
+    /// The id of `reason`, from the two entries or else from `slow` (whose answer then
+    /// replaces the entry installed first).
+    #[inline(always)]
+    pub(crate) fn id(&mut self, reason: Reason, slow: impl FnOnce(Reason) -> u32) -> u32 {
+        let (at, len) = (reason.as_ptr() as usize, reason.len());
+        let [a, b] = self.entries;
+        let hit_a = a.0 == at && a.1 == len;
+        let hit_b = b.0 == at && b.1 == len;
+        if (hit_a | hit_b) && len != 0 {
+            // Both entries' ids are loaded; the hit picks one (a conditional move).
+            return if hit_a { a.2 } else { b.2 };
+        }
+        let id = slow(reason);
+        self.entries = [(at, len, id), a];
+        id
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +138,29 @@ mod tests {
         assert_eq!(reasons.id(field), b);
         assert_eq!((a, b), (0, 1));
         assert_eq!(reasons.names(), vec![call, field]);
+    }
+
+    #[test]
+    fn recent_reasons_answer_from_two_entries_and_ask_on_a_miss() {
+        let mut recent = RecentReasons::default();
+        let mut asked = Vec::new();
+        let mut id = |recent: &mut RecentReasons, reason: Reason| {
+            recent.id(reason, |r| {
+                asked.push(r);
+                r.len() as u32
+            })
+        };
+        // Alternating between two reasons asks once for each.
+        for reason in ["call", "hot", "call", "hot", "call"] {
+            assert_eq!(id(&mut recent, reason), reason.len() as u32);
+        }
+        // A third evicts the entry installed first ("call"); the empty text is never cached.
+        assert_eq!(id(&mut recent, "field"), 5);
+        assert_eq!(id(&mut recent, "hot"), 3);
+        assert_eq!(id(&mut recent, "call"), 4);
+        assert_eq!(id(&mut recent, ""), 0);
+        assert_eq!(id(&mut recent, ""), 0);
+        assert_eq!(asked, ["call", "hot", "field", "call", "", ""]);
     }
 
     #[test]
