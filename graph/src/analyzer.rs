@@ -150,8 +150,8 @@ struct Buckets<K, C> {
     deferred: Vec<(u32, NodeId)>,
     deps: Dependencies<K>,
     reason_cache: ReasonCache,
-    /// The two reasons last seen and their ids: consecutive edges, within a node and across
-    /// nodes, mostly alternate between a few reasons.
+    /// The ids of the two reasons most recently fetched from `reason_cache`: consecutive
+    /// edges, within a node and across nodes, mostly alternate between a few reasons.
     recent_reasons: RecentReasons,
 }
 
