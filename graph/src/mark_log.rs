@@ -214,37 +214,42 @@ impl Strategy for NoLog {
     fn finish(_stores: Vec<()>, _order: &[NodeId], _id_bound: usize, _names: Vec<Reason>) {}
 }
 
-/// What a first-mark edge carries while marking, and what the log keeps per node: its
-/// source and, packed in one word, 16 bits of the source key's hash (high half) and the reason
-/// id (low half). A condition, when there is one, is kept beside it.
+/// What a first-mark edge carries while marking, and what the log keeps per node: its source
+/// (low 32 bits) and a word of 16 bits of the source key's hash above the 16-bit reason id
+/// (high 32 bits). A condition, when there is one, is kept beside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[doc(hidden)]
 pub struct FirstMarkCarry {
-    source: u32,
-    hash_reason: u32,
+    /// One `u64` rather than two `u32`s: a bucket entry is then written with two stores (key,
+    /// carry), not three (FirstMark ~2 ms faster at 2 threads, ~3-5 ms at 1).
+    bits: u64,
 }
 
 impl FirstMarkCarry {
     /// No edge: the node is not marked (a root's word is below 2^16).
-    const UNMARKED: FirstMarkCarry = FirstMarkCarry {
-        source: NONE,
-        hash_reason: u32::MAX,
-    };
+    const UNMARKED: FirstMarkCarry = FirstMarkCarry::new(NONE, u32::MAX);
 
-    /// The carry of `origin` (its condition left out).
-    fn of(origin: &EdgeOrigin) -> FirstMarkCarry {
+    #[inline(always)]
+    const fn new(source: u32, hash_reason: u32) -> FirstMarkCarry {
         FirstMarkCarry {
-            source: origin.source,
-            hash_reason: origin.source_hash << 16 | origin.reason,
+            bits: (hash_reason as u64) << 32 | source as u64,
         }
     }
 
+    /// The carry of `origin` (its condition left out).
+    #[inline(always)]
+    fn of(origin: &EdgeOrigin) -> FirstMarkCarry {
+        FirstMarkCarry::new(origin.source, origin.source_hash << 16 | origin.reason)
+    }
+
+    #[inline(always)]
     fn origin(self, condition: u32) -> EdgeOrigin {
+        let hash_reason = (self.bits >> 32) as u32;
         EdgeOrigin {
-            source: self.source,
+            source: self.bits as u32,
             condition,
-            source_hash: self.hash_reason >> 16,
-            reason: self.hash_reason & 0xffff,
+            source_hash: hash_reason >> 16,
+            reason: hash_reason & 0xffff,
         }
     }
 }
