@@ -434,11 +434,31 @@ pub struct FullOrigin {
     reason: u32,
 }
 
-/// Full-graph storage of one partition: every edge into the partition's nodes.
+/// An edge as the full-graph store keeps it while marking: 12 bytes (a condition, rare, is
+/// kept aside in [`FullGraphStore::conditions`]).
+#[derive(Clone, Copy, Debug)]
+struct StoredEdge {
+    /// Local index of the target in the store's partition.
+    target: u32,
+    source: u32,
+    reason: u32,
+}
+
+/// Full-graph storage of one partition: every edge into the partition's nodes, in marking
+/// order.
 #[derive(Debug, Default)]
 #[doc(hidden)]
 pub struct FullGraphStore {
-    edges: Vec<(u32, FullOrigin)>,
+    edges: Vec<StoredEdge>,
+    /// `(index in edges, condition)` of the edges a condition enabled, ascending.
+    conditions: Vec<(u32, u32)>,
+}
+
+/// An incoming edge in [`IncomingRows`]: 8 bytes (its condition, if any, kept aside).
+#[derive(Clone, Copy, Debug)]
+struct RowEdge {
+    source: u32,
+    reason: u32,
 }
 
 /// Incoming edges of one partition's nodes, grouped by target (compressed rows).
@@ -446,48 +466,88 @@ pub struct FullGraphStore {
 struct IncomingRows {
     /// `offsets[local]..offsets[local + 1]` indexes `edges`.
     offsets: Vec<u32>,
-    edges: Vec<FullOrigin>,
+    edges: Vec<RowEdge>,
+    /// `(index in edges, condition)` of the edges a condition enabled, ascending.
+    conditions: Vec<(u32, u32)>,
 }
 
 impl IncomingRows {
-    /// Counting sort of the partition's edges by target.
+    /// Counting sort of the partition's edges by target (stable: a row keeps marking order).
     fn build(store: FullGraphStore) -> Self {
         let locals = store
             .edges
             .iter()
-            .map(|&(t, _)| t as usize + 1)
+            .map(|e| e.target as usize + 1)
             .max()
             .unwrap_or(0);
         let mut offsets = vec![0u32; locals + 1];
-        for &(t, _) in &store.edges {
-            offsets[t as usize + 1] += 1;
+        for e in &store.edges {
+            offsets[e.target as usize + 1] += 1;
         }
         for i in 1..offsets.len() {
             offsets[i] += offsets[i - 1];
         }
         let mut next = offsets.clone();
-        let filler = FullOrigin {
+        let filler = RowEdge {
             source: NONE,
-            condition: NONE,
             reason: 0,
         };
         let mut edges = vec![filler; store.edges.len()];
-        for (t, origin) in store.edges {
-            let slot = &mut next[t as usize];
-            edges[*slot as usize] = origin;
-            *slot += 1;
+        // Edges between two conditioned ones move in a tight loop; a conditioned edge's
+        // condition follows it to its slot.
+        fn scatter(from: &[StoredEdge], next: &mut [u32], edges: &mut [RowEdge]) {
+            for e in from {
+                let slot = &mut next[e.target as usize];
+                edges[*slot as usize] = RowEdge {
+                    source: e.source,
+                    reason: e.reason,
+                };
+                *slot += 1;
+            }
         }
-        IncomingRows { offsets, edges }
+        let mut conditions = Vec::with_capacity(store.conditions.len());
+        let mut from = 0;
+        for &(at, condition) in &store.conditions {
+            let at = at as usize;
+            scatter(&store.edges[from..at], &mut next, &mut edges);
+            conditions.push((next[store.edges[at].target as usize], condition));
+            scatter(&store.edges[at..=at], &mut next, &mut edges);
+            from = at + 1;
+        }
+        scatter(&store.edges[from..], &mut next, &mut edges);
+        conditions.sort_unstable();
+        IncomingRows {
+            offsets,
+            edges,
+            conditions,
+        }
     }
 
-    fn row(&self, local: u32) -> &[FullOrigin] {
-        match (
+    /// The edges into `local`, in marking order.
+    fn row(&self, local: u32) -> impl Iterator<Item = FullOrigin> + '_ {
+        let (start, end) = match (
             self.offsets.get(local as usize),
             self.offsets.get(local as usize + 1),
         ) {
-            (Some(&a), Some(&b)) => &self.edges[a as usize..b as usize],
-            _ => &[],
-        }
+            (Some(&a), Some(&b)) => (a, b),
+            _ => (0, 0),
+        };
+        let first = self.conditions.partition_point(|&(at, _)| at < start);
+        let mut conditions = self.conditions[first..]
+            .iter()
+            .take_while(move |&&(at, _)| at < end)
+            .peekable();
+        (start..end).map(move |at| {
+            let e = self.edges[at as usize];
+            let condition = conditions
+                .next_if(|&&(c, _)| c == at)
+                .map_or(NONE, |&(_, condition)| condition);
+            FullOrigin {
+                source: e.source,
+                condition,
+                reason: e.reason,
+            }
+        })
     }
 }
 
@@ -524,12 +584,14 @@ impl Strategy for FullGraph {
         condition: u32,
         _names: &[Reason],
     ) {
-        let origin = FullOrigin {
+        if condition != NONE {
+            store.conditions.push((store.edges.len() as u32, condition));
+        }
+        store.edges.push(StoredEdge {
+            target: target.local(),
             source: c.source,
-            condition,
             reason: c.reason,
-        };
-        store.edges.push((target.local(), origin));
+        });
     }
     fn finish(
         stores: Vec<FullGraphStore>,
@@ -571,10 +633,11 @@ pub struct FullGraphLog {
 }
 
 impl FullGraphLog {
-    fn row(&self, node: NodeId) -> &[FullOrigin] {
+    fn row(&self, node: NodeId) -> impl Iterator<Item = FullOrigin> + '_ {
         self.rows
             .get(node.partition())
-            .map_or(&[], |rows| rows.row(node.local()))
+            .into_iter()
+            .flat_map(move |rows| rows.row(node.local()))
     }
 
     fn rank(&self, node: NodeId) -> Option<u32> {
@@ -618,7 +681,6 @@ impl FullGraphLog {
             for &node in &self.order {
                 let mut reasons: Vec<Reason> = self
                     .row(node)
-                    .iter()
                     .filter(|o| o.source == NONE)
                     .map(|o| self.names[o.reason as usize])
                     .collect();
@@ -635,7 +697,6 @@ impl FullGraphLog {
     pub fn edges_into(&self, node: NodeId) -> Vec<LoggedEdge> {
         let mut edges: Vec<LoggedEdge> = self
             .row(node)
-            .iter()
             .map(|o| LoggedEdge {
                 source: opt_id(o.source),
                 condition: opt_id(o.condition),
@@ -698,5 +759,47 @@ impl MarkLog for FullGraphLog {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incoming_rows_group_edges_by_target_with_their_conditions() {
+        // (target, source, reason, condition), in marking order.
+        let marked: [(u32, u32, u32, u32); 7] = [
+            (2, 10, 0, NONE),
+            (0, 11, 1, 40),
+            (2, 12, 2, 41),
+            (1, 13, 3, NONE),
+            (0, 14, 4, NONE),
+            (2, 15, 5, 42),
+            (0, 16, 6, 43),
+        ];
+        let mut store = FullGraphStore::default();
+        for (target, source, reason, condition) in marked {
+            FullGraph::record(
+                &mut store,
+                NodeId::from_parts(0, target),
+                false,
+                FullGraphCarry { source, reason },
+                condition,
+                &[],
+            );
+        }
+        assert_eq!(store.edges.len(), 7);
+        assert_eq!(store.conditions, [(1, 40), (2, 41), (5, 42), (6, 43)]);
+        let rows = IncomingRows::build(store);
+        let row = |local| -> Vec<(u32, u32, u32)> {
+            rows.row(local)
+                .map(|o| (o.source, o.reason, o.condition))
+                .collect()
+        };
+        assert_eq!(row(0), [(11, 1, 40), (14, 4, NONE), (16, 6, 43)]);
+        assert_eq!(row(1), [(13, 3, NONE)]);
+        assert_eq!(row(2), [(10, 0, NONE), (12, 2, 41), (15, 5, 42)]);
+        assert_eq!(row(3), []);
     }
 }
