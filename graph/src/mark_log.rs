@@ -236,6 +236,18 @@ impl FirstMarkCarry {
         }
     }
 
+    /// The edge's source, `NONE` for a root edge.
+    #[inline(always)]
+    fn source(self) -> u32 {
+        self.bits as u32
+    }
+
+    /// The 16 bits of the source key's hash that order first-mark contests.
+    #[inline(always)]
+    fn source_hash(self) -> u64 {
+        self.bits >> 48
+    }
+
     /// The carry of `origin` (its condition left out).
     #[inline(always)]
     fn of(origin: &EdgeOrigin) -> FirstMarkCarry {
@@ -345,8 +357,8 @@ impl Strategy for FirstMark {
             // a select rather than a branch: which edge wins is a coin toss the branch
             // predictor loses ~40% of the time (this bench: ~810 K such edges a run).
             let best = *slot;
-            let (candidate_hash, best_hash) = (c.bits >> 48, best.bits >> 48);
-            if c.bits as u32 != NONE && best.bits as u32 != NONE && candidate_hash != best_hash {
+            let (candidate_hash, best_hash) = (c.source_hash(), best.source_hash());
+            if c.source() != NONE && best.source() != NONE && candidate_hash != best_hash {
                 *slot = if candidate_hash < best_hash { c } else { best };
                 return;
             }
